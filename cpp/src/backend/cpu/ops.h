@@ -1,0 +1,36 @@
+// The numeric ops of the CPU backend (fp32). Row-major throughout; `rows` are tokens.
+// Each op has one job and checks nothing: the engine validates sizes before calling.
+#pragma once
+#include <cstdint>
+
+namespace celer::cpu {
+
+// y (M, N) = x (M, K) @ w (N, K)^T, or y += ... when accumulate. Threaded over N.
+void matmul_nt(float* y, const float* x, const float* w, int64_t M, int64_t K, int64_t N, bool accumulate = false);
+// The same, one dot product at a time: the reference the tests hold the fast one to.
+void matmul_nt_naive(float* y, const float* x, const float* w, int64_t M, int64_t K, int64_t N, bool accumulate = false);
+
+// out (rows, H) = x * rsqrt(mean(x^2) + eps) * weight
+void rmsnorm(float* out, const float* x, const float* weight, int64_t rows, int64_t H, float eps);
+
+// Rotate-half RoPE in place on x (rows, heads * D); row r is at position pos[r].
+// cos/sin tables are (max_pos, D).
+void rope(float* x, int64_t rows, int64_t heads, int64_t D, const int64_t* pos, const float* cos, const float* sin);
+
+// out = silu(gate) * up, elementwise over n values.
+void swiglu(float* out, const float* gate, const float* up, int64_t n);
+
+// out (rows, H) = table[ids[r]]
+void embedding(float* out, const float* table, const int64_t* ids, int64_t rows, int64_t H);
+
+// Causal attention of one query head over one sequence's keys.
+//   q:   (Sq, D) rows with stride q_stride;   out: (Sq, D) rows with stride out_stride
+//   k,v: (Sk, D) rows with stride kv_stride (key j is at position j)
+//   q_pos[i]: position of query i; it attends to keys j <= q_pos[i] with key_valid[j] != 0
+//   (key_valid null: all valid). A query with no key gets zeros.
+//   scratch: Sk floats.
+void attention_head(float* out, int64_t out_stride, const float* q, int64_t q_stride, const float* k,
+                    const float* v, int64_t kv_stride, int64_t Sq, int64_t Sk, int64_t D, const int64_t* q_pos,
+                    const uint8_t* key_valid, float* scratch);
+
+}  // namespace celer::cpu

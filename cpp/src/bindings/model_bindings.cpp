@@ -1,0 +1,104 @@
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include "bindings/numpy_tensor.h"
+#include "forward.h"
+#include "io/safetensors.h"
+#include "io/seed_json.h"
+#include "model.h"
+
+namespace py = pybind11;
+
+namespace celer::py_bind {
+
+using ModelPtr = std::shared_ptr<Model>;
+
+void bind_model(py::module_& m) {
+  py::class_<Model, ModelPtr>(m, "Model", "Weights and config of a model (C++ side; see celerinfer.Model).")
+      .def_property_readonly("config", [](const Model& self) { return self.config; })
+      .def_property_readonly("input_ids", [](const Model& self) { return numpy_or_none(self.input_ids); })
+      .def_property_readonly("attention_mask", [](const Model& self) { return numpy_or_none(self.attention_mask); })
+      .def_property_readonly("rope",
+                             [](const Model& self) -> py::object {
+                               if (self.rope_cos.empty()) return py::none();
+                               return py::make_tuple(numpy_from_tensor(self.rope_cos, false),
+                                                     numpy_from_tensor(self.rope_sin, false));
+                             })
+      .def(
+          "set_inputs",
+          [](Model& self, py::object input_ids, py::object attention_mask) {
+            Tensor ids = input_ids.is_none() ? Tensor() : tensor_from_numpy(input_ids, "input_ids");
+            Tensor mask = attention_mask.is_none() ? Tensor() : tensor_from_numpy(attention_mask, "attention_mask");
+            if (!ids.empty()) check_tokens(self.config, ids, &mask);
+            self.input_ids = std::move(ids);
+            self.attention_mask = std::move(mask);
+          },
+          py::arg("input_ids"), py::arg("attention_mask") = py::none())
+      .def(
+          "state_dict",
+          [](Model& self) {
+            py::dict out;
+            for (const WeightSlot& slot : weight_slots(self)) out[py::str(slot.name)] = numpy_from_tensor(*slot.tensor, false);
+            return out;
+          },
+          "Hugging Face name -> read-only float32 numpy view of the weight (no copy).")
+      .def(
+          "forward",
+          [](const Model& self, const py::array& input_ids, py::object attention_mask) {
+            Tensor ids = tensor_from_numpy(input_ids, "input_ids");
+            Tensor mask = attention_mask.is_none() ? Tensor() : tensor_from_numpy(attention_mask, "attention_mask");
+            Tensor logits;
+            {
+              py::gil_scoped_release release;
+              logits = forward(self, ids, &mask);
+            }
+            return numpy_from_tensor(logits);
+          },
+          py::arg("input_ids"), py::arg("attention_mask") = py::none())
+      .def(
+          "save_seed_json",
+          [](const Model& self, const std::string& path) {
+            py::gil_scoped_release release;
+            save_seed_json(self, path);
+          },
+          py::arg("path"))
+      .def(
+          "save_safetensors",
+          [](const Model& self, const std::string& path) {
+            py::gil_scoped_release release;
+            save_safetensors_model(self, path);
+          },
+          py::arg("path"));
+
+  m.def(
+      "random_model",
+      [](const ModelConfig& config, uint64_t seed) {
+        py::gil_scoped_release release;
+        return std::make_shared<Model>(random_model(config, seed));
+      },
+      py::arg("config"), py::arg("seed") = 0);
+  m.def(
+      "load_seed_json",
+      [](const std::string& path) {
+        py::gil_scoped_release release;
+        return std::make_shared<Model>(load_seed_json(path));
+      },
+      py::arg("path"));
+  m.def(
+      "load_safetensors",
+      [](const std::string& path) {
+        py::gil_scoped_release release;
+        return std::make_shared<Model>(load_safetensors_model(path));
+      },
+      py::arg("path"));
+  m.def(
+      "random_tokens",
+      [](int64_t batch, int64_t seq_len, int64_t vocab_size, uint64_t seed) {
+        return numpy_from_tensor(random_tokens(batch, seq_len, vocab_size, seed));
+      },
+      py::arg("batch"), py::arg("seq_len"), py::arg("vocab_size"), py::arg("seed") = 0,
+      "Deterministic random token ids in [0, vocab_size), int32 (batch, seq_len).");
+}
+
+}  // namespace celer::py_bind

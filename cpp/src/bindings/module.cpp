@@ -1,0 +1,55 @@
+// celerinfer._core: the C++ engine. One small file per class, registered here.
+#include <pybind11/pybind11.h>
+
+#include "bindings/numpy_tensor.h"
+#include "error.h"
+#include "io/npy.h"
+#include "threadpool.h"
+
+namespace py = pybind11;
+
+namespace celer::py_bind {
+void bind_config(py::module_& m);
+void bind_model(py::module_& m);
+}  // namespace celer::py_bind
+
+PYBIND11_MODULE(_core, m) {
+  using namespace celer;
+  m.doc() = "celerinfer C++ engine";
+
+  // Exceptions: FormatError is a ValueError subclass; IOError becomes OSError.
+  static py::exception<FormatError> format_error(m, "FormatError", PyExc_ValueError);
+  py::register_exception_translator([](std::exception_ptr p) {
+    try {
+      if (p) std::rethrow_exception(p);
+    } catch (const FormatError& e) {
+      py::set_error(format_error, e.what());
+    } catch (const celer::ValueError& e) {
+      py::set_error(PyExc_ValueError, e.what());
+    } catch (const celer::IOError& e) {
+      py::set_error(PyExc_OSError, e.what());
+    }
+  });
+
+  py_bind::bind_config(m);
+  py_bind::bind_model(m);
+
+  m.def("set_num_threads", &set_num_threads, py::arg("n"),
+        "Threads for the C++ engine (n <= 0: CELER_NUM_THREADS or all CPUs).");
+  m.def("get_num_threads", &get_num_threads);
+  m.def(
+      "save_npy",
+      [](const std::string& path, const py::array& array) {
+        Tensor t = py_bind::tensor_from_numpy(array, "array");
+        py::gil_scoped_release release;
+        save_npy(path, t);
+      },
+      py::arg("path"), py::arg("array"));
+  m.def(
+      "load_npy", [](const std::string& path) { return py_bind::numpy_from_tensor(load_npy(path)); }, py::arg("path"));
+#ifdef CELER_WITH_CUDA
+  m.attr("built_with_cuda") = true;
+#else
+  m.attr("built_with_cuda") = false;
+#endif
+}

@@ -1,0 +1,28 @@
+// Exceptions the core throws. The bindings map each to a Python exception class, so a bad
+// file or argument becomes a clear Python error instead of a crash.
+#pragma once
+#include <stdexcept>
+#include <string>
+
+namespace celer {
+
+// Bad argument or configuration (Python: ValueError / celerinfer.ConfigError).
+struct ValueError : std::invalid_argument {
+  using std::invalid_argument::invalid_argument;
+};
+// Malformed or inconsistent file contents (Python: celerinfer.FormatError, a ValueError).
+struct FormatError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+// The file system said no: missing file, permission, short write (Python: OSError).
+struct IOError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+// Throw E with the message when the condition is false.
+template <class E = ValueError>
+inline void require(bool ok, const std::string& message) {
+  if (!ok) throw E(message);
+}
+
+}  // namespace celer

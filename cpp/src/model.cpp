@@ -1,0 +1,144 @@
+#include "model.h"
+
+#include <cmath>
+#include <cstring>
+
+#include "error.h"
+#include "rng.h"
+
+namespace celer {
+
+std::vector<WeightSlot> weight_slots(Model& model) {
+  const ModelConfig& c = model.config;
+  const int64_t h = c.hidden_size, q = c.q_dim(), kv = c.kv_dim(), inter = c.intermediate_size;
+  model.layers.resize(size_t(c.num_hidden_layers));
+  std::vector<WeightSlot> slots = {
+      {"model.embed_tokens.weight", {c.vocab_size, h}, &model.embed_tokens},
+      {"model.norm.weight", {h}, &model.norm},
+  };
+  if (!c.tie_word_embeddings) slots.push_back({"lm_head.weight", {c.vocab_size, h}, &model.lm_head});
+  for (size_t i = 0; i < model.layers.size(); ++i) {
+    LayerWeights& L = model.layers[i];
+    const std::string p = "model.layers." + std::to_string(i) + ".";
+    slots.insert(slots.end(), {
+        {p + "input_layernorm.weight", {h}, &L.input_layernorm},
+        {p + "self_attn.q_proj.weight", {q, h}, &L.q_proj},
+        {p + "self_attn.k_proj.weight", {kv, h}, &L.k_proj},
+        {p + "self_attn.v_proj.weight", {kv, h}, &L.v_proj},
+        {p + "self_attn.o_proj.weight", {h, q}, &L.o_proj},
+        {p + "post_attention_layernorm.weight", {h}, &L.post_attention_layernorm},
+        {p + "mlp.gate_proj.weight", {inter, h}, &L.gate_proj},
+        {p + "mlp.up_proj.weight", {inter, h}, &L.up_proj},
+        {p + "mlp.down_proj.weight", {h, inter}, &L.down_proj},
+    });
+  }
+  return slots;
+}
+
+namespace {
+void require_shape(const Tensor& t, const Shape& expected, const std::string& name) {
+  require<FormatError>(!t.empty(), "missing tensor '" + name + "'");
+  require<FormatError>(t.shape == expected, "tensor '" + name + "' has shape " + shape_str(t.shape) +
+                                                " but the config implies " + shape_str(expected));
+}
+
+bool is_integer(DType d) { return d == DType::I32 || d == DType::I64; }
+}  // namespace
+
+void validate_model(Model& model) {
+  try {
+    model.config.resolve();
+  } catch (const ValueError& e) {
+    throw FormatError(e.what());
+  }
+  for (const WeightSlot& slot : weight_slots(model)) {
+    require_shape(*slot.tensor, slot.shape, slot.name);
+    require<FormatError>(slot.tensor->dtype == DType::F32,
+                         "tensor '" + slot.name + "' must be float32, got " + dtype_name(slot.tensor->dtype));
+  }
+  const ModelConfig& c = model.config;
+  if (!model.rope_cos.empty() || !model.rope_sin.empty()) {
+    for (auto [t, name] : {std::pair{&model.rope_cos, "rope.cos"}, std::pair{&model.rope_sin, "rope.sin"}}) {
+      require_shape(*t, {c.max_position_embeddings, c.head_dim()}, name);
+      require<FormatError>(t->dtype == DType::F32, std::string(name) + " must be float32");
+    }
+  }
+  if (!model.input_ids.empty()) {
+    const Tensor& ids = model.input_ids;
+    require<FormatError>(ids.shape.size() == 2 && is_integer(ids.dtype),
+                         "inputs.input_ids must be a 2-D int32/int64 tensor, got " + dtype_name(ids.dtype) +
+                             " " + shape_str(ids.shape));
+    if (!model.attention_mask.empty())
+      require<FormatError>(model.attention_mask.shape == ids.shape,
+                           "inputs.attention_mask has shape " + shape_str(model.attention_mask.shape) +
+                               " but input_ids has " + shape_str(ids.shape));
+  }
+}
+
+namespace {
+// Fills `t` with uniform values on [-bound, bound): float(k) * (bound / 2^23), one rounding,
+// so the bytes are the same on every machine (no FMA contraction can apply).
+void fill_uniform(Tensor& t, float bound, uint64_t seed, const std::string& name) {
+  SplitMix64 rng(stream_seed(seed, name.c_str()));
+  const float step = bound / float(1 << 23);
+  float* p = t.f32();
+  for (int64_t i = 0, n = t.numel(); i < n; ++i) p[i] = float(int32_t(rng.next() >> 40) - (1 << 23)) * step;
+}
+// Norm weights near 1: 1 + k * 2^-26 (k*2^-26 is exact; |noise| < 0.125).
+void fill_norm(Tensor& t, uint64_t seed, const std::string& name) {
+  SplitMix64 rng(stream_seed(seed, name.c_str()));
+  float* p = t.f32();
+  for (int64_t i = 0, n = t.numel(); i < n; ++i)
+    p[i] = 1.0f + float(int32_t(rng.next() >> 40) - (1 << 23)) * (1.0f / float(1 << 26));
+}
+}  // namespace
+
+Model random_model(ModelConfig config, uint64_t seed) {
+  config.resolve();
+  check_allocation(uint64_t(config.num_parameters()) * 4, "a random model with " + config.to_string());
+  Model model;
+  model.config = config;
+  for (const WeightSlot& slot : weight_slots(model)) {
+    *slot.tensor = Tensor::zeros(DType::F32, slot.shape);
+    if (slot.shape.size() == 1) {
+      fill_norm(*slot.tensor, seed, slot.name);
+    } else if (slot.name == "model.embed_tokens.weight") {
+      fill_uniform(*slot.tensor, std::sqrt(3.0f), seed, slot.name);  // std 1, like nn.Embedding
+    } else {  // like nn.Linear's default: U(-1/sqrt(in), 1/sqrt(in))
+      fill_uniform(*slot.tensor, 1.0f / std::sqrt(float(slot.shape[1])), seed, slot.name);
+    }
+  }
+  return model;
+}
+
+Tensor random_tokens(int64_t batch, int64_t seq_len, int64_t vocab_size, uint64_t seed) {
+  require(batch >= 1 && seq_len >= 1, "random_tokens: batch and seq_len must be >= 1");
+  require(vocab_size >= 1, "random_tokens: vocab_size must be >= 1");
+  check_allocation(uint64_t(checked_numel({batch, seq_len})) * 4, "random token ids");
+  Tensor t = Tensor::zeros(DType::I32, {batch, seq_len});
+  SplitMix64 rng(stream_seed(seed, "input_ids"));
+  int32_t* p = t.as<int32_t>();
+  for (int64_t i = 0; i < batch * seq_len; ++i) p[i] = int32_t(rng.below(uint64_t(vocab_size)));
+  return t;
+}
+
+void rope_tables(const ModelConfig& c, Tensor& cos, Tensor& sin, int64_t num_positions) {
+  const int64_t D = c.head_dim(), half = D / 2, P = num_positions < 0 ? c.max_position_embeddings : num_positions;
+  cos = Tensor::zeros(DType::F32, {P, D});
+  sin = Tensor::zeros(DType::F32, {P, D});
+  std::vector<float> inv_freq(static_cast<size_t>(half));
+  for (int64_t i = 0; i < half; ++i) inv_freq[i] = float(1.0 / std::pow(c.rope_theta, double(2 * i) / double(D)));
+  // The angle is rounded to float as torch/HF compute it (float32 outer product), then cos/sin
+  // are taken in double: this matches their float32 tables to an ulp even at long positions.
+  for (int64_t p = 0; p < P; ++p) {
+    float* cr = cos.f32() + p * D;
+    float* sr = sin.f32() + p * D;
+    for (int64_t i = 0; i < half; ++i) {
+      float angle = float(p) * inv_freq[i];
+      cr[i] = cr[i + half] = float(std::cos(double(angle)));
+      sr[i] = sr[i + half] = float(std::sin(double(angle)));
+    }
+  }
+}
+
+}  // namespace celer

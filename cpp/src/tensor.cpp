@@ -1,0 +1,175 @@
+#include "tensor.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <limits>
+
+#include "error.h"
+
+namespace celer {
+
+size_t dtype_size(DType dtype) {
+  switch (dtype) {
+    case DType::F32: case DType::I32: return 4;
+    case DType::F16: case DType::BF16: return 2;
+    case DType::F64: case DType::I64: return 8;
+    case DType::I8: case DType::U8: case DType::BOOL: return 1;
+  }
+  return 0;
+}
+
+namespace {
+const struct { DType dtype; const char* name; } kDTypeNames[] = {
+    {DType::F32, "float32"}, {DType::F16, "float16"}, {DType::BF16, "bfloat16"},
+    {DType::F64, "float64"}, {DType::I8, "int8"},     {DType::I32, "int32"},
+    {DType::I64, "int64"},   {DType::U8, "uint8"},    {DType::BOOL, "bool"},
+};
+}  // namespace
+
+std::string dtype_name(DType dtype) {
+  for (auto& e : kDTypeNames)
+    if (e.dtype == dtype) return e.name;
+  return "unknown";
+}
+
+DType dtype_from_name(const std::string& name) {
+  for (auto& e : kDTypeNames)
+    if (name == e.name) return e.dtype;
+  throw FormatError("unknown dtype '" + name + "'");
+}
+
+std::string shape_str(const Shape& shape) {
+  std::string s = "(";
+  for (size_t i = 0; i < shape.size(); ++i) {
+    if (i) s += ", ";
+    s += std::to_string(shape[i]);
+  }
+  return s + (shape.size() == 1 ? ",)" : ")");
+}
+
+int64_t checked_numel(const Shape& shape) {
+  int64_t n = 1;
+  for (int64_t d : shape) {
+    if (d < 0) throw FormatError("negative dimension in shape " + shape_str(shape));
+    if (d != 0 && n > std::numeric_limits<int64_t>::max() / 8 / d)
+      throw FormatError("shape " + shape_str(shape) + " is too large");
+    n *= d;
+  }
+  return n;
+}
+
+int64_t Tensor::numel() const { return checked_numel(shape); }
+
+float* Tensor::f32() {
+  require(dtype == DType::F32, "expected a float32 tensor, got " + dtype_name(dtype));
+  return static_cast<float*>(data);
+}
+const float* Tensor::f32() const { return const_cast<Tensor*>(this)->f32(); }
+
+Tensor Tensor::zeros(DType dtype, Shape shape) {
+  Tensor t;
+  t.dtype = dtype;
+  t.shape = std::move(shape);
+  size_t bytes = std::max<size_t>(t.nbytes(), 1);
+  size_t rounded = (bytes + 63) / 64 * 64;
+  void* p = std::aligned_alloc(64, rounded);
+  if (!p) throw ValueError("out of memory allocating " + std::to_string(bytes) + " bytes");
+  std::memset(p, 0, rounded);
+  t.owner = std::shared_ptr<void>(p, std::free);
+  t.data = p;
+  return t;
+}
+
+Tensor Tensor::view(DType dtype, Shape shape, void* data, std::shared_ptr<void> owner) {
+  Tensor t;
+  t.dtype = dtype;
+  t.shape = std::move(shape);
+  t.data = data;
+  t.owner = std::move(owner);
+  return t;
+}
+
+float f16_to_f32(uint16_t h) {
+  uint32_t sign = uint32_t(h & 0x8000) << 16, exp = (h >> 10) & 0x1f, mant = h & 0x3ff, bits;
+  if (exp == 0x1f) {
+    bits = sign | 0x7f800000u | (mant << 13);  // Inf / NaN
+  } else if (exp != 0) {
+    bits = sign | ((exp + 112) << 23) | (mant << 13);
+  } else if (mant == 0) {
+    bits = sign;
+  } else {  // subnormal: normalise
+    int e = -1;
+    do { ++e; mant <<= 1; } while (!(mant & 0x400));
+    bits = sign | uint32_t(112 - e) << 23 | ((mant & 0x3ff) << 13);
+  }
+  float f;
+  std::memcpy(&f, &bits, 4);
+  return f;
+}
+
+uint16_t f32_to_f16(float f) {
+  uint32_t x;
+  std::memcpy(&x, &f, 4);
+  uint32_t sign = (x >> 16) & 0x8000, absx = x & 0x7fffffffu;
+  if (absx >= 0x7f800000u) return uint16_t(sign | 0x7c00 | (absx > 0x7f800000u ? 0x200 : 0));
+  if (absx >= 0x477ff000u) return uint16_t(sign | 0x7c00);  // rounds to >= 65520: Inf
+  if (absx < 0x38800000u) {  // subnormal half (or zero): scale into the 10-bit mantissa
+    float a;
+    std::memcpy(&a, &absx, 4);
+    return uint16_t(sign | uint32_t(std::nearbyint(a * 16777216.0f)));  // a / 2^-24
+  }
+  uint32_t mant = absx & 0x7fffff, exp = (absx >> 23) - 112;
+  uint32_t h = (exp << 10) | (mant >> 13), rest = mant & 0x1fff;
+  if (rest > 0x1000 || (rest == 0x1000 && (h & 1))) ++h;  // round to nearest even
+  return uint16_t(sign | h);
+}
+
+float bf16_to_f32(uint16_t h) {
+  uint32_t bits = uint32_t(h) << 16;
+  float f;
+  std::memcpy(&f, &bits, 4);
+  return f;
+}
+
+uint16_t f32_to_bf16(float f) {
+  uint32_t x;
+  std::memcpy(&x, &f, 4);
+  if ((x & 0x7fffffffu) > 0x7f800000u) return uint16_t((x >> 16) | 0x40);  // quiet NaN
+  x += 0x7fff + ((x >> 16) & 1);  // round to nearest even
+  return uint16_t(x >> 16);
+}
+
+Tensor to_f32(const Tensor& t) {
+  if (t.dtype == DType::F32) {
+    Tensor out = Tensor::zeros(DType::F32, t.shape);
+    std::memcpy(out.data, t.data, t.nbytes());
+    return out;
+  }
+  Tensor out = Tensor::zeros(DType::F32, t.shape);
+  float* dst = out.f32();
+  int64_t n = t.numel();
+  switch (t.dtype) {
+    case DType::F16: {
+      auto* src = t.as<uint16_t>();
+      for (int64_t i = 0; i < n; ++i) dst[i] = f16_to_f32(src[i]);
+      break;
+    }
+    case DType::BF16: {
+      auto* src = t.as<uint16_t>();
+      for (int64_t i = 0; i < n; ++i) dst[i] = bf16_to_f32(src[i]);
+      break;
+    }
+    case DType::F64: {
+      auto* src = t.as<double>();
+      for (int64_t i = 0; i < n; ++i) dst[i] = float(src[i]);
+      break;
+    }
+    default:
+      throw FormatError("cannot convert a " + dtype_name(t.dtype) + " tensor to float32");
+  }
+  return out;
+}
+
+}  // namespace celer

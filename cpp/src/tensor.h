@@ -1,0 +1,55 @@
+// A typed, shaped block of memory. Storage is shared: a tensor may own a heap buffer or view
+// a memory-mapped file (safetensors) without copying; `owner` keeps either alive.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace celer {
+
+enum class DType { F32, F16, BF16, F64, I8, I32, I64, U8, BOOL };
+
+size_t dtype_size(DType dtype);
+std::string dtype_name(DType dtype);            // numpy-style: "float32", "int32", ...
+DType dtype_from_name(const std::string& name); // numpy-style names; throws FormatError
+
+using Shape = std::vector<int64_t>;
+std::string shape_str(const Shape& shape);       // "(2, 5)"
+
+// Product of dims with overflow and negative checks (throws FormatError).
+int64_t checked_numel(const Shape& shape);
+
+struct Tensor {
+  DType dtype = DType::F32;
+  Shape shape;
+  std::shared_ptr<void> owner;  // keeps the memory alive
+  void* data = nullptr;
+
+  bool empty() const { return data == nullptr; }
+  int64_t numel() const;
+  size_t nbytes() const { return size_t(numel()) * dtype_size(dtype); }
+  int64_t dim(size_t i) const { return shape.at(i); }
+
+  float* f32();
+  const float* f32() const;
+  template <class T> T* as() { return static_cast<T*>(data); }
+  template <class T> const T* as() const { return static_cast<const T*>(data); }
+
+  // Fresh 64-byte aligned, zero-filled storage.
+  static Tensor zeros(DType dtype, Shape shape);
+  // A view of memory owned by `owner` (no copy).
+  static Tensor view(DType dtype, Shape shape, void* data, std::shared_ptr<void> owner);
+};
+
+// Copy of `t` converted to float32 (F16, BF16, F64, F32 sources).
+Tensor to_f32(const Tensor& t);
+
+// Half-precision conversions (round to nearest even; NaN and Inf kept).
+float f16_to_f32(uint16_t h);
+uint16_t f32_to_f16(float f);
+float bf16_to_f32(uint16_t h);
+uint16_t f32_to_bf16(float f);
+
+}  // namespace celer

@@ -1,0 +1,49 @@
+// A persistent pool of worker threads: no thread start-up per operation. parallel_for splits
+// [0, n) into one contiguous chunk per thread; the calling thread runs the first chunk.
+// Calls from several threads at once, or nested calls, run inline (serially) instead of
+// waiting, so the pool can never deadlock.
+#pragma once
+#include <condition_variable>
+#include <cstdint>
+#include <exception>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+namespace celer {
+
+class ThreadPool {
+ public:
+  explicit ThreadPool(int num_threads);
+  ~ThreadPool();
+  int num_threads() const { return int(workers_.size()) + 1; }
+
+  // fn(begin, end) over chunks of [0, n); chunks are at least `grain` long.
+  void parallel_for(int64_t n, const std::function<void(int64_t, int64_t)>& fn, int64_t grain = 1);
+
+ private:
+  void worker_loop(int index);
+
+  std::vector<std::thread> workers_;
+  std::mutex run_mutex_;  // one parallel_for at a time
+  std::mutex mutex_;
+  std::condition_variable wake_, done_;
+  const std::function<void(int64_t, int64_t)>* job_ = nullptr;
+  int64_t n_ = 0, chunk_ = 0;
+  uint64_t generation_ = 0;
+  int pending_ = 0;
+  std::exception_ptr error_;  // first exception thrown by a worker's chunk
+  bool stop_ = false;
+};
+
+// The process-wide pool. Its size: set_num_threads(n), else CELER_NUM_THREADS, else the
+// number of CPUs this process may run on.
+// Callers hold the shared_ptr for the duration of their work, so set_num_threads from
+// another thread never destroys a pool in use.
+std::shared_ptr<ThreadPool> thread_pool();
+void set_num_threads(int n);  // n <= 0: back to the default
+int get_num_threads();
+
+}  // namespace celer

@@ -1,0 +1,167 @@
+// Each CPU kernel against a plain loop written here, on sizes that are not multiples of the
+// vector width or the thread block.
+#include <atomic>
+#include <cmath>
+#include <cstring>
+#include <stdexcept>
+#include <vector>
+
+#include "backend/cpu/ops.h"
+#include "config.h"
+#include "error.h"
+#include "harness.h"
+#include "model.h"
+#include "rng.h"
+#include "threadpool.h"
+
+using namespace celer;
+
+namespace {
+std::vector<float> random_vec(size_t n, uint64_t seed, float scale = 1.0f) {
+  SplitMix64 rng(seed);
+  std::vector<float> v(n);
+  for (auto& x : v) x = rng.uniform_pm1() * scale;
+  return v;
+}
+}  // namespace
+
+TEST(matmul_matches_naive_on_odd_sizes) {
+  for (auto [M, K, N] : {std::tuple{1, 7, 5}, {3, 33, 17}, {17, 64, 130}, {5, 129, 1}}) {
+    auto x = random_vec(size_t(M * K), 1), w = random_vec(size_t(N * K), 2);
+    std::vector<float> fast(size_t(M * N)), slow(size_t(M * N));
+    cpu::matmul_nt(fast.data(), x.data(), w.data(), M, K, N);
+    cpu::matmul_nt_naive(slow.data(), x.data(), w.data(), M, K, N);
+    for (size_t i = 0; i < fast.size(); ++i) CHECK_NEAR(fast[i], slow[i], 1e-5);
+    // accumulate adds onto what is there
+    cpu::matmul_nt(fast.data(), x.data(), w.data(), M, K, N, true);
+    for (size_t i = 0; i < fast.size(); ++i) CHECK_NEAR(fast[i], 2 * slow[i], 1e-5);
+  }
+}
+
+TEST(rmsnorm_matches_formula) {
+  const int rows = 3, H = 37;
+  auto x = random_vec(rows * H, 3, 4.0f), w = random_vec(H, 4);
+  std::vector<float> out(rows * H);
+  cpu::rmsnorm(out.data(), x.data(), w.data(), rows, H, 1e-5f);
+  for (int r = 0; r < rows; ++r) {
+    double ss = 0;
+    for (int i = 0; i < H; ++i) ss += double(x[r * H + i]) * x[r * H + i];
+    double inv = 1.0 / std::sqrt(ss / H + 1e-5);
+    for (int i = 0; i < H; ++i) CHECK_NEAR(out[r * H + i], x[r * H + i] * inv * w[i], 1e-5);
+  }
+}
+
+TEST(rope_rotates_pairs_by_the_table_angles) {
+  ModelConfig c;
+  c.hidden_size = 24;
+  c.num_attention_heads = 2;
+  c.num_key_value_heads = 2;
+  c.resolve();
+  Tensor cos, sin;
+  rope_tables(c, cos, sin);
+  const int64_t D = c.head_dim(), heads = 2, rows = 3;
+  std::vector<int64_t> pos = {0, 5, 77};
+  auto x = random_vec(size_t(rows * heads * D), 5);
+  auto y = x;
+  cpu::rope(y.data(), rows, heads, D, pos.data(), cos.f32(), sin.f32());
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t h = 0; h < heads; ++h)
+      for (int64_t i = 0; i < D / 2; ++i) {
+        const double theta = pos[r] / std::pow(c.rope_theta, 2.0 * i / D);
+        const float* a = &x[(r * heads + h) * D];
+        const float* b = &y[(r * heads + h) * D];
+        CHECK_NEAR(b[i], a[i] * std::cos(theta) - a[i + D / 2] * std::sin(theta), 1e-4);
+        CHECK_NEAR(b[i + D / 2], a[i + D / 2] * std::cos(theta) + a[i] * std::sin(theta), 1e-4);
+      }
+}
+
+TEST(attention_matches_naive_softmax_with_mask) {
+  const int64_t S = 9, D = 6, stride = 2 * D;  // rows carry two heads; we use the second
+  auto q = random_vec(S * stride, 6, 2.0f), k = random_vec(S * stride, 7, 2.0f), v = random_vec(S * stride, 8);
+  std::vector<uint8_t> valid = {0, 1, 1, 0, 1, 1, 1, 0, 1};  // some keys padded out
+  std::vector<int64_t> pos(S);
+  for (int64_t i = 0; i < S; ++i) pos[i] = i;
+  std::vector<float> out(S * stride, -7.0f), scratch(S);
+  cpu::attention_head(out.data() + D, stride, q.data() + D, stride, k.data() + D, v.data() + D, stride, S, S, D,
+                      pos.data(), valid.data(), scratch.data());
+  for (int64_t i = 0; i < S; ++i) {
+    std::vector<double> p(S, 0.0);
+    double mx = -1e300, sum = 0;
+    for (int64_t j = 0; j <= i; ++j)
+      if (valid[j]) {
+        double s = 0;
+        for (int64_t d = 0; d < D; ++d) s += double(q[i * stride + D + d]) * k[j * stride + D + d];
+        p[j] = s / std::sqrt(double(D));
+        mx = std::max(mx, p[j]);
+      }
+    for (int64_t j = 0; j <= i; ++j) sum += valid[j] ? (p[j] = std::exp(p[j] - mx)) : (p[j] = 0);
+    for (int64_t d = 0; d < D; ++d) {
+      double o = 0;
+      for (int64_t j = 0; j <= i; ++j) o += sum > 0 ? p[j] / sum * v[j * stride + D + d] : 0;
+      CHECK_NEAR(out[i * stride + D + d], o, 1e-5);
+      CHECK(out[i * stride + d] == -7.0f);  // the other head's columns are untouched
+    }
+  }
+}
+
+TEST(swiglu_matches_formula) {
+  auto g = random_vec(19, 9, 5.0f), u = random_vec(19, 10);
+  std::vector<float> out(19);
+  cpu::swiglu(out.data(), g.data(), u.data(), 19);
+  for (int i = 0; i < 19; ++i) CHECK_NEAR(out[i], g[i] / (1 + std::exp(-double(g[i]))) * u[i], 1e-6);
+}
+
+TEST(thread_pool_covers_each_index_once_and_rethrows) {
+  ThreadPool pool(3);
+  std::vector<std::atomic<int>> hits(1001);
+  pool.parallel_for(1001, [&](int64_t a, int64_t b) {
+    for (int64_t i = a; i < b; ++i) hits[size_t(i)]++;
+  });
+  bool once = true;
+  for (auto& h : hits) once = once && h.load() == 1;
+  CHECK(once);
+  CHECK_THROWS(std::runtime_error, pool.parallel_for(100, [](int64_t a, int64_t) {
+                 if (a > 0) throw std::runtime_error("worker failed");
+               }));
+  int nested = 0;  // a nested call runs inline instead of deadlocking
+  pool.parallel_for(2, [&](int64_t, int64_t) { pool.parallel_for(4, [&](int64_t a, int64_t b) { (void)a, (void)b; }); });
+  CHECK(nested == 0);
+}
+
+TEST(random_model_is_deterministic_and_seed_dependent) {
+  ModelConfig c;
+  Model a = random_model(c, 7), b = random_model(c, 7), d = random_model(c, 8);
+  auto sa = weight_slots(a), sb = weight_slots(b), sd = weight_slots(d);
+  bool same = true, differs = false;
+  for (size_t i = 0; i < sa.size(); ++i) {
+    same = same && std::memcmp(sa[i].tensor->data, sb[i].tensor->data, sa[i].tensor->nbytes()) == 0;
+    differs = differs || std::memcmp(sa[i].tensor->data, sd[i].tensor->data, sa[i].tensor->nbytes()) != 0;
+  }
+  CHECK(same);
+  CHECK(differs);
+  // A fixed value pins the generator itself: changing the RNG would change every saved model.
+  SplitMix64 rng(0);
+  CHECK(rng.next() == 0xE220A8397B1DCDAFull);
+}
+
+TEST(config_validation_names_the_field) {
+  auto bad = [](auto edit) {
+    ModelConfig c;
+    edit(c);
+    c.resolve();
+  };
+  CHECK_THROWS(ValueError, bad([](ModelConfig& c) { c.hidden_size = 0; }));
+  CHECK_THROWS(ValueError, bad([](ModelConfig& c) { c.num_attention_heads = 3; }));  // 64 % 3
+  CHECK_THROWS(ValueError, bad([](ModelConfig& c) { c.num_key_value_heads = 3; }));  // 8 % 3
+  CHECK_THROWS(ValueError, bad([](ModelConfig& c) { c.rms_norm_eps = -1; }));
+  CHECK_THROWS(ValueError, bad([](ModelConfig& c) { c.architecture = "mamba"; }));
+  ModelConfig c;
+  c.resolve();
+  CHECK(c.intermediate_size == 256);  // the seed rule: 64*4 rounded to 64
+  c.hidden_size = 100;
+  c.num_attention_heads = 10;
+  c.num_key_value_heads = 5;
+  c.intermediate_size = 0;
+  c.resolve();
+  CHECK(c.intermediate_size == 448);  // 400 -> 448
+}

@@ -1,0 +1,28 @@
+"""celerinfer: a C++ LLM inference engine for studying KV-cache strategies, with a PyTorch
+reference implementation (``celerinfer.reference``) for parity checks."""
+
+from importlib.metadata import PackageNotFoundError, version as _version
+
+from . import _core
+from ._core import get_num_threads, set_num_threads
+from .arrays import compare_arrays, load_npy, save_npy
+from .model import FormatError, Model, ModelConfig, load, random_model, random_tokens
+
+try:
+    __version__ = _version("celerinfer")
+except PackageNotFoundError:  # running from a source tree
+    __version__ = "0.0.0+unknown"
+
+__all__ = [
+    "FormatError",
+    "Model",
+    "ModelConfig",
+    "compare_arrays",
+    "get_num_threads",
+    "load",
+    "load_npy",
+    "random_model",
+    "random_tokens",
+    "save_npy",
+    "set_num_threads",
+]

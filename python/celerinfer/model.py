@@ -1,0 +1,146 @@
+"""Model: the user-facing handle on a model's config and weights (C++ underneath)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from . import _core
+
+ModelConfig = _core.ModelConfig
+FormatError = _core.FormatError
+
+#: ModelConfig field names, in constructor order (the Hugging Face names).
+CONFIG_FIELDS = (
+    "architecture",
+    "hidden_size",
+    "num_hidden_layers",
+    "num_attention_heads",
+    "num_key_value_heads",
+    "vocab_size",
+    "max_position_embeddings",
+    "intermediate_size",
+    "rms_norm_eps",
+    "rope_theta",
+    "tie_word_embeddings",
+)
+
+
+def config_to_dict(config: ModelConfig) -> dict:
+    """The config as a plain dict (Hugging Face key names)."""
+    return {name: getattr(config, name) for name in CONFIG_FIELDS}
+
+
+def config_from_dict(values: dict) -> ModelConfig:
+    """A ModelConfig from a dict; keys that are not config fields are ignored."""
+    return ModelConfig(**{k: v for k, v in values.items() if k in CONFIG_FIELDS})
+
+
+def _as_token_array(values, name: str) -> np.ndarray:
+    array = np.asarray(values)
+    if array.dtype == np.bool_ and name == "attention_mask":
+        return array.astype(np.int32)
+    if not np.issubdtype(array.dtype, np.integer):
+        raise TypeError(f"{name} must hold integers, got dtype {array.dtype}")
+    if array.ndim == 1:  # one sequence
+        array = array[None, :]
+    if array.dtype not in (np.int32, np.int64):
+        array = array.astype(np.int64)
+    return np.ascontiguousarray(array)
+
+
+class Model:
+    """A model's config and float32 weights, held by the C++ engine.
+
+    Create one with :func:`celerinfer.random_model` or :func:`celerinfer.load`.
+    """
+
+    def __init__(self, impl: _core.Model):
+        self._impl = impl
+
+    @property
+    def config(self) -> ModelConfig:
+        return self._impl.config
+
+    @property
+    def inputs(self) -> dict | None:
+        """The example inputs a seed file carried: {'input_ids', 'attention_mask'} or None."""
+        ids = self._impl.input_ids
+        if ids is None:
+            return None
+        mask = self._impl.attention_mask
+        return {"input_ids": ids, "attention_mask": mask if mask is not None else np.ones_like(ids)}
+
+    def set_inputs(self, input_ids, attention_mask=None) -> None:
+        """Attach example inputs (saved with the model in the seed JSON format)."""
+        ids = _as_token_array(input_ids, "input_ids")
+        mask = None if attention_mask is None else _as_token_array(attention_mask, "attention_mask")
+        self._impl.set_inputs(ids, mask)
+
+    @property
+    def rope(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """The RoPE (cos, sin) tables a file carried, each (max_pos, head_dim); None: computed."""
+        return self._impl.rope
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """Hugging Face tensor name -> read-only float32 view of the weight (no copy)."""
+        return self._impl.state_dict()
+
+    def forward(self, input_ids, attention_mask=None) -> np.ndarray:
+        """Logits (B, S, vocab) float32 for token ids (B, S) (or (S,)) and an optional 0/1 mask.
+
+        Positions are 0..S-1 in every row; query i attends to keys j <= i whose mask is 1.
+        Logits at padded query positions are unspecified.
+        """
+        ids = _as_token_array(input_ids, "input_ids")
+        mask = None if attention_mask is None else _as_token_array(attention_mask, "attention_mask")
+        return self._impl.forward(ids, mask)
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write the model; the format follows the suffix: .json (seed format) or .safetensors."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        suffix = path.suffix.lower()
+        if suffix == ".json":
+            self._impl.save_seed_json(str(path))
+        elif suffix == ".safetensors":
+            self._impl.save_safetensors(str(path))
+        else:
+            raise ValueError(f"cannot tell the format of {path}: use a .json or .safetensors suffix")
+
+    def __repr__(self) -> str:
+        return f"Model({self.config!r})"
+
+
+def random_model(config: ModelConfig | None = None, seed: int = 0, **config_fields) -> Model:
+    """A deterministic random model: the same config and seed give the same bytes everywhere.
+
+    Pass a ModelConfig, or its fields as keywords (``random_model(hidden_size=64, ...)``).
+    """
+    if config is None:
+        config = ModelConfig(**config_fields)
+    elif config_fields:
+        raise TypeError("pass either a ModelConfig or config fields, not both")
+    return Model(_core.random_model(config, int(seed)))
+
+
+def load(path: str | os.PathLike) -> Model:
+    """Load a model from a seed JSON file (.json) or a safetensors file (.safetensors)."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"no such model file: {path}")
+    suffix = path.suffix.lower()
+    if path.is_dir():
+        raise ValueError(f"{path} is a folder: Hugging Face folders are not supported yet; pass a file")
+    if suffix == ".json":
+        return Model(_core.load_seed_json(str(path)))
+    if suffix == ".safetensors":
+        return Model(_core.load_safetensors(str(path)))
+    raise ValueError(f"cannot tell the format of {path}: expected a .json (seed format) or .safetensors file")
+
+
+def random_tokens(batch: int, seq_len: int, vocab_size: int, seed: int = 0) -> np.ndarray:
+    """Deterministic random token ids in [0, vocab_size), int32 (batch, seq_len)."""
+    return _core.random_tokens(int(batch), int(seq_len), int(vocab_size), int(seed))

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Sets up everything celerinfer needs on a fresh Debian/Ubuntu machine, idempotently:
+# Eigen (system package), a virtual environment in .venv, the pinned CPU build of PyTorch,
+# and celerinfer itself (compiled C++ extension) with its test extras.
+# Usage: source-free; run `bash scripts/setup.sh`, then use .venv/bin/python or .venv/bin/celerinfer.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PYTHON=${PYTHON:-python3}
+VENV=${VENV:-.venv}
+
+# 1. Eigen headers (the C++ core's linear algebra).
+if [ ! -f /usr/include/eigen3/Eigen/Core ] && [ -z "${EIGEN3_INCLUDE_DIR:-}" ]; then
+  echo "== installing Eigen (libeigen3-dev)"
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get install -y -q libeigen3-dev >/dev/null 2>&1 ||
+    { $SUDO apt-get update -q >/dev/null && $SUDO apt-get install -y -q libeigen3-dev >/dev/null; }
+fi
+
+# 2. The virtual environment, build tools and the pinned CPU PyTorch (an unpinned torch
+#    would pull several GB of CUDA packages).
+if [ ! -x "$VENV/bin/python" ]; then
+  echo "== creating $VENV"
+  "$PYTHON" -m venv "$VENV"
+fi
+PIP="$VENV/bin/python -m pip"
+$PIP install -q --upgrade pip >/dev/null
+$PIP install -q "scikit-build-core>=0.10" "pybind11>=2.12" cmake ninja numpy
+$PIP install -q "torch==2.13.0"
+
+# 3. celerinfer (builds the C++ extension into build/).
+echo "== building and installing celerinfer"
+$PIP install -q --no-build-isolation ".[test]"
+"$VENV/bin/python" -c "import celerinfer; print('celerinfer', celerinfer.__version__, 'ready;', celerinfer.get_num_threads(), 'threads')"

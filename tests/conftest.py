@@ -1,0 +1,60 @@
+"""Shared helpers for the test suite: an error metric, per-test random generators, inputs."""
+
+import zlib
+
+import numpy as np
+import pytest
+
+
+def max_rel_err(a, b) -> float:
+    """max|a - b| / max|b|: the largest error relative to the largest magnitude of b (the truth)."""
+    a = np.asarray(a, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
+    assert a.shape == b.shape, f"shapes differ: {a.shape} vs {b.shape}"
+    if b.size == 0:
+        return 0.0
+    scale = np.max(np.abs(b))
+    err = np.max(np.abs(a - b))
+    if scale == 0.0:
+        return 0.0 if err == 0.0 else float("inf")
+    return float(err / scale)
+
+
+def seed_for(nodeid: str) -> int:
+    """A seed derived from a test id: stable across runs, different for every test."""
+    return zlib.crc32(nodeid.encode())
+
+
+@pytest.fixture
+def rng(request) -> np.random.Generator:
+    """A numpy Generator seeded from the test id (the seed is `rng.bit_generator.seed_seq.entropy`)."""
+    return np.random.default_rng(seed_for(request.node.nodeid))
+
+
+def make_inputs(rng, batch, seq, vocab, padding="none", min_len=1, dtype=np.int64):
+    """Random token ids (B, S) and an attention mask (B, S) int32, or None when padding="none".
+
+    padding="right": each row keeps its first L tokens (L random in [min_len, S], the first row
+    full length); padding="left": each row keeps its last L tokens. Padded positions still hold
+    random token ids (they must not matter).
+    """
+    ids = rng.integers(0, vocab, size=(batch, seq)).astype(dtype)
+    if padding == "none":
+        return ids, None
+    lengths = rng.integers(min_len, seq + 1, size=batch)
+    lengths[0] = seq
+    positions = np.arange(seq)[None, :]
+    if padding == "right":
+        mask = positions < lengths[:, None]
+    elif padding == "left":
+        mask = positions >= (seq - lengths)[:, None]
+    else:
+        raise ValueError(f"padding must be 'none', 'right' or 'left', got {padding!r}")
+    return ids, mask.astype(np.int32)
+
+
+def valid_positions(mask, batch, seq):
+    """Boolean (B, S) of the query positions whose outputs are specified (mask == 1)."""
+    if mask is None:
+        return np.ones((batch, seq), dtype=bool)
+    return np.asarray(mask) != 0
