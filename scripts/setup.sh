@@ -24,12 +24,16 @@ if [ ! -x "$VENV/bin/python" ]; then
   echo "== creating $VENV"
   "$PYTHON" -m venv "$VENV"
 fi
-PIP="$VENV/bin/python -m pip"
-$PIP install -q --upgrade pip >/dev/null
-$PIP install -q "scikit-build-core>=0.10" "pybind11>=2.12" cmake ninja numpy
-$PIP install -q "torch==2.13.0"
+# pip, quietly: hide warnings about index folders a machine's pip.conf names but lacks.
+pip_install() {
+  "$VENV/bin/python" -m pip install -q "$@" 2>&1 | { grep -v "is ignored: it is neither a file nor a directory" || true; }
+  return "${PIPESTATUS[0]}"
+}
+pip_install --upgrade pip
+pip_install "scikit-build-core>=0.10" "pybind11>=2.12" cmake ninja numpy
+pip_install "torch==2.13.0"
 
 # 3. celerinfer (builds the C++ extension into build/).
 echo "== building and installing celerinfer"
-$PIP install -q --no-build-isolation ".[test]"
+pip_install --no-build-isolation ".[test]"
 "$VENV/bin/python" -c "import celerinfer; print('celerinfer', celerinfer.__version__, 'ready;', celerinfer.get_num_threads(), 'threads')"

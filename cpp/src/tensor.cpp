@@ -91,6 +91,17 @@ Tensor Tensor::view(DType dtype, Shape shape, void* data, std::shared_ptr<void> 
   return t;
 }
 
+namespace {
+// The bits of one 32-bit type read as another (std::bit_cast before C++20).
+template <class To, class From>
+To bit_cast32(From from) {
+  static_assert(sizeof(To) == 4 && sizeof(From) == 4);
+  To to;
+  std::memcpy(&to, &from, 4);
+  return to;
+}
+}  // namespace
+
 float f16_to_f32(uint16_t h) {
   uint32_t sign = uint32_t(h & 0x8000) << 16, exp = (h >> 10) & 0x1f, mant = h & 0x3ff, bits;
   if (exp == 0x1f) {
@@ -104,21 +115,16 @@ float f16_to_f32(uint16_t h) {
     do { ++e; mant <<= 1; } while (!(mant & 0x400));
     bits = sign | uint32_t(112 - e) << 23 | ((mant & 0x3ff) << 13);
   }
-  float f;
-  std::memcpy(&f, &bits, 4);
-  return f;
+  return bit_cast32<float>(bits);
 }
 
 uint16_t f32_to_f16(float f) {
-  uint32_t x;
-  std::memcpy(&x, &f, 4);
+  const uint32_t x = bit_cast32<uint32_t>(f);
   uint32_t sign = (x >> 16) & 0x8000, absx = x & 0x7fffffffu;
   if (absx >= 0x7f800000u) return uint16_t(sign | 0x7c00 | (absx > 0x7f800000u ? 0x200 : 0));
   if (absx >= 0x477ff000u) return uint16_t(sign | 0x7c00);  // rounds to >= 65520: Inf
   if (absx < 0x38800000u) {  // subnormal half (or zero): scale into the 10-bit mantissa
-    float a;
-    std::memcpy(&a, &absx, 4);
-    return uint16_t(sign | uint32_t(std::nearbyint(a * 16777216.0f)));  // a / 2^-24
+    return uint16_t(sign | uint32_t(std::nearbyint(bit_cast32<float>(absx) * 16777216.0f)));  // |f| / 2^-24
   }
   uint32_t mant = absx & 0x7fffff, exp = (absx >> 23) - 112;
   uint32_t h = (exp << 10) | (mant >> 13), rest = mant & 0x1fff;
@@ -126,16 +132,10 @@ uint16_t f32_to_f16(float f) {
   return uint16_t(sign | h);
 }
 
-float bf16_to_f32(uint16_t h) {
-  uint32_t bits = uint32_t(h) << 16;
-  float f;
-  std::memcpy(&f, &bits, 4);
-  return f;
-}
+float bf16_to_f32(uint16_t h) { return bit_cast32<float>(uint32_t(h) << 16); }
 
 uint16_t f32_to_bf16(float f) {
-  uint32_t x;
-  std::memcpy(&x, &f, 4);
+  uint32_t x = bit_cast32<uint32_t>(f);
   if ((x & 0x7fffffffu) > 0x7f800000u) return uint16_t((x >> 16) | 0x40);  // quiet NaN
   x += 0x7fff + ((x >> 16) & 1);  // round to nearest even
   return uint16_t(x >> 16);

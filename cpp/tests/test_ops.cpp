@@ -12,6 +12,7 @@
 #include "harness.h"
 #include "model.h"
 #include "rng.h"
+#include "tensor.h"
 #include "threadpool.h"
 
 using namespace celer;
@@ -164,4 +165,18 @@ TEST(config_validation_names_the_field) {
   c.intermediate_size = 0;
   c.resolve();
   CHECK(c.intermediate_size == 448);  // 400 -> 448
+}
+
+TEST(half_conversions_round_trip_every_value) {
+  int f16_bad = 0, bf16_bad = 0;
+  for (uint32_t h = 0; h < 65536; ++h) {
+    const float f = f16_to_f32(uint16_t(h)), b = bf16_to_f32(uint16_t(h));
+    if (!std::isnan(f) && f32_to_f16(f) != h) ++f16_bad;
+    if (!std::isnan(b) && f32_to_bf16(b) != h) ++bf16_bad;
+  }
+  CHECK(f16_bad == 0);
+  CHECK(bf16_bad == 0);
+  CHECK(f16_to_f32(0x3c00) == 1.0f && f16_to_f32(0x0001) == std::ldexp(1.0f, -24));  // 1, smallest subnormal
+  CHECK(f32_to_f16(65520.0f) == 0x7c00 && f32_to_f16(65519.0f) == 0x7bff);         // overflow edge
+  CHECK(f32_to_bf16(1.00390625f) == 0x3f80);  // a tie rounds to even
 }
