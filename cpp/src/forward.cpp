@@ -3,20 +3,12 @@
 #include <cmath>
 #include <vector>
 
-#include "backend/cpu/ops.h"
+#include "engine.h"
 #include "error.h"
-#include "threadpool.h"
 
 namespace celer {
 
 namespace {
-// A float32 scratch buffer with the aligned storage of a Tensor.
-struct Activation {
-  Tensor t;
-  explicit Activation(int64_t n) : t(Tensor::zeros(DType::F32, {n})) {}
-  float* data() { return t.f32(); }
-};
-
 int64_t read_int(const Tensor& t, int64_t i) {
   switch (t.dtype) {
     case DType::I32: return t.as<int32_t>()[i];
@@ -62,61 +54,10 @@ TokenBatch check_tokens(const ModelConfig& c, const Tensor& input_ids, const Ten
 }
 
 Tensor forward(const Model& model, const Tensor& input_ids, const Tensor* attention_mask) {
-  const ModelConfig& c = model.config;
-  TokenBatch tok = check_tokens(c, input_ids, attention_mask);
-  const int64_t B = tok.batch, S = tok.seq_len, M = B * S;
-  const int64_t H = c.hidden_size, Q = c.q_dim(), KV = c.kv_dim(), I = c.intermediate_size, D = c.head_dim();
-  const int64_t V = c.vocab_size, nH = c.num_attention_heads, group = nH / c.num_key_value_heads;
-  check_allocation(uint64_t(M) * uint64_t(V + 3 * H + 2 * Q + 2 * KV + 2 * I) * 4, "the forward pass of a " +
-                                                                                    shape_str(input_ids.shape) + " batch");
-
-  std::vector<int64_t> pos(static_cast<size_t>(M));
-  for (int64_t i = 0; i < M; ++i) pos[size_t(i)] = i % S;
-  Tensor cos = model.rope_cos, sin = model.rope_sin;
-  if (cos.empty()) rope_tables(c, cos, sin, S);
-
-  // Activations, (M, width) row-major, 64-byte aligned: Eigen's vectorised reductions peel
-  // by alignment, so aligned buffers make the results independent of where malloc put them.
-  Activation x(M * H), h(M * H), q(M * Q), k(M * KV), v(M * KV), att(M * Q), gate(M * I), up(M * I);
-  Tensor logits = Tensor::zeros(DType::F32, {B, S, V});
-  const float eps = float(c.rms_norm_eps);
-  auto pool = thread_pool();
-  auto rows_parallel = [&](int64_t rows, int64_t width, auto&& fn) {
-    pool->parallel_for(rows, fn, std::max<int64_t>(1, 16384 / std::max<int64_t>(1, width)));
-  };
-
-  cpu::embedding(x.data(), model.embed_tokens.f32(), tok.ids.data(), M, H);
-  for (const LayerWeights& L : model.layers) {
-    // Attention block: x += o_proj(attn(rope(q), rope(k), v))
-    cpu::rmsnorm(h.data(), x.data(), L.input_layernorm.f32(), M, H, eps);
-    cpu::matmul_nt(q.data(), h.data(), L.q_proj.f32(), M, H, Q);
-    cpu::matmul_nt(k.data(), h.data(), L.k_proj.f32(), M, H, KV);
-    cpu::matmul_nt(v.data(), h.data(), L.v_proj.f32(), M, H, KV);
-    cpu::rope(q.data(), M, nH, D, pos.data(), cos.f32(), sin.f32());
-    cpu::rope(k.data(), M, c.num_key_value_heads, D, pos.data(), cos.f32(), sin.f32());
-    pool->parallel_for(B * nH, [&](int64_t i0, int64_t i1) {
-      std::vector<float> scratch(static_cast<size_t>(S));
-      for (int64_t i = i0; i < i1; ++i) {
-        const int64_t b = i / nH, head = i % nH, kv_off = b * S * KV + (head / group) * D;
-        cpu::attention_head(att.data() + b * S * Q + head * D, Q, q.data() + b * S * Q + head * D, Q,
-                            k.data() + kv_off, v.data() + kv_off, KV, S, S, D, pos.data() + b * S,
-                            tok.valid.data() + b * S, scratch.data());
-      }
-    });
-    cpu::matmul_nt(x.data(), att.data(), L.o_proj.f32(), M, Q, H, /*accumulate=*/true);
-    // MLP block: x += down(silu(gate(h)) * up(h))
-    cpu::rmsnorm(h.data(), x.data(), L.post_attention_layernorm.f32(), M, H, eps);
-    cpu::matmul_nt(gate.data(), h.data(), L.gate_proj.f32(), M, H, I);
-    cpu::matmul_nt(up.data(), h.data(), L.up_proj.f32(), M, H, I);
-    rows_parallel(M, I, [&](int64_t r0, int64_t r1) {
-      cpu::swiglu(gate.data() + r0 * I, gate.data() + r0 * I, up.data() + r0 * I, (r1 - r0) * I);
-    });
-    cpu::matmul_nt(x.data(), gate.data(), L.down_proj.f32(), M, I, H, /*accumulate=*/true);
-  }
-  cpu::rmsnorm(h.data(), x.data(), model.norm.f32(), M, H, eps);
-  cpu::matmul_nt(logits.f32(), h.data(), model.output_weight().f32(), M, H, V);
-  check_finite(model, logits);
-  return logits;
+  // The plain forward pass is a prefill through an fp32 cache sized to the sequence.
+  const TokenBatch tok = check_tokens(model.config, input_ids, attention_mask);
+  Engine engine(model, find_version("v1"), tok.seq_len);
+  return engine.forward(input_ids, attention_mask);
 }
 
 void check_finite(const Model& model, const Tensor& logits) {

@@ -26,7 +26,7 @@ ThreadPool::~ThreadPool() {
 void ThreadPool::worker_loop(int index) {
   uint64_t seen = 0;
   for (;;) {
-    const std::function<void(int64_t, int64_t)>* job;
+    const std::function<void(int64_t, int64_t, int)>* job;
     int64_t begin, end;
     {
       std::unique_lock<std::mutex> lock(mutex_);
@@ -40,7 +40,7 @@ void ThreadPool::worker_loop(int index) {
     std::exception_ptr error;
     if (begin < end) {
       try {
-        (*job)(begin, end);
+        (*job)(begin, end, index);
       } catch (...) {
         error = std::current_exception();
       }
@@ -54,11 +54,16 @@ void ThreadPool::worker_loop(int index) {
 }
 
 void ThreadPool::parallel_for(int64_t n, const std::function<void(int64_t, int64_t)>& fn, int64_t grain) {
+  parallel_for_threads(n, [&fn](int64_t begin, int64_t end, int) { fn(begin, end); }, grain);
+}
+
+void ThreadPool::parallel_for_threads(int64_t n, const std::function<void(int64_t, int64_t, int)>& fn,
+                                      int64_t grain) {
   if (n <= 0) return;
   const int64_t threads = std::min<int64_t>(num_threads(), std::max<int64_t>(1, n / std::max<int64_t>(1, grain)));
   std::unique_lock<std::mutex> run(run_mutex_, std::try_to_lock);
   if (threads <= 1 || !run.owns_lock()) {
-    fn(0, n);
+    fn(0, n, 0);
     return;
   }
   const int64_t chunk = (n + threads - 1) / threads;
@@ -74,7 +79,7 @@ void ThreadPool::parallel_for(int64_t n, const std::function<void(int64_t, int64
   wake_.notify_all();
   std::exception_ptr error;
   try {
-    fn(0, std::min(n, chunk));
+    fn(0, std::min(n, chunk), 0);
   } catch (...) {
     error = std::current_exception();
   }

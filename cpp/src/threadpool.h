@@ -22,6 +22,9 @@ class ThreadPool {
 
   // fn(begin, end) over chunks of [0, n); chunks are at least `grain` long.
   void parallel_for(int64_t n, const std::function<void(int64_t, int64_t)>& fn, int64_t grain = 1);
+  // The same, also telling each chunk which thread runs it (0 <= thread < num_threads()), so
+  // callers can give each thread its own preallocated scratch.
+  void parallel_for_threads(int64_t n, const std::function<void(int64_t, int64_t, int)>& fn, int64_t grain = 1);
 
  private:
   void worker_loop(int index);
@@ -30,7 +33,7 @@ class ThreadPool {
   std::mutex run_mutex_;  // one parallel_for at a time
   std::mutex mutex_;
   std::condition_variable wake_, done_;
-  const std::function<void(int64_t, int64_t)>* job_ = nullptr;
+  const std::function<void(int64_t, int64_t, int)>* job_ = nullptr;
   int64_t n_ = 0, chunk_ = 0;
   uint64_t generation_ = 0;
   int pending_ = 0;

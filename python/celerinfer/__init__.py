@@ -6,6 +6,7 @@ from importlib.metadata import PackageNotFoundError, version as _version
 from . import _core
 from ._core import get_num_threads, set_num_threads
 from .arrays import compare_arrays, load_npy, save_npy
+from .engine import Engine, Generation, versions
 from .model import FormatError, Model, ModelConfig, load, random_model, random_tokens
 
 try:
@@ -14,7 +15,9 @@ except PackageNotFoundError:  # running from a source tree
     __version__ = "0.0.0+unknown"
 
 __all__ = [
+    "Engine",
     "FormatError",
+    "Generation",
     "Model",
     "ModelConfig",
     "compare_arrays",
@@ -25,4 +28,5 @@ __all__ = [
     "random_tokens",
     "save_npy",
     "set_num_threads",
+    "versions",
 ]

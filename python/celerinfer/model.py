@@ -38,7 +38,7 @@ def config_from_dict(values: dict) -> ModelConfig:
     return ModelConfig(**{k: v for k, v in values.items() if k in CONFIG_FIELDS})
 
 
-def _as_token_array(values, name: str) -> np.ndarray:
+def as_token_array(values, name: str) -> np.ndarray:
     array = np.asarray(values)
     if array.dtype == np.bool_ and name == "attention_mask":
         return array.astype(np.int32)
@@ -75,8 +75,8 @@ class Model:
 
     def set_inputs(self, input_ids, attention_mask=None) -> None:
         """Attach example inputs (saved with the model in the seed JSON format)."""
-        ids = _as_token_array(input_ids, "input_ids")
-        mask = None if attention_mask is None else _as_token_array(attention_mask, "attention_mask")
+        ids = as_token_array(input_ids, "input_ids")
+        mask = None if attention_mask is None else as_token_array(attention_mask, "attention_mask")
         self._impl.set_inputs(ids, mask)
 
     @property
@@ -94,8 +94,8 @@ class Model:
         Positions are 0..S-1 in every row; query i attends to keys j <= i whose mask is 1.
         Logits at padded query positions are unspecified.
         """
-        ids = _as_token_array(input_ids, "input_ids")
-        mask = None if attention_mask is None else _as_token_array(attention_mask, "attention_mask")
+        ids = as_token_array(input_ids, "input_ids")
+        mask = None if attention_mask is None else as_token_array(attention_mask, "attention_mask")
         return self._impl.forward(ids, mask)
 
     def save(self, path: str | os.PathLike) -> None:

@@ -125,10 +125,18 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
     return x * cos + rotate_half(x) * sin
 
 
-def allowed_keys(attention_mask: torch.Tensor) -> torch.Tensor:
-    """(B, S) mask of 0/1 -> (B, 1, S, S) bool: query i may see key j iff j <= i and mask[j]."""
-    S = attention_mask.shape[1]
-    causal = torch.ones(S, S, dtype=torch.bool, device=attention_mask.device).tril()  # (S, S)
+def allowed_keys(attention_mask: torch.Tensor, n_queries: int | None = None) -> torch.Tensor:
+    """(B, L) key mask of 0/1 -> (B, 1, S, L) bool for the queries at the last S positions.
+
+    S = n_queries (all L positions by default). The query at position i may see key j iff
+    j <= i and mask[j]. With a KV cache, the queries are the S newest tokens, the keys all L.
+    """
+    L = attention_mask.shape[1]
+    S = L if n_queries is None else n_queries
+    device = attention_mask.device
+    query_pos = torch.arange(L - S, L, device=device)[:, None]           # (S, 1)
+    key_pos = torch.arange(L, device=device)[None, :]                    # (1, L)
+    causal = key_pos <= query_pos                                         # (S, L)
     return causal[None, None, :, :] & attention_mask.bool()[:, None, None, :]
 
 
@@ -165,29 +173,44 @@ class Attention(nn.Module):
         self.v_proj = _linear(w["v_proj"])
         self.o_proj = _linear(w["o_proj"])
 
-    def forward(self, x, cos, sin, allowed):
+    def forward(self, x, cos, sin, allowed, cache=None, kv=None):
+        """Attention of the S newest tokens x (B, S, C) over all L keys.
+
+        cos, sin: (S, D) at the positions of the new tokens; allowed: (B, 1, S, L).
+        kv: None, or the (k, v) of another layer to attend over (cross-layer sharing: this
+            layer's k_proj and v_proj are then not used).
+        cache: None (the keys are the new tokens, L = S) or a KVCache: the new tokens' K and V
+            are written to it first, then attention reads all of it back (L positions).
+        Returns (out (B, S, C), (k, v)), where k, v (B, KVH, L, D) are what was attended over.
+        """
         B, S, C = x.shape
         D = self.head_dim
         q = self.q_proj(x).view(B, S, self.n_head, D).transpose(1, 2)      # (B, H, S, D)
-        k = self.k_proj(x).view(B, S, self.n_kv_head, D).transpose(1, 2)   # (B, KVH, S, D)
-        v = self.v_proj(x).view(B, S, self.n_kv_head, D).transpose(1, 2)   # (B, KVH, S, D)
         q = apply_rope(q, cos, sin)
-        k = apply_rope(k, cos, sin)
+        if kv is None:
+            k = self.k_proj(x).view(B, S, self.n_kv_head, D).transpose(1, 2)   # (B, KVH, S, D)
+            v = self.v_proj(x).view(B, S, self.n_kv_head, D).transpose(1, 2)   # (B, KVH, S, D)
+            k = apply_rope(k, cos, sin)
+            if cache is not None:
+                cache.write(k, v)
+                k, v = cache.read()                                        # (B, KVH, L, D)
+            kv = (k, v)
+        k, v = kv
         # GQA: query head h reads K/V head h // (H / KVH)
         n_rep = self.n_head // self.n_kv_head
-        k = k.repeat_interleave(n_rep, dim=1)                              # (B, H, S, D)
-        v = v.repeat_interleave(n_rep, dim=1)                              # (B, H, S, D)
+        k = k.repeat_interleave(n_rep, dim=1)                              # (B, H, L, D)
+        v = v.repeat_interleave(n_rep, dim=1)                              # (B, H, L, D)
 
         # scores and softmax in float32 (or wider)
         dtype = torch.promote_types(x.dtype, torch.float32)
-        att = (q.to(dtype) @ k.to(dtype).transpose(-2, -1)) / math.sqrt(D)  # (B, H, S, S)
+        att = (q.to(dtype) @ k.to(dtype).transpose(-2, -1)) / math.sqrt(D)  # (B, H, S, L)
         att = att.masked_fill(~allowed, float("-inf"))
         att = F.softmax(att, dim=-1)
         # a query with no allowed key has a row of NaN here: zero it (and its output)
         att = att.masked_fill(~allowed, 0.0)
         y = att.to(x.dtype) @ v                                            # (B, H, S, D)
         y = y.transpose(1, 2).reshape(B, S, self.n_head * D)               # (B, S, H*D)
-        return self.o_proj(y)
+        return self.o_proj(y), kv
 
 
 class MLP(nn.Module):
@@ -210,10 +233,171 @@ class Block(nn.Module):
         self.post_attention_layernorm = RMSNorm(w["post_attention_layernorm"], eps)
         self.mlp = MLP(w)
 
-    def forward(self, x, cos, sin, allowed):
-        x = x + self.self_attn(self.input_layernorm(x), cos, sin, allowed)
+    def forward(self, x, cos, sin, allowed, cache=None, kv=None):
+        """Returns (x, (k, v)): the block's output and the K/V its attention used."""
+        a, kv = self.self_attn(self.input_layernorm(x), cos, sin, allowed, cache=cache, kv=kv)
+        x = x + a
         x = x + self.mlp(self.post_attention_layernorm(x))
-        return x
+        return x, kv
+
+
+# ------------------------------------------------------------------------------- versions ---
+
+# The KV-cache versions (DESIGN.md section 4), as flags. This is the reference's own copy: the
+# reference implements each behaviour from the flags, and a test checks that the engine's
+# registry (celerinfer.versions()) describes the same versions.
+#   kv_dtype: "none" (no cache), "fp32", "fp16", "int8";  kv_quant: "" or the INT8 grouping,
+#   "per_token" or "per_channel_kivi";  kivi_block: tokens per K block of "per_channel_kivi".
+VERSIONS = {
+    "v0": dict(use_cache=False, kv_dtype="none", kv_quant="", cross_layer_sharing=False),
+    "v1": dict(use_cache=True, kv_dtype="fp32", kv_quant="", cross_layer_sharing=False),
+    "v2": dict(use_cache=True, kv_dtype="int8", kv_quant="per_token", cross_layer_sharing=False),
+    "v3": dict(use_cache=True, kv_dtype="fp32", kv_quant="", cross_layer_sharing=True),
+    "v4": dict(use_cache=True, kv_dtype="int8", kv_quant="per_token", cross_layer_sharing=True),
+    "v5": dict(use_cache=True, kv_dtype="fp16", kv_quant="", cross_layer_sharing=False),
+    "v6": dict(use_cache=True, kv_dtype="int8", kv_quant="per_channel_kivi",
+               cross_layer_sharing=False),
+}
+KIVI_BLOCK = 32
+
+
+def version_spec(version) -> dict:
+    """A version name ("v0".."v6") or a dict of flags (like celerinfer.versions() entries) ->
+    a checked dict {name, use_cache, kv_dtype, kv_quant, cross_layer_sharing, kivi_block}."""
+    if isinstance(version, str):
+        if version not in VERSIONS:
+            raise ValueError(f"unknown version {version!r} (known: {', '.join(VERSIONS)})")
+        spec = dict(VERSIONS[version], name=version)
+    elif isinstance(version, dict):
+        spec = dict(version)
+    else:
+        raise TypeError(f"version must be a name or a dict, got {type(version).__name__}")
+    for key in ("use_cache", "kv_dtype", "cross_layer_sharing"):
+        if key not in spec:
+            raise ValueError(f"version {spec.get('name', '?')!r}: missing flag {key!r}")
+    spec.setdefault("name", "?")
+    spec.setdefault("kv_quant", "")
+    spec.setdefault("kivi_block", KIVI_BLOCK)
+    spec["use_cache"] = bool(spec["use_cache"])
+    spec["cross_layer_sharing"] = bool(spec["cross_layer_sharing"])
+    spec["kivi_block"] = int(spec["kivi_block"])
+    storage = (spec["kv_dtype"], spec["kv_quant"]) if spec["use_cache"] else ("none", "")
+    known = {("none", ""), ("fp32", ""), ("fp16", ""), ("int8", "per_token"),
+             ("int8", "per_channel_kivi")}
+    if storage not in known or (spec["use_cache"] and spec["kv_dtype"] == "none"):
+        raise ValueError(f"version {spec['name']!r}: unsupported cache storage "
+                         f"kv_dtype={spec['kv_dtype']!r} kv_quant={spec['kv_quant']!r}")
+    if spec["kv_quant"] == "per_channel_kivi" and spec["kivi_block"] <= 0:
+        raise ValueError(f"version {spec['name']!r}: kivi_block must be positive")
+    return spec
+
+
+# ------------------------------------------------------------------------------ quantizers ---
+
+def _quantize_int8(x: torch.Tensor, dim: int):
+    """Symmetric INT8 with one scale per slice along `dim`: scale = max|x| / 127,
+    q = clamp(round_half_even(x / scale), -127, 127); a slice of zeros gets scale 0, q 0.
+    Computed in x's dtype (float32 for the engine's contract)."""
+    scale = x.abs().amax(dim=dim, keepdim=True) / 127
+    nonzero = scale > 0
+    q = torch.round(x / torch.where(nonzero, scale, torch.ones_like(scale)))  # half to even
+    q = torch.where(nonzero, q.clamp(-127, 127), torch.zeros_like(q))
+    return q.to(torch.int8), scale
+
+
+def quantize_int8_per_token(x: torch.Tensor):
+    """x (..., D) -> q int8 (..., D), scale (..., 1): one scale per token (and head) over D."""
+    return _quantize_int8(x, dim=-1)
+
+
+def quantize_int8_per_channel(x: torch.Tensor):
+    """x (..., G, D) -> q int8 (..., G, D), scale (..., 1, D): one scale per channel over G tokens."""
+    return _quantize_int8(x, dim=-2)
+
+
+def dequantize_int8(q: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """q * scale, in the scale's dtype (broadcast: scale (..., 1) per token or (..., 1, D))."""
+    return q.to(scale.dtype) * scale
+
+
+def fp16_round_trip(x: torch.Tensor) -> torch.Tensor:
+    """x stored as IEEE half (round to nearest even) and read back in x's dtype."""
+    return x.to(torch.float16).to(x.dtype)
+
+
+# ---------------------------------------------------------------------------------- cache ---
+
+class KVCache:
+    """One layer's K/V cache, stored as a version stores it.
+
+    write(k, v) appends the K (after RoPE) and V of new tokens, each (B, KVH, S, D), quantizing
+    them as they are stored; read() returns all the positions written so far, dequantized to the
+    compute dtype, (B, KVH, L, D) each. Storage by kv_dtype / kv_quant:
+      fp32                    the values as computed
+      fp16                    IEEE half
+      int8 per_token          int8 + one scale per (token, head), for K and V
+      int8 per_channel_kivi   K: int8 + one scale per (head, channel) per block of G tokens
+                              [jG, (j+1)G); V: int8 per token. A block is quantized when its last
+                              token is written; the tokens of the unfinished block stay exact.
+    """
+
+    def __init__(self, kv_dtype: str, kv_quant: str = "", kivi_block: int = KIVI_BLOCK):
+        self.kv_dtype = kv_dtype
+        self.kv_quant = kv_quant if kv_dtype == "int8" else ""
+        self.block = kivi_block
+        self.length = 0      # positions written
+        self.dtype = None    # compute dtype (of the first write)
+        self.stored = {}     # name -> tensor, grown along the token dimension (dim 2)
+
+    def _append(self, name, t):
+        old = self.stored.get(name)
+        self.stored[name] = t if old is None else torch.cat([old, t], dim=2)
+
+    def write(self, k: torch.Tensor, v: torch.Tensor) -> None:
+        self.dtype = k.dtype
+        self.length += k.shape[2]
+        if self.kv_dtype == "fp32":
+            self._append("k", k)
+            self._append("v", v)
+        elif self.kv_dtype == "fp16":
+            self._append("k", k.to(torch.float16))
+            self._append("v", v.to(torch.float16))
+        elif self.kv_quant == "per_token":
+            for name, x in (("k", k), ("v", v)):
+                q, scale = quantize_int8_per_token(x)          # (B, KVH, S, D), (B, KVH, S, 1)
+                self._append(name + "_q", q)
+                self._append(name + "_scale", scale)
+        elif self.kv_quant == "per_channel_kivi":
+            self._append("k_recent", k)
+            self._append("v_recent", v)
+            G = self.block
+            while self.stored["k_recent"].shape[2] >= G:       # a block [jG, (j+1)G) is complete
+                k_block, v_block = self.stored["k_recent"][:, :, :G], self.stored["v_recent"][:, :, :G]
+                self.stored["k_recent"] = self.stored["k_recent"][:, :, G:]
+                self.stored["v_recent"] = self.stored["v_recent"][:, :, G:]
+                q, scale = quantize_int8_per_channel(k_block)  # (B, KVH, G, D), (B, KVH, 1, D)
+                self._append("k_q", q)
+                self._append("k_scale", scale)                 # (B, KVH, n_blocks, D)
+                q, scale = quantize_int8_per_token(v_block)    # (B, KVH, G, D), (B, KVH, G, 1)
+                self._append("v_q", q)
+                self._append("v_scale", scale)
+        else:
+            raise ValueError(f"KVCache: unsupported storage {self.kv_dtype!r} {self.kv_quant!r}")
+
+    def read(self):
+        """(k, v), each (B, KVH, L, D) in the compute dtype: every position written so far."""
+        s = self.stored
+        if self.kv_dtype in ("fp32", "fp16"):
+            return s["k"].to(self.dtype), s["v"].to(self.dtype)
+        if self.kv_quant == "per_token":
+            return dequantize_int8(s["k_q"], s["k_scale"]), dequantize_int8(s["v_q"], s["v_scale"])
+        # per_channel_kivi: the quantized blocks, then the exact recent window
+        k, v = s["k_recent"], s["v_recent"]
+        if "k_q" in s:
+            k_scale = s["k_scale"].repeat_interleave(self.block, dim=2)  # (B, KVH, blocks*G, D)
+            k = torch.cat([dequantize_int8(s["k_q"], k_scale), k], dim=2)
+            v = torch.cat([dequantize_int8(s["v_q"], s["v_scale"]), v], dim=2)
+        return k, v
 
 
 # ------------------------------------------------------------------------------------ model ---
@@ -298,15 +482,20 @@ class ReferenceModel(nn.Module):
         """Builds the reference from a celerinfer Model (its config, weights and RoPE tables)."""
         return cls(model.config, model.state_dict(), rope=model.rope, dtype=dtype)
 
-    def forward(self, input_ids, attention_mask=None) -> torch.Tensor:
-        """input_ids (B, S) ints, attention_mask (B, S) 0/1 or None -> logits (B, S, vocab) float32."""
+    # ---------------------------------------------------------------- full-sequence forward ---
+
+    def _check_inputs(self, input_ids, attention_mask, n_new=0):
+        """ids (B, S) long and mask (B, S) bool tensors on the model's device, checked.
+
+        n_new: tokens that will be appended (the positions 0..S+n_new-1 must fit the RoPE table).
+        """
         device = self.embed_tokens.weight.device
         input_ids = _as_index_tensor(input_ids, device).long()
         if input_ids.ndim != 2:
             raise ValueError(f"input_ids must be (B, S), got shape {tuple(input_ids.shape)}")
         B, S = input_ids.shape
-        if S > self.rope_cos.shape[0]:
-            raise ValueError(f"sequence length {S} exceeds the RoPE table "
+        if S + n_new > self.rope_cos.shape[0]:
+            raise ValueError(f"sequence length {S + n_new} exceeds the RoPE table "
                              f"({self.rope_cos.shape[0]} positions)")
         if input_ids.numel() and (input_ids.min() < 0 or input_ids.max() >= self.config["vocab_size"]):
             raise ValueError(f"token id out of range [0, {self.config['vocab_size']})")
@@ -316,20 +505,169 @@ class ReferenceModel(nn.Module):
         if tuple(attention_mask.shape) != (B, S):
             raise ValueError(f"attention_mask has shape {tuple(attention_mask.shape)}, "
                              f"expected {(B, S)}")
+        return input_ids, attention_mask.bool()
 
+    def forward(self, input_ids, attention_mask=None, sharing=False) -> torch.Tensor:
+        """input_ids (B, S) ints, attention_mask (B, S) 0/1 or None -> logits (B, S, vocab) float32.
+
+        sharing=True: cross-layer sharing (versions v3, v4 without their cache): layers come in
+        pairs (0, 1), (2, 3), ...; the odd layer attends over the K and V computed by the even
+        layer (its own k_proj and v_proj are not used). A last unpaired layer computes its own.
+        """
+        input_ids, attention_mask = self._check_inputs(input_ids, attention_mask)
+        S = input_ids.shape[1]
         allowed = allowed_keys(attention_mask)                 # (B, 1, S, S)
         cos, sin = self.rope_cos[:S], self.rope_sin[:S]        # (S, D): positions 0..S-1
         x = self.embed_tokens(input_ids)                       # (B, S, C)
-        for block in self.layers:
-            x = block(x, cos, sin, allowed)
+        kv = None
+        for i, block in enumerate(self.layers):
+            x, kv = block(x, cos, sin, allowed, kv=kv if sharing and i % 2 == 1 else None)
         x = self.norm(x)
         return self.lm_head(x).float()                         # (B, S, V)
 
+    def forward_shared(self, input_ids, attention_mask=None) -> torch.Tensor:
+        """The full forward with cross-layer sharing: `forward(..., sharing=True)`."""
+        return self.forward(input_ids, attention_mask, sharing=True)
 
-def logits(model, input_ids, attention_mask=None, dtype=torch.float32) -> np.ndarray:
-    """Reference logits of a celerinfer Model: numpy in, float32 numpy (B, S, vocab) out."""
-    ref = ReferenceModel.from_model(model, dtype=dtype)
+    # ------------------------------------------------------------------- forward with a cache ---
+
+    def new_caches(self, version) -> list:
+        """One KVCache per layer for `version`; None for the odd layers that share (and for v0)."""
+        spec = version_spec(version)
+        if not spec["use_cache"]:
+            return [None] * len(self.layers)
+        return [None if spec["cross_layer_sharing"] and i % 2 == 1
+                else KVCache(spec["kv_dtype"], spec["kv_quant"], spec["kivi_block"])
+                for i in range(len(self.layers))]
+
+    def forward_cached(self, new_ids, key_mask, caches) -> torch.Tensor:
+        """Runs the S newest tokens through the model with a KV cache; logits (B, S, vocab) float32.
+
+        new_ids: (B, S) long, the tokens at positions L-S..L-1, where L = key_mask.shape[1].
+        key_mask: (B, L) bool, the attention mask of all positions (cached ones and the new).
+        caches: from new_caches(): they hold positions 0..L-S-1 and receive the new tokens. A
+            layer whose cache is None reuses the K/V of the layer before it (cross-layer sharing:
+            that layer has just written the new tokens to its cache and read all of it back).
+        """
+        B, S = new_ids.shape
+        L = key_mask.shape[1]
+        allowed = allowed_keys(key_mask, n_queries=S)          # (B, 1, S, L)
+        cos, sin = self.rope_cos[L - S:L], self.rope_sin[L - S:L]  # (S, D): positions L-S..L-1
+        x = self.embed_tokens(new_ids)                         # (B, S, C)
+        kv = None
+        for block, cache in zip(self.layers, caches):
+            if cache is None:
+                x, kv = block(x, cos, sin, allowed, kv=kv)     # shares the previous layer's cache
+            else:
+                x, kv = block(x, cos, sin, allowed, cache=cache)
+        x = self.norm(x)
+        return self.lm_head(x).float()                         # (B, S, V)
+
+    # ----------------------------------------------------------------------------- generation ---
+
+    @torch.no_grad()
+    def _decode(self, input_ids, attention_mask, version, n_steps, eos_token_id=None, forced=None):
+        """The generation loop of every version; greedy, or teacher-forced with `forced` (B, n).
+
+        Step 0 runs the whole prompt (prefill) and takes the logits at its last position P-1 for
+        every row; step t > 0 runs only the token chosen at step t-1, at position P+t-1. v0 (no
+        cache) instead recomputes the whole current sequence each step. Generated tokens are
+        always valid (mask 1). Returns tokens (B, P+T) long and logits (B, T, vocab) float32.
+        """
+        spec = version_spec(version)
+        tokens, key_mask = self._check_inputs(input_ids, attention_mask, n_new=max(n_steps - 1, 0))
+        B, P = tokens.shape
+        if P == 0:
+            raise ValueError("generation needs a prompt of at least one token")
+        caches = self.new_caches(spec)
+        new = tokens                                           # step 0 processes the prompt
+        finished = torch.zeros(B, dtype=torch.bool, device=tokens.device)
+        step_logits = []
+        for t in range(n_steps):
+            if spec["use_cache"]:
+                out = self.forward_cached(new, key_mask, caches)                 # (B, S, V)
+            else:
+                out = self.forward(tokens, key_mask, sharing=spec["cross_layer_sharing"])
+            logits_t = out[:, -1, :]                                              # (B, V)
+            step_logits.append(logits_t)
+            if forced is not None:
+                next_token = forced[:, t]
+            else:
+                next_token = logits_t.argmax(dim=-1)           # ties: the lowest id
+            if eos_token_id is not None:
+                # a row that has emitted EOS keeps emitting it
+                next_token = torch.where(finished, torch.full_like(next_token, eos_token_id),
+                                         next_token)
+                finished |= next_token == eos_token_id
+            tokens = torch.cat([tokens, next_token[:, None]], dim=1)
+            key_mask = torch.cat([key_mask, torch.ones_like(key_mask[:, :1])], dim=1)
+            new = next_token[:, None]
+            if eos_token_id is not None and bool(finished.all()):
+                break
+        V = self.config["vocab_size"]
+        logits_out = (torch.stack(step_logits, dim=1) if step_logits
+                      else torch.zeros(B, 0, V))
+        return tokens, logits_out
+
+    def generate(self, input_ids, max_new_tokens, version="v1", attention_mask=None,
+                 eos_token_id=None):
+        """Greedy generation through `version`'s cache path (a name or a versions() dict).
+
+        input_ids (B, P), attention_mask (B, P) 0/1 or None (left or right padding; positions
+        are never shifted). Returns tokens (B, P+T) long and the raw logits each step picked
+        from, (B, T, vocab) float32. T = max_new_tokens, or fewer with eos_token_id: once a row
+        has emitted EOS its later tokens are EOS, and generation stops when every row has.
+        """
+        if max_new_tokens < 0:
+            raise ValueError(f"max_new_tokens must be >= 0, got {max_new_tokens}")
+        return self._decode(input_ids, attention_mask, version, int(max_new_tokens),
+                            eos_token_id=eos_token_id)
+
+    def score(self, input_ids, continuation, version="v1", attention_mask=None) -> torch.Tensor:
+        """Teacher-forced decoding: the logits (B, T, vocab) from which each of the T tokens of
+        `continuation` (B, T) is predicted, through `version`'s cache path, the prompt input_ids
+        (B, P) processed as in generate. This is generate's loop with the tokens given."""
+        device = self.embed_tokens.weight.device
+        continuation = _as_index_tensor(continuation, device).long()
+        if continuation.ndim != 2 or continuation.shape[0] != len(input_ids):
+            raise ValueError(f"continuation must be (B, T), got shape {tuple(continuation.shape)}")
+        _, logits_out = self._decode(input_ids, attention_mask, version, continuation.shape[1],
+                                     forced=continuation)
+        return logits_out
+
+
+def _ids_and_mask(input_ids, attention_mask):
     ids = torch.from_numpy(np.array(input_ids, dtype=np.int64))
     mask = None if attention_mask is None else torch.from_numpy(np.array(attention_mask) != 0)
+    return ids, mask
+
+
+def logits(model, input_ids, attention_mask=None, dtype=torch.float32, sharing=False) -> np.ndarray:
+    """Reference logits of a celerinfer Model: numpy in, float32 numpy (B, S, vocab) out."""
+    ref = ReferenceModel.from_model(model, dtype=dtype)
+    ids, mask = _ids_and_mask(input_ids, attention_mask)
     with torch.no_grad():
-        return ref(ids, mask).numpy().astype(np.float32, copy=False)
+        return ref(ids, mask, sharing=sharing).numpy().astype(np.float32, copy=False)
+
+
+def generate(model, version, input_ids, max_new_tokens, attention_mask=None, eos_token_id=None,
+             dtype=torch.float32):
+    """Reference greedy generation of a celerinfer Model through `version`.
+
+    Returns tokens (B, P+T) int64 and the step logits (B, T, vocab) float32, as numpy.
+    """
+    ref = ReferenceModel.from_model(model, dtype=dtype)
+    ids, mask = _ids_and_mask(input_ids, attention_mask)
+    tokens, step_logits = ref.generate(ids, max_new_tokens, version, attention_mask=mask,
+                                       eos_token_id=eos_token_id)
+    return tokens.numpy(), step_logits.numpy().astype(np.float32, copy=False)
+
+
+def score(model, version, input_ids, continuation, attention_mask=None, dtype=torch.float32):
+    """Reference teacher-forced step logits (B, T, vocab) float32 numpy of a celerinfer Model:
+    the logits from which each token of `continuation` (B, T) is predicted through `version`."""
+    ref = ReferenceModel.from_model(model, dtype=dtype)
+    ids, mask = _ids_and_mask(input_ids, attention_mask)
+    cont = torch.from_numpy(np.array(continuation, dtype=np.int64))
+    step_logits = ref.score(ids, cont, version, attention_mask=mask)
+    return step_logits.numpy().astype(np.float32, copy=False)

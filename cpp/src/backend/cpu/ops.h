@@ -23,14 +23,4 @@ void swiglu(float* out, const float* gate, const float* up, int64_t n);
 // out (rows, H) = table[ids[r]]
 void embedding(float* out, const float* table, const int64_t* ids, int64_t rows, int64_t H);
 
-// Causal attention of one query head over one sequence's keys.
-//   q:   (Sq, D) rows with stride q_stride;   out: (Sq, D) rows with stride out_stride
-//   k,v: (Sk, D) rows with stride kv_stride (key j is at position j)
-//   q_pos[i]: position of query i; it attends to keys j <= q_pos[i] with key_valid[j] != 0
-//   (key_valid null: all valid). A query with no key gets zeros.
-//   scratch: Sk floats.
-void attention_head(float* out, int64_t out_stride, const float* q, int64_t q_stride, const float* k,
-                    const float* v, int64_t kv_stride, int64_t Sq, int64_t Sk, int64_t D, const int64_t* q_pos,
-                    const uint8_t* key_valid, float* scratch);
-
 }  // namespace celer::cpu

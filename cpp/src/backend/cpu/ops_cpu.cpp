@@ -72,31 +72,4 @@ void embedding(float* out, const float* table, const int64_t* ids, int64_t rows,
   for (int64_t r = 0; r < rows; ++r) std::memcpy(out + r * H, table + ids[r] * H, size_t(H) * sizeof(float));
 }
 
-void attention_head(float* out, int64_t out_stride, const float* q, int64_t q_stride, const float* k,
-                    const float* v, int64_t kv_stride, int64_t Sq, int64_t Sk, int64_t D, const int64_t* q_pos,
-                    const uint8_t* key_valid, float* scratch) {
-  const float scale = 1.0f / std::sqrt(float(D));
-  Eigen::Map<const RowMat, 0, Strided> K(k, Sk, D, Strided(kv_stride)), V(v, Sk, D, Strided(kv_stride));
-  for (int64_t i = 0; i < Sq; ++i) {
-    const int64_t n = std::min(Sk, q_pos[i] + 1);  // causal: keys 0..pos
-    Eigen::Map<const Eigen::RowVectorXf> qi(q + i * q_stride, D);
-    Eigen::Map<Eigen::RowVectorXf> oi(out + i * out_stride, D);
-    Eigen::Map<Eigen::VectorXf> s(scratch, n);
-    s.noalias() = K.topRows(n) * qi.transpose() * scale;
-    float mx = -INFINITY;
-    for (int64_t j = 0; j < n; ++j)
-      if (!key_valid || key_valid[j]) mx = std::max(mx, s[j]);
-    if (mx == -INFINITY) {  // nothing to attend to
-      oi.setZero();
-      continue;
-    }
-    float sum = 0;
-    for (int64_t j = 0; j < n; ++j) {
-      s[j] = (!key_valid || key_valid[j]) ? std::exp(s[j] - mx) : 0.0f;
-      sum += s[j];
-    }
-    oi.noalias() = (s.transpose() * V.topRows(n)) * (1.0f / sum);
-  }
-}
-
 }  // namespace celer::cpu

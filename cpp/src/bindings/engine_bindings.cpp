@@ -1,0 +1,105 @@
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include "bindings/numpy_tensor.h"
+#include "engine.h"
+#include "versions.h"
+
+namespace py = pybind11;
+
+namespace celer::py_bind {
+
+namespace {
+py::dict version_dict(const VersionSpec& v) {
+  py::dict d;
+  d["name"] = v.name;
+  d["description"] = v.description;
+  d["use_cache"] = v.use_cache();
+  d["kv_dtype"] = storage_name(v.storage);
+  d["kv_quant"] = quant_name(v.storage);
+  d["cross_layer_sharing"] = v.cross_layer_sharing;
+  d["kivi_block"] = v.storage == KVStorage::Int8Channel ? kKiviBlock : 0;
+  return d;
+}
+
+// (steps, phases + 2) int64: the per-phase ns, then total ns, then tokens processed per row.
+py::array_t<int64_t> step_table(const std::vector<StepTiming>& steps) {
+  py::array_t<int64_t> table({py::ssize_t(steps.size()), py::ssize_t(kNumPhases + 2)});
+  auto t = table.mutable_unchecked<2>();
+  for (size_t i = 0; i < steps.size(); ++i) {
+    for (int p = 0; p < kNumPhases; ++p) t(py::ssize_t(i), p) = steps[i].phase_ns[p];
+    t(py::ssize_t(i), kNumPhases) = steps[i].total_ns;
+    t(py::ssize_t(i), kNumPhases + 1) = steps[i].tokens;
+  }
+  return table;
+}
+}  // namespace
+
+void bind_engine(py::module_& m) {
+  m.def("versions", [] {
+    py::list out;
+    for (const VersionSpec& v : versions()) out.append(version_dict(v));
+    return out;
+  }, "The versions registry: one dict of flags per KV-cache strategy.");
+  m.def("phase_names", [] {
+    py::list out;
+    for (int p = 0; p < kNumPhases; ++p) out.append(phase_name(p));
+    return out;
+  });
+  m.def("peak_rss_bytes", &peak_rss_bytes, "Peak resident set size of this process, in bytes.");
+
+  py::class_<GenerationResult>(m, "GenerationResult")
+      .def_property_readonly("tokens", [](const GenerationResult& r) { return numpy_from_tensor(r.tokens); })
+      .def_property_readonly("logits", [](const GenerationResult& r) { return numpy_or_none(r.logits); })
+      .def_property_readonly("steps", [](const GenerationResult& r) { return step_table(r.steps); })
+      .def_readonly("prompt_length", &GenerationResult::prompt_length)
+      .def_readonly("new_tokens", &GenerationResult::new_tokens)
+      .def_readonly("kv_cache_bytes", &GenerationResult::kv_cache_bytes)
+      .def_readonly("kv_cache_capacity_bytes", &GenerationResult::kv_cache_capacity_bytes)
+      .def_readonly("peak_bytes", &GenerationResult::peak_bytes);
+
+  py::class_<Engine>(m, "Engine")
+      .def(py::init([](const std::shared_ptr<Model>& model, const std::string& version, int64_t max_seq_len) {
+             return new Engine(*model, find_version(version), max_seq_len);
+           }),
+           py::arg("model"), py::arg("version") = "v1", py::arg("max_seq_len") = 0,
+           py::keep_alive<1, 2>())  // the engine reads the model's weights
+      .def_property_readonly("version", [](const Engine& e) { return version_dict(e.version()); })
+      .def_property_readonly("max_seq_len", &Engine::max_seq_len)
+      .def(
+          "generate",
+          [](Engine& self, const py::array& input_ids, py::object attention_mask, int64_t max_new_tokens,
+             double temperature, int64_t top_k, double top_p, double repetition_penalty, uint64_t seed,
+             int64_t eos_token_id, bool return_logits, bool timing) {
+            Tensor ids = tensor_from_numpy(input_ids, "input_ids");
+            Tensor mask = attention_mask.is_none() ? Tensor() : tensor_from_numpy(attention_mask, "attention_mask");
+            GenerateOptions opt;
+            opt.max_new_tokens = max_new_tokens;
+            opt.sampling = {temperature, top_k, top_p, repetition_penalty};
+            opt.seed = seed;
+            opt.eos_token_id = eos_token_id;
+            opt.return_logits = return_logits;
+            opt.timing = timing;
+            py::gil_scoped_release release;
+            return self.generate(ids, &mask, opt);
+          },
+          py::arg("input_ids"), py::arg("attention_mask"), py::arg("max_new_tokens"), py::arg("temperature"),
+          py::arg("top_k"), py::arg("top_p"), py::arg("repetition_penalty"), py::arg("seed"), py::arg("eos_token_id"),
+          py::arg("return_logits"), py::arg("timing"))
+      .def(
+          "forward",
+          [](Engine& self, const py::array& input_ids, py::object attention_mask) {
+            Tensor ids = tensor_from_numpy(input_ids, "input_ids");
+            Tensor mask = attention_mask.is_none() ? Tensor() : tensor_from_numpy(attention_mask, "attention_mask");
+            Tensor logits;
+            {
+              py::gil_scoped_release release;
+              logits = self.forward(ids, &mask);
+            }
+            return numpy_from_tensor(logits);
+          },
+          py::arg("input_ids"), py::arg("attention_mask") = py::none());
+}
+
+}  // namespace celer::py_bind

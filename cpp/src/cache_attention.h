@@ -1,0 +1,30 @@
+// Attention of new queries over the KV cache, one (batch row, KV head) at a time: the keys
+// are read in tiles (dequantized once per tile and shared by the query heads of the group)
+// with an online softmax, so long caches stream through the CPU caches once.
+#pragma once
+#include <cstdint>
+#include <vector>
+
+#include "kv_cache.h"
+
+namespace celer {
+
+// Per-thread scratch for cache_attention, sized once.
+struct AttentionScratch {
+  std::vector<float> k_tile, v_tile;  // (tile, D)
+  std::vector<float> scores;            // (n, tile)
+  std::vector<float> row_max, row_sum;  // (group, n): the online softmax's running state
+  void reserve(int64_t n, int64_t group, int64_t D);
+};
+
+constexpr int64_t kAttentionTile = 256;
+
+// For batch row b and KV head kv_head: the `group` query heads kv_head * group + g attend over
+// cache positions [0, p0 + n). q: rows (b * n + i) of width q_stride, head h at column h * D;
+// out: the same layout. Query i sits at position p0 + i and sees keys t <= p0 + i with
+// key_valid[t] != 0. A query that sees no key gets zeros.
+void cache_attention(const KVCache& cache, int64_t layer, int64_t b, int64_t kv_head, int64_t group, int64_t D,
+                     const float* q, float* out, int64_t q_stride, int64_t n, int64_t p0, const uint8_t* key_valid,
+                     AttentionScratch& scratch);
+
+}  // namespace celer

@@ -1,0 +1,240 @@
+#include "engine.h"
+
+#include <sys/resource.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "backend/cpu/ops.h"
+#include "error.h"
+#include "forward.h"
+#include "threadpool.h"
+
+namespace celer {
+
+Engine::Engine(const Model& model, const VersionSpec& version, int64_t max_seq_len)
+    : model_(model), version_(version), max_seq_len_(max_seq_len > 0 ? max_seq_len : model.config.max_position_embeddings) {
+  const ModelConfig& c = model.config;
+  require(max_seq_len_ <= c.max_position_embeddings,
+          "max_seq_len " + std::to_string(max_seq_len_) + " exceeds the model's max_position_embeddings (" +
+              std::to_string(c.max_position_embeddings) + ")");
+  // Layer -> cache layer. v0 keeps one scratch layer that every layer overwrites in turn;
+  // sharing pairs (0,1), (2,3), ...: the even layer computes K/V, the odd one reads them.
+  for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
+    const bool shared = version_.cross_layer_sharing && l % 2 == 1;
+    cache_layer_.push_back(!version_.use_cache() ? 0 : version_.cross_layer_sharing ? l / 2 : l);
+    owns_kv_.push_back(!shared);
+  }
+  rope_cos_ = model.rope_cos;  // a file's tables, else computed once for the positions we use
+  rope_sin_ = model.rope_sin;
+  if (rope_cos_.empty()) rope_tables(c, rope_cos_, rope_sin_, max_seq_len_);
+}
+
+void Engine::reserve(int64_t batch, int64_t rows) {
+  const ModelConfig& c = model_.config;
+  const int64_t threads = thread_pool()->num_threads();
+  if (batch > batch_capacity_ || rows > row_capacity_) {
+    batch_capacity_ = std::max(batch, batch_capacity_);
+    row_capacity_ = std::max(rows, row_capacity_);
+    const int64_t M = batch_capacity_ * row_capacity_;
+    const uint64_t floats = uint64_t(M) * uint64_t(3 * c.hidden_size + 2 * c.q_dim() + 2 * c.kv_dim() +
+                                                   2 * c.intermediate_size);
+    check_allocation(floats * 4, "the engine's activations for " + std::to_string(batch_capacity_) + " x " +
+                                     std::to_string(row_capacity_) + " tokens");
+    auto buffer = [](int64_t n) { return Tensor::zeros(DType::F32, {n}); };
+    x_ = buffer(M * c.hidden_size);
+    h_ = buffer(M * c.hidden_size);
+    q_ = buffer(M * c.q_dim());
+    k_ = buffer(M * c.kv_dim());
+    v_ = buffer(M * c.kv_dim());
+    att_ = buffer(M * c.q_dim());
+    gate_ = buffer(M * c.intermediate_size);
+    up_ = buffer(M * c.intermediate_size);
+    last_ = buffer(batch_capacity_ * c.hidden_size);
+    pos_.assign(size_t(M), 0);
+    const int64_t cache_layers = !version_.use_cache() ? 1 : cache_layer_.back() + 1;
+    cache_.allocate(version_.use_cache() ? version_.storage : KVStorage::F32, cache_layers, batch_capacity_,
+                    max_seq_len_, c.num_key_value_heads, c.head_dim());
+    scratch_.clear();
+  }
+  if (int64_t(scratch_.size()) < threads) {
+    scratch_.resize(size_t(threads));
+    for (auto& s : scratch_) s.reserve(row_capacity_, c.num_attention_heads / c.num_key_value_heads, c.head_dim());
+  }
+}
+
+uint64_t Engine::buffer_bytes() const {
+  uint64_t total = cache_.capacity_bytes() + pos_.size() * sizeof(int64_t);
+  for (const Tensor* t : {&x_, &h_, &q_, &k_, &v_, &att_, &gate_, &up_, &last_})
+    if (!t->empty()) total += t->nbytes();
+  for (const auto& s : scratch_)
+    total += (s.k_tile.size() + s.v_tile.size() + s.scores.size() + s.row_max.size() + s.row_sum.size()) * 4;
+  return total;
+}
+
+void Engine::layer(size_t l, int64_t B, int64_t n, int64_t p0, const uint8_t* valid, int64_t valid_stride,
+                   StepTiming* timing) {
+  const ModelConfig& c = model_.config;
+  const LayerWeights& L = model_.layers[l];
+  const int64_t M = B * n, H = c.hidden_size, Q = c.q_dim(), KV = c.kv_dim(), I = c.intermediate_size,
+                D = c.head_dim(), nKV = c.num_key_value_heads, group = c.num_attention_heads / nKV;
+  const float eps = float(c.rms_norm_eps);
+  const int64_t cl = cache_layer_[l];
+  auto pool = thread_pool();
+  {
+    ScopedPhase phase(timing, kAttention);
+    cpu::rmsnorm(h_.f32(), x_.f32(), L.input_layernorm.f32(), M, H, eps);
+    cpu::matmul_nt(q_.f32(), h_.f32(), L.q_proj.f32(), M, H, Q);
+    cpu::rope(q_.f32(), M, c.num_attention_heads, D, pos_.data(), rope_cos_.f32(), rope_sin_.f32());
+    if (owns_kv_[l]) {  // a sharing odd layer computes only Q
+      cpu::matmul_nt(k_.f32(), h_.f32(), L.k_proj.f32(), M, H, KV);
+      cpu::matmul_nt(v_.f32(), h_.f32(), L.v_proj.f32(), M, H, KV);
+      cpu::rope(k_.f32(), M, nKV, D, pos_.data(), rope_cos_.f32(), rope_sin_.f32());
+      cache_.write(cl, B, n, p0, k_.f32(), v_.f32());
+    }
+    pool->parallel_for_threads(B * nKV, [&](int64_t i0, int64_t i1, int thread) {
+      for (int64_t i = i0; i < i1; ++i)
+        cache_attention(cache_, cl, i / nKV, i % nKV, group, D, q_.f32(), att_.f32(), Q, n, p0,
+                        valid + (i / nKV) * valid_stride, scratch_[size_t(thread)]);
+    });
+    cpu::matmul_nt(x_.f32(), att_.f32(), L.o_proj.f32(), M, Q, H, /*accumulate=*/true);
+  }
+  {
+    ScopedPhase phase(timing, kMlp);
+    cpu::rmsnorm(h_.f32(), x_.f32(), L.post_attention_layernorm.f32(), M, H, eps);
+    cpu::matmul_nt(gate_.f32(), h_.f32(), L.gate_proj.f32(), M, H, I);
+    cpu::matmul_nt(up_.f32(), h_.f32(), L.up_proj.f32(), M, H, I);
+    pool->parallel_for(M, [&](int64_t r0, int64_t r1) {
+      cpu::swiglu(gate_.f32() + r0 * I, gate_.f32() + r0 * I, up_.f32() + r0 * I, (r1 - r0) * I);
+    });
+    cpu::matmul_nt(x_.f32(), gate_.f32(), L.down_proj.f32(), M, I, H, /*accumulate=*/true);
+  }
+}
+
+void Engine::step(int64_t B, int64_t n, int64_t p0, const int64_t* ids, int64_t ids_stride, const uint8_t* valid,
+                  int64_t valid_stride, float* logits, bool all_positions, StepTiming* timing) {
+  const ModelConfig& c = model_.config;
+  const int64_t H = c.hidden_size, V = c.vocab_size;
+  for (int64_t r = 0; r < B * n; ++r) pos_[size_t(r)] = p0 + r % n;  // the same positions in every row
+  {
+    ScopedPhase phase(timing, kEmbedding);
+    for (int64_t b = 0; b < B; ++b) cpu::embedding(x_.f32() + b * n * H, model_.embed_tokens.f32(), ids + b * ids_stride, n, H);
+  }
+  for (size_t l = 0; l < model_.layers.size(); ++l) layer(l, B, n, p0, valid, valid_stride, timing);
+  ScopedPhase phase(timing, kHead);
+  const float eps = float(c.rms_norm_eps);
+  if (all_positions) {
+    cpu::rmsnorm(h_.f32(), x_.f32(), model_.norm.f32(), B * n, H, eps);
+    cpu::matmul_nt(logits, h_.f32(), model_.output_weight().f32(), B * n, H, V);
+  } else {  // only each row's last position feeds the sampler
+    for (int64_t b = 0; b < B; ++b)
+      cpu::rmsnorm(last_.f32() + b * H, x_.f32() + (b * n + n - 1) * H, model_.norm.f32(), 1, H, eps);
+    cpu::matmul_nt(logits, last_.f32(), model_.output_weight().f32(), B, H, V);
+  }
+}
+
+Tensor Engine::forward(const Tensor& input_ids, const Tensor* attention_mask) {
+  const TokenBatch tok = check_tokens(model_.config, input_ids, attention_mask);
+  const int64_t B = tok.batch, S = tok.seq_len;
+  require(S <= max_seq_len_, "sequence length " + std::to_string(S) + " exceeds the engine's max_seq_len (" +
+                                 std::to_string(max_seq_len_) + ")");
+  check_allocation(uint64_t(B * S) * uint64_t(model_.config.vocab_size) * 4, "logits of a " + shape_str(input_ids.shape) + " batch");
+  reserve(B, S);
+  cache_.clear();
+  Tensor logits = Tensor::zeros(DType::F32, {B, S, model_.config.vocab_size});
+  step(B, S, 0, tok.ids.data(), S, tok.valid.data(), S, logits.f32(), /*all_positions=*/true, nullptr);
+  check_finite(model_, logits);
+  return logits;
+}
+
+GenerationResult Engine::generate(const Tensor& input_ids, const Tensor* attention_mask, const GenerateOptions& opt) {
+  const ModelConfig& c = model_.config;
+  const TokenBatch tok = check_tokens(c, input_ids, attention_mask);
+  const int64_t B = tok.batch, P = tok.seq_len, T = opt.max_new_tokens, V = c.vocab_size;
+  require(T >= 1, "max_new_tokens must be >= 1, got " + std::to_string(T));
+  require(P + T <= max_seq_len_, "prompt length " + std::to_string(P) + " + max_new_tokens " + std::to_string(T) +
+                                     " exceeds max_seq_len " + std::to_string(max_seq_len_));
+  require(opt.eos_token_id < V, "eos_token_id " + std::to_string(opt.eos_token_id) + " is out of range [0, " +
+                                    std::to_string(V) + ")");
+  validate(opt.sampling);
+  const int64_t L = P + T;
+  if (opt.return_logits) check_allocation(uint64_t(B * T) * uint64_t(V) * 4, "the returned logits");
+
+  // Everything the loop touches is sized here.
+  reserve(B, version_.use_cache() ? P : L);
+  cache_.clear();
+  GenerationResult out;
+  out.prompt_length = P;
+  out.tokens = Tensor::zeros(DType::I64, {B, L});
+  std::vector<uint8_t> valid(size_t(B * L), 1), finished(size_t(B), 0);
+  int64_t* tokens = out.tokens.as<int64_t>();
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t i = 0; i < P; ++i) {
+      tokens[b * L + i] = tok.ids[size_t(b * P + i)];
+      valid[size_t(b * L + i)] = tok.valid[size_t(b * P + i)];
+    }
+  Tensor step_logits = Tensor::zeros(DType::F32, {B, V});
+  Tensor all_logits = opt.return_logits ? Tensor::zeros(DType::F32, {B, T, V}) : Tensor();
+  Sampler sampler(V, B, opt.seed);
+  out.steps.reserve(size_t(T));
+
+  int64_t t = 0;
+  for (; t < T; ++t) {
+    StepTiming st;
+    StepTiming* timing = opt.timing ? &st : nullptr;
+    const int64_t start = now_ns(), seen = P + t;  // tokens known before this step
+    if (!version_.use_cache()) {  // v0: the whole sequence again
+      st.tokens = seen;
+      step(B, seen, 0, tokens, L, valid.data(), L, step_logits.f32(), false, timing);
+    } else {
+      const int64_t p0 = t == 0 ? 0 : seen - 1, n = t == 0 ? P : 1;
+      st.tokens = n;
+      step(B, n, p0, tokens + p0, L, valid.data(), L, step_logits.f32(), false, timing);
+    }
+    {
+      ScopedPhase phase(timing, kOther);
+      bool all_done = true;
+      for (int64_t b = 0; b < B; ++b) {
+        const float* row = step_logits.f32() + b * V;
+        int64_t next = opt.eos_token_id;
+        if (!finished[size_t(b)])
+          next = sampler.sample(b, row, tokens + b * L, valid.data() + b * L, seen, opt.sampling);
+        tokens[b * L + seen] = next;
+        finished[size_t(b)] = opt.eos_token_id >= 0 && next == opt.eos_token_id;
+        all_done = all_done && finished[size_t(b)];
+        if (opt.return_logits) std::memcpy(all_logits.f32() + (b * T + t) * V, row, size_t(V) * 4);
+      }
+      if (all_done) t = T;  // leave after recording this step
+    }
+    st.total_ns = now_ns() - start;
+    out.steps.push_back(st);
+  }
+  const int64_t produced = int64_t(out.steps.size());
+  out.new_tokens = produced;
+  if (produced < T) {  // stopped at EOS: trim the unused columns
+    Tensor trimmed = Tensor::zeros(DType::I64, {B, P + produced});
+    for (int64_t b = 0; b < B; ++b)
+      std::memcpy(trimmed.as<int64_t>() + b * (P + produced), tokens + b * L, size_t(P + produced) * 8);
+    out.tokens = trimmed;
+    if (opt.return_logits) {
+      Tensor cut = Tensor::zeros(DType::F32, {B, produced, V});
+      for (int64_t b = 0; b < B; ++b)
+        std::memcpy(cut.f32() + b * produced * V, all_logits.f32() + b * T * V, size_t(produced * V) * 4);
+      all_logits = cut;
+    }
+  }
+  out.logits = all_logits;
+  if (opt.return_logits) check_finite(model_, out.logits);
+  out.kv_cache_bytes = version_.use_cache() ? cache_.bytes_for(cache_.length(), B) : 0;
+  out.kv_cache_capacity_bytes = version_.use_cache() ? cache_.capacity_bytes() : 0;
+  out.peak_bytes = buffer_bytes();
+  return out;
+}
+
+uint64_t peak_rss_bytes() {
+  struct rusage usage;
+  getrusage(RUSAGE_SELF, &usage);
+  return uint64_t(usage.ru_maxrss) * 1024;  // Linux reports KiB
+}
+
+}  // namespace celer

@@ -1,0 +1,80 @@
+// The engine: prefill, then one decode step per token, for a batch, under one version of the
+// KV cache (versions.h). Buffers and the cache are sized before the decode loop and reused;
+// nothing is allocated per token. An Engine is not thread-safe: use one per thread.
+#pragma once
+#include <cstdint>
+#include <vector>
+
+#include "cache_attention.h"
+#include "kv_cache.h"
+#include "model.h"
+#include "sampler.h"
+#include "timer.h"
+#include "versions.h"
+
+namespace celer {
+
+struct GenerateOptions {
+  int64_t max_new_tokens = 1;
+  SamplingParams sampling;
+  uint64_t seed = 0;
+  int64_t eos_token_id = -1;  // < 0: none
+  bool return_logits = false;
+  bool timing = true;  // per-phase timers (off: no clock reads inside the steps)
+};
+
+struct GenerationResult {
+  Tensor tokens;                  // (B, P + T) int64: the prompt, then the new tokens
+  Tensor logits;                  // (B, T, vocab) float32 raw model logits each step sampled from; or empty
+  std::vector<StepTiming> steps;  // step 0: prefill + first token; then one per decode token
+  int64_t prompt_length = 0, new_tokens = 0;
+  uint64_t kv_cache_bytes = 0;           // for the tokens the cache holds at the end (0 for v0)
+  uint64_t kv_cache_capacity_bytes = 0;  // allocated (0 for v0)
+  uint64_t peak_bytes = 0;               // the engine's own buffers, cache included (allocated up front)
+};
+
+class Engine {
+ public:
+  // The model must outlive the engine. max_seq_len <= 0: the model's max_position_embeddings.
+  Engine(const Model& model, const VersionSpec& version, int64_t max_seq_len = 0);
+
+  GenerationResult generate(const Tensor& input_ids, const Tensor* attention_mask, const GenerateOptions& options);
+
+  // Logits (B, S, vocab) for every position of the batch in one prefill through this version's
+  // cache path (v0 and v1: the plain forward pass).
+  Tensor forward(const Tensor& input_ids, const Tensor* attention_mask);
+
+  const VersionSpec& version() const { return version_; }
+  int64_t max_seq_len() const { return max_seq_len_; }
+  uint64_t buffer_bytes() const;  // activations + scratch + cache, as allocated now
+
+ private:
+  // Sizes activations for batch x rows tokens per step and the cache for batch x max_seq_len;
+  // keeps what is already large enough.
+  void reserve(int64_t batch, int64_t rows);
+  // One step: tokens ids[b * ids_stride + i], i < n, at positions p0 + i, for rows b < batch;
+  // they see cache keys t < p0 + n with valid[b * valid_stride + t] != 0. Writes their K/V into
+  // the cache and the logits of every position (all_positions) or of each row's last one.
+  void step(int64_t batch, int64_t n, int64_t p0, const int64_t* ids, int64_t ids_stride, const uint8_t* valid,
+            int64_t valid_stride, float* logits, bool all_positions, StepTiming* timing);
+  void layer(size_t l, int64_t batch, int64_t n, int64_t p0, const uint8_t* valid, int64_t valid_stride,
+             StepTiming* timing);
+
+  const Model& model_;
+  VersionSpec version_;
+  int64_t max_seq_len_;
+  std::vector<int64_t> cache_layer_;  // model layer -> cache layer
+  std::vector<uint8_t> owns_kv_;      // model layer computes and writes its K/V
+  KVCache cache_;
+  int64_t batch_capacity_ = 0, row_capacity_ = 0;
+  // Activations (batch * rows, width), 64-byte aligned.
+  Tensor x_, h_, q_, k_, v_, att_, gate_, up_, last_;
+  Tensor rope_cos_, rope_sin_;  // (positions, head_dim)
+  std::vector<int64_t> pos_;  // position of each activation row
+  std::vector<AttentionScratch> scratch_;  // one per pool thread
+};
+
+// Process peak resident set size in bytes (getrusage).
+uint64_t peak_rss_bytes();
+
+}  // namespace celer

@@ -1,0 +1,139 @@
+"""Engine: generation with a KV-cache version (see :func:`versions`), sampling and timers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from . import _core
+from .model import Model, as_token_array
+
+PHASES = tuple(_core.phase_names())  # embedding, attention, mlp, head, other
+
+
+def versions() -> list[dict]:
+    """The versions registry (one dict of flags per KV-cache strategy), from the C++ engine."""
+    return _core.versions()
+
+
+def version_names() -> list[str]:
+    return [v["name"] for v in versions()]
+
+
+@dataclass
+class Generation:
+    """What :meth:`Engine.generate` returns.
+
+    tokens: (B, P + T) int64, the prompt then the T new tokens (T < max_new_tokens when every
+    row reached eos_token_id). logits: (B, T, vocab) float32, the raw model logits each step
+    sampled from (before penalty / temperature / top-k / top-p), or None. timings: see
+    :func:`timings_from_steps`. kv_cache_bytes: the cache's bytes for the tokens it holds
+    (scales included; 0 for v0); kv_cache_capacity_bytes: allocated; peak_bytes: the engine's
+    own buffers (activations, scratch and cache, all allocated before the decode loop);
+    peak_rss_bytes: this process's peak resident memory so far.
+    """
+
+    tokens: np.ndarray
+    logits: np.ndarray | None
+    timings: dict
+    kv_cache_bytes: int
+    kv_cache_capacity_bytes: int
+    peak_bytes: int
+    peak_rss_bytes: int
+    prompt_length: int
+    version: str
+    step_table: np.ndarray = field(repr=False)
+
+    @property
+    def new_tokens(self) -> np.ndarray:
+        """(B, T) the generated tokens alone."""
+        return self.tokens[:, self.prompt_length :]
+
+
+def timings_from_steps(steps: np.ndarray) -> dict:
+    """Per-phase and per-token timings in milliseconds from the engine's step table.
+
+    Step 0 is the prefill plus the first sampled token (its total is the time to first token);
+    each later step is one decode token. Keys: ttft_ms, per_token_ms (decode steps), total_ms,
+    phases_ms {phase: summed ms}, steps_ms {phase: per-step list, plus 'total'}, and
+    decode_tokens_per_s (per row).
+    """
+    steps = np.asarray(steps, dtype=np.int64)
+    ms = steps[:, : len(PHASES) + 1].astype(np.float64) / 1e6
+    total = ms[:, len(PHASES)]
+    decode = total[1:]
+    return {
+        "ttft_ms": float(total[0]) if len(total) else 0.0,
+        "per_token_ms": decode.tolist(),
+        "total_ms": float(total.sum()),
+        "phases_ms": {name: float(ms[:, i].sum()) for i, name in enumerate(PHASES)},
+        "steps_ms": {**{name: ms[:, i].tolist() for i, name in enumerate(PHASES)}, "total": total.tolist()},
+        "decode_tokens_per_s": float(len(decode) / (decode.sum() / 1e3)) if decode.sum() > 0 else 0.0,
+    }
+
+
+class Engine:
+    """Generates tokens from a model under one KV-cache version.
+
+    Engine(model, version="v1", device="cpu", threads=None, max_seq_len=None): version is a
+    name from :func:`versions`; threads sets the process-wide engine thread count (None: keep
+    it); max_seq_len bounds prompt + new tokens (None: the model's max_position_embeddings) and
+    sizes the cache. Buffers are sized before the decode loop; nothing is allocated per token.
+    One Engine is not for use from several threads at once.
+    """
+
+    def __init__(self, model: Model, version: str = "v1", device: str = "cpu", threads: int | None = None,
+                 max_seq_len: int | None = None):
+        if not isinstance(model, Model):
+            raise TypeError(f"model must be a celerinfer.Model, got {type(model).__name__}")
+        if device != "cpu":
+            raise ValueError(f"device {device!r} is not available: this build runs on 'cpu' only")
+        if threads is not None:
+            if int(threads) < 1:
+                raise ValueError(f"threads must be >= 1, got {threads}")
+            _core.set_num_threads(int(threads))
+        self.model = model
+        self.device = device
+        self._impl = _core.Engine(model._impl, version, 0 if max_seq_len is None else int(max_seq_len))
+
+    @property
+    def version(self) -> dict:
+        return self._impl.version
+
+    @property
+    def max_seq_len(self) -> int:
+        return self._impl.max_seq_len
+
+    def generate(self, input_ids, max_new_tokens: int, temperature: float = 0.0, top_k: int = 0,
+                 top_p: float = 1.0, repetition_penalty: float = 1.0, seed: int = 0,
+                 eos_token_id: int | None = None, return_logits: bool = False, attention_mask=None,
+                 timing: bool = True) -> Generation:
+        """Prefill the prompt (B, P) (or (P,)), then decode up to max_new_tokens tokens.
+
+        temperature 0 is greedy (argmax; ties to the lowest id). Sampling order: repetition
+        penalty, temperature, top-k, top-p; seeded per row, so the same seed gives the same
+        tokens. attention_mask (B, P) of 0/1 marks padding (left or right; positions are not
+        shifted). A row that emits eos_token_id keeps emitting it; generation stops when all
+        rows have. timing=False skips the per-phase clocks.
+        """
+        ids = as_token_array(input_ids, "input_ids")
+        mask = None if attention_mask is None else as_token_array(attention_mask, "attention_mask")
+        result = self._impl.generate(ids, mask, int(max_new_tokens), float(temperature), int(top_k), float(top_p),
+                                     float(repetition_penalty), int(seed),
+                                     -1 if eos_token_id is None else int(eos_token_id), bool(return_logits),
+                                     bool(timing))
+        steps = result.steps
+        return Generation(tokens=result.tokens, logits=result.logits, timings=timings_from_steps(steps),
+                          kv_cache_bytes=result.kv_cache_bytes, kv_cache_capacity_bytes=result.kv_cache_capacity_bytes,
+                          peak_bytes=result.peak_bytes, peak_rss_bytes=_core.peak_rss_bytes(),
+                          prompt_length=result.prompt_length, version=self.version["name"], step_table=steps)
+
+    def forward(self, input_ids, attention_mask=None) -> np.ndarray:
+        """Logits (B, S, vocab) for every position in one prefill through this version's cache."""
+        ids = as_token_array(input_ids, "input_ids")
+        mask = None if attention_mask is None else as_token_array(attention_mask, "attention_mask")
+        return self._impl.forward(ids, mask)
+
+    def __repr__(self) -> str:
+        return f"Engine(version={self.version['name']!r}, device={self.device!r}, max_seq_len={self.max_seq_len})"
