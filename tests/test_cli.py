@@ -96,3 +96,25 @@ def test_benchmark_sh_runs_the_seed_sizes_and_logits_match(tmp_path, size):
     hidden, layers, heads, kvh, vocab, seq, batch = map(int, SEED_SIZES[size])
     logits = np.load(tmp_path / "logits_cpp.npy")
     assert logits.shape == (batch, seq, vocab)
+
+
+def test_versions_lists_the_registry():
+    import json
+
+    table = run("versions").stdout
+    for v in celerinfer.versions():
+        assert v["name"] in table and v["description"] in table
+    assert json.loads(run("versions", "--json").stdout) == celerinfer.versions()
+
+
+def test_generate_runs_each_version_and_matches_the_api(tmp_path):
+    model_path = tmp_path / "m.safetensors"
+    run("random-model", "--hidden", 64, "--heads", 4, "--kvh", 2, "--output", model_path, "--seq-len", 6,
+        "--batch-size", 1)
+    out = run("generate", "--model", model_path, "--version", "v0", "v2", "--max-new-tokens", 5).stdout
+    model = celerinfer.load(model_path)
+    expected = celerinfer.Engine(model, "v2").generate(model.inputs["input_ids"], 5).new_tokens[0]
+    assert "[v0]" in out and "[v2]" in out and "TTFT" in out and "KV cache" in out
+    assert "new tokens: " + " ".join(map(str, expected)) in out
+    bad = run("generate", "--model", model_path, "--version", "v9", check=False)
+    assert bad.returncode == 2 and "unknown version" in bad.stderr

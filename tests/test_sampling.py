@@ -191,6 +191,14 @@ def test_top_p_never_samples_outside_the_nucleus(top_p, nucleus):
     assert drawn == nucleus, f"top_p={top_p}: drew {sorted(drawn)}, nucleus {sorted(nucleus)}"
 
 
+@pytest.mark.parametrize("top_p, nucleus", [(0.4, {0}), (0.7, {0, 1}), (0.9, {0, 1, 2}), (0.41, {0, 1})])
+def test_top_p_exact_boundary_is_not_widened_by_rounding(top_p, nucleus):
+    """log(0.4) in float32 gives the first token 0.4 - 1.6e-9 after the softmax: top_p=0.4 must
+    still keep it alone (the sampler allows a slack of 1e-6 for the float32 logits)."""
+    out = sample(log_probs([0.4, 0.3, 0.2, 0.1]), temperature=1.0, top_p=top_p, seed=13, num_draws=4000)
+    assert set(out.ravel().tolist()) == nucleus
+
+
 def test_top_p_nucleus_does_not_depend_on_token_order():
     perm = np.array([3, 0, 2, 1])  # token perm[i] gets probability NUCLEUS_PROBS[i]
     probs = np.zeros(4)

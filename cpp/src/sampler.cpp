@@ -166,7 +166,7 @@ int64_t Sampler::sample(int64_t row, const float* logits, const int64_t* history
     for (int64_t j = 0; j < m; ++j) sum += (p[cand[j]] = s[cand[j]] == kInf ? 1.0 : 0.0);
   } else {
     const double t = params.temperature;
-    for (int64_t j = 0; j < m; ++j) sum += (p[cand[j]] = std::exp(s[cand[j]] - max));
+    for (int64_t j = 0; j < m; ++j) sum += (p[cand[j]] = std::exp((s[cand[j]] - max) / t));
   }
 
   // 4. top-p: sort the candidates by probability only as far as needed (growing chunks), and keep

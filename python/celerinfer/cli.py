@@ -107,6 +107,53 @@ def cmd_compare(args) -> int:
     return 0 if result.ok else 1
 
 
+def cmd_versions(args) -> int:
+    from .engine import versions
+
+    rows = versions()
+    if args.json:
+        import json
+
+        print(json.dumps(rows, indent=2))
+        return 0
+    print(f"{'version':<8}{'cache':<7}{'kv dtype':<10}{'quant':<18}{'sharing':<9}description")
+    for v in rows:
+        print(f"{v['name']:<8}{'yes' if v['use_cache'] else 'no':<7}{v['kv_dtype']:<10}{v['kv_quant'] or '-':<18}"
+              f"{'pairs' if v['cross_layer_sharing'] else 'no':<9}{v['description']}")
+    return 0
+
+
+def cmd_generate(args) -> int:
+    from .engine import Engine
+    from .model import load, random_tokens
+
+    model = load(args.model)
+    if args.prompt_ids:
+        ids = np.array([args.prompt_ids], dtype=np.int64)
+        mask = None
+    elif model.inputs is not None and args.prompt_length is None:
+        ids, mask = model.inputs["input_ids"], model.inputs["attention_mask"]
+    else:
+        ids = random_tokens(args.batch_size, args.prompt_length or 8, model.config.vocab_size, seed=args.seed)
+        mask = None
+    for name in args.version:
+        engine = Engine(model, name, threads=args.threads or None)
+        gen = engine.generate(ids, args.max_new_tokens, temperature=args.temperature, top_k=args.top_k,
+                              top_p=args.top_p, repetition_penalty=args.repetition_penalty, seed=args.seed,
+                              eos_token_id=args.eos_token_id, attention_mask=mask)
+        t = gen.timings
+        print(f"[{name}] {engine.version['description']}")
+        for row in gen.new_tokens:
+            print("  new tokens:", " ".join(map(str, row.tolist())))
+        per_token = np.median(t["per_token_ms"]) if t["per_token_ms"] else float("nan")
+        print(f"  TTFT {t['ttft_ms']:.3f} ms | decode {per_token:.3f} ms/token (median) | "
+              f"{t['decode_tokens_per_s']:.1f} tokens/s per row | total {t['total_ms']:.2f} ms")
+        print("  phases (ms): " + ", ".join(f"{k} {v:.2f}" for k, v in t["phases_ms"].items()))
+        print(f"  KV cache {gen.kv_cache_bytes / 2**10:.1f} KiB used, {gen.kv_cache_capacity_bytes / 2**10:.1f} KiB "
+              f"allocated | engine buffers {gen.peak_bytes / 2**20:.2f} MiB | peak RSS {gen.peak_rss_bytes / 2**20:.0f} MiB")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="celerinfer", description="LLM inference engine and KV-cache benchmarks.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {_package_version()}")
@@ -143,6 +190,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=1, help="batch of random inputs (with --seq-len)")
     p.add_argument("--seed", type=int, default=0, help="seed of random inputs (with --seq-len)")
     p.set_defaults(func=cmd_forward)
+
+    p = sub.add_parser("versions", help="list the KV-cache versions (the registry)")
+    p.add_argument("--json", action="store_true", help="print the registry as JSON")
+    p.set_defaults(func=cmd_versions)
+
+    p = sub.add_parser("generate", help="generate tokens with one or more versions; print tokens, timings, memory")
+    p.add_argument("--model", default=_env_default("JSON_PATH", "dump_minimind/minimind.json"),
+                   help="model file (default: $JSON_PATH or dump_minimind/minimind.json)")
+    p.add_argument("--version", nargs="+", default=["v1"], help="versions to run, e.g. v0 v1 v2 (default v1)")
+    p.add_argument("--prompt-ids", type=int, nargs="+", help="prompt token ids (default: the file's inputs)")
+    p.add_argument("--prompt-length", type=int, default=None, help="use a random prompt of this length instead")
+    p.add_argument("--batch-size", type=int, default=1, help="rows of a random prompt (default 1)")
+    p.add_argument("--max-new-tokens", type=int, default=32, help="tokens to generate (default 32)")
+    p.add_argument("--temperature", type=float, default=0.0, help="0: greedy (default)")
+    p.add_argument("--top-k", type=int, default=0, help="keep the k most likely tokens (0: off)")
+    p.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling threshold (1: off)")
+    p.add_argument("--repetition-penalty", type=float, default=1.0, help="penalty on repeated tokens (1: off)")
+    p.add_argument("--eos-token-id", type=int, default=None, help="stop a row at this token")
+    p.add_argument("--seed", type=int, default=0, help="sampling (and random prompt) seed")
+    p.add_argument("--threads", type=int, default=0, help="threads (default: all CPUs)")
+    p.set_defaults(func=cmd_generate)
 
     p = sub.add_parser("compare", help="compare two .npy arrays; exit 1 when they differ")
     p.add_argument("actual")
