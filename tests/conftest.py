@@ -1,5 +1,6 @@
 """Shared helpers for the test suite: an error metric, per-test random generators, inputs."""
 
+import math
 import zlib
 
 import numpy as np
@@ -58,3 +59,34 @@ def valid_positions(mask, batch, seq):
     if mask is None:
         return np.ones((batch, seq), dtype=bool)
     return np.asarray(mask) != 0
+
+
+def random_state_dict(cfg, rng, head_gain=1.0):
+    """Hugging Face named float32 weights (a config dict) with O(1) activations, so attention is far
+    from uniform: q/k projections have gain 2, the lm_head `head_gain`."""
+    C, V, I = cfg["hidden_size"], cfg["vocab_size"], cfg["intermediate_size"]
+    H, KVH = cfg["num_attention_heads"], cfg["num_key_value_heads"]
+    D = C // H
+
+    def lin(out_f, in_f, gain=1.0):
+        return (gain * rng.standard_normal((out_f, in_f)) / math.sqrt(in_f)).astype(np.float32)
+
+    def norm():
+        return (1.0 + 0.2 * rng.standard_normal(C)).astype(np.float32)
+
+    sd = {"model.embed_tokens.weight": rng.standard_normal((V, C)).astype(np.float32),
+          "model.norm.weight": norm()}
+    if not cfg["tie_word_embeddings"]:
+        sd["lm_head.weight"] = lin(V, C, gain=head_gain)
+    for i in range(cfg["num_hidden_layers"]):
+        p = f"model.layers.{i}."
+        sd[p + "input_layernorm.weight"] = norm()
+        sd[p + "post_attention_layernorm.weight"] = norm()
+        sd[p + "self_attn.q_proj.weight"] = lin(H * D, C, gain=2.0)
+        sd[p + "self_attn.k_proj.weight"] = lin(KVH * D, C, gain=2.0)
+        sd[p + "self_attn.v_proj.weight"] = lin(KVH * D, C)
+        sd[p + "self_attn.o_proj.weight"] = lin(C, H * D)
+        sd[p + "mlp.gate_proj.weight"] = lin(I, C)
+        sd[p + "mlp.up_proj.weight"] = lin(I, C)
+        sd[p + "mlp.down_proj.weight"] = lin(C, I)
+    return sd

@@ -10,7 +10,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from conftest import make_inputs, max_rel_err, valid_positions
+from conftest import make_inputs, max_rel_err, valid_positions, random_state_dict
 
 torch = pytest.importorskip("torch", reason="the PyTorch reference needs torch (extras 'test')")
 from celerinfer import reference  # noqa: E402
@@ -22,36 +22,6 @@ def make_config(**overrides):
                rms_norm_eps=1e-5, rope_theta=1e4, tie_word_embeddings=False)
     cfg.update(overrides)
     return cfg
-
-
-def random_state_dict(cfg, rng):
-    """Hugging Face named float32 weights with O(1) activations (so attention is far from uniform)."""
-    C, V, I = cfg["hidden_size"], cfg["vocab_size"], cfg["intermediate_size"]
-    H, KVH = cfg["num_attention_heads"], cfg["num_key_value_heads"]
-    D = C // H
-
-    def lin(out_f, in_f):
-        return (rng.standard_normal((out_f, in_f)) / math.sqrt(in_f)).astype(np.float32)
-
-    def norm():
-        return (1.0 + 0.2 * rng.standard_normal(C)).astype(np.float32)
-
-    sd = {"model.embed_tokens.weight": rng.standard_normal((V, C)).astype(np.float32),
-          "model.norm.weight": norm()}
-    if not cfg["tie_word_embeddings"]:
-        sd["lm_head.weight"] = lin(V, C)
-    for i in range(cfg["num_hidden_layers"]):
-        p = f"model.layers.{i}."
-        sd[p + "input_layernorm.weight"] = norm()
-        sd[p + "post_attention_layernorm.weight"] = norm()
-        sd[p + "self_attn.q_proj.weight"] = 2.0 * lin(H * D, C)
-        sd[p + "self_attn.k_proj.weight"] = 2.0 * lin(KVH * D, C)
-        sd[p + "self_attn.v_proj.weight"] = lin(KVH * D, C)
-        sd[p + "self_attn.o_proj.weight"] = lin(C, H * D)
-        sd[p + "mlp.gate_proj.weight"] = lin(I, C)
-        sd[p + "mlp.up_proj.weight"] = lin(I, C)
-        sd[p + "mlp.down_proj.weight"] = lin(C, I)
-    return sd
 
 
 def ref_logits(cfg, sd, ids, mask=None, rope=None, dtype=torch.float32):

@@ -5,12 +5,11 @@ Nothing here runs the C++ engine: these tests establish that the reference's cac
 right, so that the generation parity tests (test_generation_parity.py) mean something.
 """
 
-import math
 
 import numpy as np
 import pytest
 
-from conftest import make_inputs, max_rel_err
+from conftest import make_inputs, max_rel_err, random_state_dict
 
 torch = pytest.importorskip("torch", reason="the PyTorch reference needs torch (extras 'test')")
 from celerinfer import reference  # noqa: E402
@@ -36,39 +35,9 @@ def make_config(**overrides):
     return cfg
 
 
-def random_state_dict(cfg, rng):
-    """Hugging Face named float32 weights with O(1) activations (attention far from uniform)."""
-    C, V, I = cfg["hidden_size"], cfg["vocab_size"], cfg["intermediate_size"]
-    H, KVH = cfg["num_attention_heads"], cfg["num_key_value_heads"]
-    D = C // H
-
-    def lin(out_f, in_f, gain=1.0):
-        return (gain * rng.standard_normal((out_f, in_f)) / math.sqrt(in_f)).astype(np.float32)
-
-    def norm():
-        return (1.0 + 0.2 * rng.standard_normal(C)).astype(np.float32)
-
-    sd = {"model.embed_tokens.weight": rng.standard_normal((V, C)).astype(np.float32),
-          "model.norm.weight": norm()}
-    if not cfg["tie_word_embeddings"]:
-        sd["lm_head.weight"] = lin(V, C, gain=2.0)
-    for i in range(cfg["num_hidden_layers"]):
-        p = f"model.layers.{i}."
-        sd[p + "input_layernorm.weight"] = norm()
-        sd[p + "post_attention_layernorm.weight"] = norm()
-        sd[p + "self_attn.q_proj.weight"] = lin(H * D, C, gain=2.0)
-        sd[p + "self_attn.k_proj.weight"] = lin(KVH * D, C, gain=2.0)
-        sd[p + "self_attn.v_proj.weight"] = lin(KVH * D, C)
-        sd[p + "self_attn.o_proj.weight"] = lin(C, H * D)
-        sd[p + "mlp.gate_proj.weight"] = lin(I, C)
-        sd[p + "mlp.up_proj.weight"] = lin(I, C)
-        sd[p + "mlp.down_proj.weight"] = lin(C, I)
-    return sd
-
-
 def make_model(rng, dtype=torch.float32, **overrides):
     cfg = make_config(**overrides)
-    return reference.ReferenceModel(cfg, random_state_dict(cfg, rng), dtype=dtype), cfg
+    return reference.ReferenceModel(cfg, random_state_dict(cfg, rng, head_gain=2.0), dtype=dtype), cfg
 
 
 def extend_mask(mask, batch, n_new):
@@ -138,7 +107,7 @@ def test_v0_equals_v1(rng, overrides, batch, P, padding, T):
 def test_argmax_ties_pick_the_lowest_id(rng):
     """A tied lm_head row makes two tokens' logits equal: greedy picks the lower id."""
     cfg = make_config()
-    sd = random_state_dict(cfg, rng)
+    sd = random_state_dict(cfg, rng, head_gain=2.0)
     model = reference.ReferenceModel(cfg, sd)
     _, logits = gen(model, np.array([[3, 5, 7]]), 1, "v1")
     best = int(logits[0, 0].argmax())
@@ -353,6 +322,21 @@ def test_cache_reads_back_what_it_stores(rng, version):
         assert torch.equal(got, expected)
 
 
+def test_a_token_attends_to_its_own_quantized_kv(rng):
+    """The new tokens' K/V are written (quantized) before attention reads the cache: with a
+    one-token prompt, step 0 attends over that token alone, and INT8 already changes it (V is
+    quantized: the softmax over one key is 1 whatever K), fp16 too; KIVI keeps it exact (the
+    token is in the unfinished block)."""
+    model, cfg = make_model(rng)
+    ids = rng.integers(0, cfg["vocab_size"], size=(3, 1))
+    _, exact = gen(model, ids, 1, "v1")
+    for version in ("v2", "v4", "v5"):
+        _, got = gen(model, ids, 1, version)
+        assert max_rel_err(got, exact) > 1e-7, version
+    _, got = gen(model, ids, 1, "v6")
+    np.testing.assert_array_equal(got, exact)
+
+
 def test_kivi_cache_quantizes_each_block_when_its_last_token_is_written(rng):
     G = 32
     cache = reference.KVCache("int8", "per_channel_kivi", G)
@@ -434,7 +418,7 @@ def test_odd_layers_do_not_use_their_kv_projections(rng):
     """With sharing, changing the K/V weights of layers 1 and 3 changes nothing; changing
     those of layer 2 does. Without sharing, layer 1's K/V weights matter."""
     cfg = make_config(num_hidden_layers=4)
-    sd = random_state_dict(cfg, rng)
+    sd = random_state_dict(cfg, rng, head_gain=2.0)
     ids = torch.from_numpy(rng.integers(0, cfg["vocab_size"], size=(2, 7)))
 
     def perturbed(layer):

@@ -154,6 +154,15 @@ def cmd_generate(args) -> int:
     return 0
 
 
+def _add_model_arg(p) -> None:
+    p.add_argument("--model", default=_env_default("JSON_PATH", "dump_minimind/minimind.json"),
+                   help="model file (default: $JSON_PATH or dump_minimind/minimind.json)")
+
+
+def _add_threads_arg(p) -> None:
+    p.add_argument("--threads", type=int, default=0, help="threads (default: all CPUs)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="celerinfer", description="LLM inference engine and KV-cache benchmarks.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {_package_version()}")
@@ -177,15 +186,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_random_model)
 
     p = sub.add_parser("forward", help="time one forward pass and write the logits as .npy")
-    p.add_argument("--model", default=_env_default("JSON_PATH", "dump_minimind/minimind.json"),
-                   help="model file (default: $JSON_PATH or dump_minimind/minimind.json)")
+    _add_model_arg(p)
     p.add_argument("--dump-dir", default=_env_default("DUMP_DIR", "dump_minimind"),
                    help="where logits_<backend>.npy goes (default: $DUMP_DIR or dump_minimind)")
     p.add_argument("--warmup", type=int, default=int(_env_default("WARMUP", 5)),
                    help="untimed warm-up runs (default: $WARMUP or 5)")
     p.add_argument("--iters", type=int, default=1, help="timed runs; the median is printed (default 1)")
     p.add_argument("--backend", choices=["cpp", "torch"], default="cpp", help="engine (default cpp)")
-    p.add_argument("--threads", type=int, default=0, help="threads (default: all CPUs)")
+    _add_threads_arg(p)
     p.add_argument("--seq-len", type=int, default=None, help="use random inputs of this length instead of the file's")
     p.add_argument("--batch-size", type=int, default=1, help="batch of random inputs (with --seq-len)")
     p.add_argument("--seed", type=int, default=0, help="seed of random inputs (with --seq-len)")
@@ -196,8 +204,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_versions)
 
     p = sub.add_parser("generate", help="generate tokens with one or more versions; print tokens, timings, memory")
-    p.add_argument("--model", default=_env_default("JSON_PATH", "dump_minimind/minimind.json"),
-                   help="model file (default: $JSON_PATH or dump_minimind/minimind.json)")
+    _add_model_arg(p)
     p.add_argument("--version", nargs="+", default=["v1"], help="versions to run, e.g. v0 v1 v2 (default v1)")
     p.add_argument("--prompt-ids", type=int, nargs="+", help="prompt token ids (default: the file's inputs)")
     p.add_argument("--prompt-length", type=int, default=None, help="use a random prompt of this length instead")
@@ -209,7 +216,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--repetition-penalty", type=float, default=1.0, help="penalty on repeated tokens (1: off)")
     p.add_argument("--eos-token-id", type=int, default=None, help="stop a row at this token")
     p.add_argument("--seed", type=int, default=0, help="sampling (and random prompt) seed")
-    p.add_argument("--threads", type=int, default=0, help="threads (default: all CPUs)")
+    _add_threads_arg(p)
     p.set_defaults(func=cmd_generate)
 
     p = sub.add_parser("compare", help="compare two .npy arrays; exit 1 when they differ")

@@ -18,6 +18,14 @@ Attention mask semantics (seed JSON / MiniMind): positions are 0..S-1 for every 
 the padding (they are NOT shifted for left padding). A query at position i attends to the keys
 at positions j <= i whose attention_mask is 1. A query with no allowed key gets a zero attention
 output (never NaN). Outputs at padded query positions are unspecified.
+
+Generation (greedy) runs every KV-cache version of DESIGN.md section 4 from its flags (VERSIONS,
+version_spec): step 0 runs the prompt and takes the logits at its last position, each later step
+runs the one new token. With a cache, each layer first WRITES the new tokens' K (after RoPE) and
+V to its KVCache (stored as fp32, fp16, INT8 per token, or KIVI: K per channel over blocks of 32
+tokens, V per token, the unfinished block exact), then attends over all of it READ back. With
+cross-layer sharing, odd layer 2i+1 attends over layer 2i's K/V (`forward(..., sharing=True)` is
+the same function without a cache).
 """
 
 from __future__ import annotations
