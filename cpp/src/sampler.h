@@ -6,8 +6,15 @@
 //   penalty -> greedy: argmax (ties -> lowest id)
 //           -> else: logits / temperature -> top-k -> softmax (float64, max-subtracted)
 //                    -> top-p -> one uniform double in [0, 1) inverts the CDF of the kept tokens.
-// A call with temperature > 0 takes exactly one random draw from the row's stream and a greedy
-// call takes none, so the same seed and the same calls give the same tokens.
+// (top-k runs on the penalised logits before they are divided by the temperature: the order is
+// the same.) A call with temperature > 0 takes exactly one random draw from the row's stream and
+// a greedy call takes none, so the same seed and the same calls give the same tokens. (The
+// vectorised exp may differ in the last bit between CPUs with different SIMD widths; a draw
+// changes only if it lands within that of a CDF boundary.)
+//
+// Cost for V tokens: greedy is one vectorised pass; sampling is a few passes plus V exp; top-k
+// uses a heap (small k) or nth_element, never a sort; top-p bins the log-probabilities and sorts
+// only the bin where the cumulative mass crosses top_p (a full sort only for a flat distribution).
 #pragma once
 #include <cstdint>
 #include <vector>
@@ -43,22 +50,35 @@ class Sampler {
   // The next token of row `row` from its logits (vocab_size floats, not modified).
   // history: the row's previous tokens (n ids) for the repetition penalty; entries whose
   // valid flag is 0 are ignored (valid may be null: all valid); a token repeated in the history
-  // is penalised once. Valid ids must lie in [0, vocab_size).
+  // is penalised once. Valid ids must lie in [0, vocab_size) (checked when the penalty is on).
   // ValueError: bad params or row, a NaN logit (naming the row and token), every token -Inf.
-  // +Inf logits are allowed: the draw is then uniform over the +Inf tokens.
+  // +Inf logits are allowed: the draw is then uniform over the +Inf tokens (greedy: the lowest).
   int64_t sample(int64_t row, const float* logits, const int64_t* history, const uint8_t* valid, int64_t n,
                  const SamplingParams& params);
+
+  // The distribution sample() would draw from (same arguments, no draw taken): probs[i] for
+  // every token (vocab_size doubles, summing to 1; 0 outside the kept set; one-hot when greedy).
+  // For tests and diagnostics.
+  void distribution(int64_t row, const float* logits, const int64_t* history, const uint8_t* valid, int64_t n,
+                    const SamplingParams& params, double* probs);
 
   int64_t vocab_size() const { return vocab_; }
   int64_t batch() const { return int64_t(streams_.size()); }
 
  private:
-  // Greedy in one pass over the logits (penalised tokens are compared separately).
+  void check_call(int64_t row, const float* logits, const int64_t* history, int64_t n,
+                  const SamplingParams& params) const;
+  // Steps 1-4 (temperature > 0): leaves the kept tokens in index_[0, kept) with unnormalised
+  // probabilities prob_[token] summing to *total; returns kept (>= 1).
+  int64_t filter(int64_t row, const float* logits, const int64_t* history, const uint8_t* valid, int64_t n,
+                 const SamplingParams& params, double* total);
+  // Step 5: one uniform draw from the row's stream inverts the CDF of the kept tokens.
+  int64_t draw(int64_t row, int64_t kept, double total, const SamplingParams& params);
+  // Greedy: one vectorised pass over the logits (plus one more when the penalty moves the winner).
   int64_t argmax(int64_t row, const float* logits, const int64_t* history, const uint8_t* valid, int64_t n,
                  double penalty);
   // Check the valid history ids are in range, then mark them in seen_.
   void mark_history(int64_t row, const int64_t* history, const uint8_t* valid, int64_t n);
-  void unmark_history(const int64_t* history, const uint8_t* valid, int64_t n);
 
   int64_t vocab_;
   std::vector<SplitMix64> streams_;  // one per row
@@ -66,6 +86,10 @@ class Sampler {
   std::vector<double> prob_;         // (V) unnormalised probabilities, by token id
   std::vector<int32_t> index_;       // (V) candidate token ids
   std::vector<uint8_t> seen_;        // (V) history marks, all zero between calls
+  std::vector<double> bucket_mass_;  // (kBuckets) top-p: probability mass per bin of log-probability
+
+  static constexpr int kBuckets = 1024;
+  static constexpr double kBucketWidth = 1.0 / 32;  // nats: bins cover 32 nats below the max
 };
 
 }  // namespace celer

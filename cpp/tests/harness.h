@@ -7,7 +7,17 @@
 #include <string>
 #include <vector>
 
+#include "rng.h"
+
 namespace celer_test {
+
+// n values uniform on [-scale, scale), the same on every machine.
+inline std::vector<float> random_floats(size_t n, uint64_t seed, float scale = 1.0f) {
+  celer::SplitMix64 rng(seed);
+  std::vector<float> v(n);
+  for (auto& x : v) x = rng.uniform_pm1() * scale;
+  return v;
+}
 
 struct Case {
   const char* name;

@@ -11,12 +11,6 @@
 using namespace celer;
 
 namespace {
-std::vector<float> random_vec(size_t n, uint64_t seed, float scale = 1.0f) {
-  SplitMix64 rng(seed);
-  std::vector<float> v(n);
-  for (auto& x : v) x = rng.uniform_pm1() * scale;
-  return v;
-}
 
 // Softmax attention of one query (D) over keys/values (T, D) with a visibility mask.
 std::vector<double> naive_attention(const float* q, const std::vector<float>& k, const std::vector<float>& v,
@@ -43,11 +37,11 @@ TEST(cache_attention_matches_naive_over_several_tiles) {
   const int64_t kvh = 2, group = 3, D = 8, T = 600, n = 10, p0 = T - n, Q = kvh * group * D;
   KVCache cache;
   cache.allocate(KVStorage::F32, 1, 2, T, kvh, D);
-  auto k = random_vec(size_t(2 * T * kvh * D), 1, 3.0f), v = random_vec(size_t(2 * T * kvh * D), 2);
+  auto k = celer_test::random_floats(size_t(2 * T * kvh * D), 1, 3.0f), v = celer_test::random_floats(size_t(2 * T * kvh * D), 2);
   cache.write(0, 2, T, 0, k.data(), v.data());
   std::vector<uint8_t> valid(size_t(T), 1);
   for (int64_t t = 0; t < T; t += 7) valid[size_t(t)] = 0;
-  auto q = random_vec(size_t(2 * n * Q), 3, 2.0f);
+  auto q = celer_test::random_floats(size_t(2 * n * Q), 3, 2.0f);
   std::vector<float> out(size_t(2 * n * Q), -5.0f);
   AttentionScratch scratch;
   scratch.reserve(n, group, D);
@@ -78,7 +72,7 @@ TEST(cache_attention_gives_zeros_to_a_query_that_sees_nothing) {
   const int64_t D = 4;
   KVCache cache;
   cache.allocate(KVStorage::F32, 1, 1, 4, 1, D);
-  auto kv = random_vec(size_t(3 * D), 4);
+  auto kv = celer_test::random_floats(size_t(3 * D), 4);
   cache.write(0, 1, 3, 0, kv.data(), kv.data());
   std::vector<uint8_t> valid = {0, 0, 1};
   std::vector<float> q(size_t(3 * D), 1.0f), out(size_t(3 * D), 9.0f);
@@ -90,7 +84,7 @@ TEST(cache_attention_gives_zeros_to_a_query_that_sees_nothing) {
 }
 
 TEST(int8_quantizer_error_is_at_most_half_a_step) {
-  auto x = random_vec(37, 5, 4.0f);
+  auto x = celer_test::random_floats(37, 5, 4.0f);
   std::vector<int8_t> q(37);
   const float scale = cpu::quantize_int8(x.data(), 37, 1, q.data());
   float amax = 0;
@@ -108,7 +102,7 @@ TEST(int8_quantizer_error_is_at_most_half_a_step) {
 
 TEST(cache_storages_read_back_within_their_precision) {
   const int64_t kvh = 2, D = 16, T = 70;
-  auto k = random_vec(size_t(T * kvh * D), 6, 2.0f), v = random_vec(size_t(T * kvh * D), 7);
+  auto k = celer_test::random_floats(size_t(T * kvh * D), 6, 2.0f), v = celer_test::random_floats(size_t(T * kvh * D), 7);
   std::vector<float> kt(size_t(T * D)), vt(size_t(T * D));
   for (KVStorage s : {KVStorage::F32, KVStorage::F16, KVStorage::Int8Token, KVStorage::Int8Channel}) {
     KVCache cache;

@@ -17,18 +17,10 @@
 
 using namespace celer;
 
-namespace {
-std::vector<float> random_vec(size_t n, uint64_t seed, float scale = 1.0f) {
-  SplitMix64 rng(seed);
-  std::vector<float> v(n);
-  for (auto& x : v) x = rng.uniform_pm1() * scale;
-  return v;
-}
-}  // namespace
 
 TEST(matmul_matches_naive_on_odd_sizes) {
   for (auto [M, K, N] : {std::tuple{1, 7, 5}, {3, 33, 17}, {17, 64, 130}, {5, 129, 1}}) {
-    auto x = random_vec(size_t(M * K), 1), w = random_vec(size_t(N * K), 2);
+    auto x = celer_test::random_floats(size_t(M * K), 1), w = celer_test::random_floats(size_t(N * K), 2);
     std::vector<float> fast(size_t(M * N)), slow(size_t(M * N));
     cpu::matmul_nt(fast.data(), x.data(), w.data(), M, K, N);
     cpu::matmul_nt_naive(slow.data(), x.data(), w.data(), M, K, N);
@@ -41,7 +33,7 @@ TEST(matmul_matches_naive_on_odd_sizes) {
 
 TEST(rmsnorm_matches_formula) {
   const int rows = 3, H = 37;
-  auto x = random_vec(rows * H, 3, 4.0f), w = random_vec(H, 4);
+  auto x = celer_test::random_floats(rows * H, 3, 4.0f), w = celer_test::random_floats(H, 4);
   std::vector<float> out(rows * H);
   cpu::rmsnorm(out.data(), x.data(), w.data(), rows, H, 1e-5f);
   for (int r = 0; r < rows; ++r) {
@@ -62,7 +54,7 @@ TEST(rope_rotates_pairs_by_the_table_angles) {
   rope_tables(c, cos, sin);
   const int64_t D = c.head_dim(), heads = 2, rows = 3;
   std::vector<int64_t> pos = {0, 5, 77};
-  auto x = random_vec(size_t(rows * heads * D), 5);
+  auto x = celer_test::random_floats(size_t(rows * heads * D), 5);
   auto y = x;
   cpu::rope(y.data(), rows, heads, D, pos.data(), cos.f32(), sin.f32());
   for (int64_t r = 0; r < rows; ++r)
@@ -77,7 +69,7 @@ TEST(rope_rotates_pairs_by_the_table_angles) {
 }
 
 TEST(swiglu_matches_formula) {
-  auto g = random_vec(19, 9, 5.0f), u = random_vec(19, 10);
+  auto g = celer_test::random_floats(19, 9, 5.0f), u = celer_test::random_floats(19, 10);
   std::vector<float> out(19);
   cpu::swiglu(out.data(), g.data(), u.data(), 19);
   for (int i = 0; i < 19; ++i) CHECK_NEAR(out[i], g[i] / (1 + std::exp(-double(g[i]))) * u[i], 1e-6);

@@ -16,10 +16,7 @@ using namespace celer;
 
 namespace {
 std::vector<float> random_logits(size_t n, uint64_t seed, float scale = 3.0f) {
-  SplitMix64 rng(seed);
-  std::vector<float> v(n);
-  for (auto& x : v) x = rng.uniform_pm1() * scale;
-  return v;
+  return celer_test::random_floats(n, seed, scale);
 }
 int64_t naive_argmax(const std::vector<float>& v) {
   int64_t best = 0;
@@ -275,4 +272,167 @@ TEST(sampler_same_seed_same_tokens_rows_independent) {
   r.reseed(42);
   CHECK(r.sample(0, logits.data(), nullptr, nullptr, 0, p) == first);
   CHECK(q.sample(0, logits.data(), nullptr, nullptr, 0, p) == first);
+}
+
+// The naive nucleus: sort everything by (logit desc, id asc), keep the prefix reaching top_p.
+static std::vector<int64_t> naive_nucleus(const std::vector<float>& logits, double temperature, int64_t top_k,
+                                          double top_p) {
+  std::vector<int64_t> order;
+  for (size_t i = 0; i < logits.size(); ++i)
+    if (logits[i] > kNegInf) order.push_back(int64_t(i));
+  std::sort(order.begin(), order.end(), [&](int64_t a, int64_t b) {
+    return logits[size_t(a)] > logits[size_t(b)] || (logits[size_t(a)] == logits[size_t(b)] && a < b);
+  });
+  if (top_k > 0 && size_t(top_k) < order.size()) order.resize(size_t(top_k));
+  const double max = logits[size_t(order[0])];
+  std::vector<double> p;
+  double sum = 0;
+  for (int64_t id : order) sum += p.emplace_back(std::exp((logits[size_t(id)] - max) / temperature));
+  double cum = 0;
+  for (size_t j = 0; j < order.size(); ++j) {
+    cum += p[j];
+    if (top_p < 1.0 && cum >= (top_p - kTopPSlack) * sum) {
+      order.resize(j + 1);
+      break;
+    }
+  }
+  return order;
+}
+
+TEST(sampler_top_p_matches_a_full_sort) {
+  // Wide logits (over 60 nats, so every bin and the catch-all last bin are used), many exact ties
+  // (quantised to 1/8), some -inf; the kept set and its probabilities are compared with a plain
+  // sort of everything, and draws stay inside it.
+  const int64_t V = 3000;
+  SplitMix64 rng(77);
+  int checked = 0;
+  std::vector<double> probs(static_cast<size_t>(V));
+  for (int trial = 0; trial < 12; ++trial) {
+    std::vector<float> logits(static_cast<size_t>(V));
+    for (auto& x : logits) x = std::round(rng.uniform_pm1() * 30.0f * 8.0f) / 8.0f;
+    for (int i = 0; i < 100; ++i) logits[rng.below(uint64_t(V))] = kNegInf;
+    // a group of near-top tokens so the nucleus has several members
+    for (int i = 0; i < 12; ++i) logits[rng.below(uint64_t(V))] = 30.0f - float(i % 4) * 0.125f;
+    for (double temperature : {0.5, 1.0, 4.0}) {
+      for (int64_t top_k : {int64_t(0), int64_t(20), int64_t(2000)}) {
+        for (double top_p : {0.3, 0.9, 0.999, 1.0}) {
+          SamplingParams p = with_temperature(temperature);
+          p.top_k = top_k;
+          p.top_p = top_p;
+          const auto nucleus = naive_nucleus(logits, temperature, top_k, top_p);
+          std::vector<double> expected(static_cast<size_t>(V), 0.0);
+          const float top = logits[size_t(nucleus[0])];
+          double mass = 0;
+          for (int64_t id : nucleus) mass += std::exp((logits[size_t(id)] - top) / temperature);
+          for (int64_t id : nucleus) expected[size_t(id)] = std::exp((logits[size_t(id)] - top) / temperature) / mass;
+
+          Sampler s(V, 1, uint64_t(trial));
+          s.distribution(0, logits.data(), nullptr, nullptr, 0, p, probs.data());
+          bool same_set = true, close = true;
+          for (int64_t i = 0; i < V; ++i) {
+            same_set = same_set && ((probs[size_t(i)] > 0) == (expected[size_t(i)] > 0));
+            close = close && std::fabs(probs[size_t(i)] - expected[size_t(i)]) <= 1e-12;
+          }
+          CHECK(same_set);
+          CHECK(close);
+          bool inside = true;
+          for (int d = 0; d < 100; ++d) {
+            const int64_t t = s.sample(0, logits.data(), nullptr, nullptr, 0, p);
+            inside = inside && t >= 0 && t < V && probs[size_t(t)] > 0;
+          }
+          CHECK(inside);
+          ++checked;
+        }
+      }
+    }
+  }
+  CHECK(checked == 12 * 36);
+}
+
+TEST(sampler_top_k_keeps_exactly_the_k_best) {
+  // Both selection paths (a heap for k <= m / 128, nth_element above) against a full sort, with
+  // many ties (logits quantised to 1/4) broken by the lower id.
+  const int64_t V = 6000;
+  std::vector<double> probs(static_cast<size_t>(V));
+  for (uint64_t seed = 1; seed <= 6; ++seed) {
+    std::vector<float> logits = random_logits(size_t(V), seed, 6.0f);
+    for (auto& x : logits) x = std::round(x * 4.0f) / 4.0f;
+    std::vector<int64_t> order(static_cast<size_t>(V));
+    for (int64_t i = 0; i < V; ++i) order[size_t(i)] = i;
+    std::sort(order.begin(), order.end(), [&](int64_t a, int64_t b) {
+      return logits[size_t(a)] > logits[size_t(b)] || (logits[size_t(a)] == logits[size_t(b)] && a < b);
+    });
+    for (int64_t k : {int64_t(1), int64_t(7), int64_t(46), int64_t(47), int64_t(300), int64_t(5999)}) {
+      SamplingParams p = with_temperature(2.0);
+      p.top_k = k;
+      Sampler s(V, 1, seed);
+      s.distribution(0, logits.data(), nullptr, nullptr, 0, p, probs.data());
+      std::vector<uint8_t> in(static_cast<size_t>(V), 0);
+      for (int64_t j = 0; j < k; ++j) in[size_t(order[size_t(j)])] = 1;
+      int wrong = 0;
+      for (int64_t i = 0; i < V; ++i) wrong += (probs[size_t(i)] > 0) != bool(in[size_t(i)]);
+      CHECK(wrong == 0);
+    }
+  }
+}
+
+TEST(sampler_distribution_is_what_sample_draws_from) {
+  // distribution() takes no draw; the frequencies of sample() follow it (4 tokens, 20000 draws,
+  // each frequency within 0.015 of its probability: > 5 standard deviations).
+  std::vector<float> logits = {1.0f, 0.2f, -0.5f, 2.0f, -3.0f};
+  const int64_t hist[] = {3};
+  SamplingParams p = with_temperature(0.7);
+  p.top_k = 4;
+  p.repetition_penalty = 1.3;
+  Sampler a(5, 1, 9), b(5, 1, 9);
+  std::vector<double> probs(5);
+  a.distribution(0, logits.data(), hist, nullptr, 1, p, probs.data());
+  CHECK(probs[4] == 0.0);
+  double total = 0;
+  for (double q : probs) total += q;
+  CHECK_NEAR(total, 1.0, 1e-12);
+  std::vector<int> count(5, 0);
+  const int draws = 20000;
+  for (int i = 0; i < draws; ++i) ++count[size_t(a.sample(0, logits.data(), hist, nullptr, 1, p))];
+  for (int i = 0; i < 5; ++i) CHECK(std::fabs(double(count[size_t(i)]) / draws - probs[size_t(i)]) < 0.015);
+  // a's stream after distribution() + draws equals b's after the draws alone
+  for (int i = 0; i < draws; ++i) b.sample(0, logits.data(), hist, nullptr, 1, p);
+  CHECK(a.sample(0, logits.data(), hist, nullptr, 1, p) == b.sample(0, logits.data(), hist, nullptr, 1, p));
+  // greedy: one-hot
+  a.distribution(0, logits.data(), nullptr, nullptr, 0, greedy(), probs.data());
+  CHECK(probs[3] == 1.0 && probs[0] == 0.0);
+}
+
+TEST(sampler_large_vocabulary_paths_agree_with_small_ones) {
+  // 150k tokens: the vectorised scans (blocks of 4096) and block-skipping draw see the same
+  // winner wherever it sits, including in the last, partial block.
+  const int64_t V = 151936;
+  std::vector<float> logits = random_logits(size_t(V), 5, 4.0f);
+  Sampler s(V, 1, 1);
+  for (int64_t where : {int64_t(0), int64_t(4095), int64_t(4096), int64_t(77777), V - 1}) {
+    std::vector<float> l = logits;
+    l[size_t(where)] = 50.0f;
+    CHECK(s.sample(0, l.data(), nullptr, nullptr, 0, greedy()) == where);
+    CHECK(s.sample(0, l.data(), nullptr, nullptr, 0, with_temperature(1.0)) == where);  // p > 1 - 1e-13
+    l[size_t(where)] = std::nanf("");
+    bool named = false;
+    try {
+      s.sample(0, l.data(), nullptr, nullptr, 0, with_temperature(1.0));
+    } catch (const ValueError& e) {
+      named = std::string(e.what()).find("token " + std::to_string(where) + " ") != std::string::npos;
+    }
+    CHECK(named);
+  }
+  // Two tokens with all the mass, at both ends: the draw reaches the far one through the block sums.
+  std::vector<float> two(size_t(V), -60.0f);
+  two[3] = 0.0f;
+  two[size_t(V - 2)] = 0.0f;
+  int far = 0;
+  const int draws = 2000;
+  for (int i = 0; i < draws; ++i) {
+    int64_t t = s.sample(0, two.data(), nullptr, nullptr, 0, with_temperature(1.0));
+    CHECK(t == 3 || t == V - 2);
+    far += t == V - 2;
+  }
+  CHECK(far > draws * 4 / 10 && far < draws * 6 / 10);  // 0.5 each; sd 0.011
 }

@@ -62,3 +62,60 @@ def save_npy(path: str, array: np.ndarray) -> None: ...
 def load_npy(path: str) -> np.ndarray: ...
 
 built_with_cuda: bool
+
+def sample(
+    logits: np.ndarray,
+    temperature: float = 0.0,
+    top_k: int = 0,
+    top_p: float = 1.0,
+    repetition_penalty: float = 1.0,
+    seed: int = 0,
+    history: np.ndarray | None = None,
+    num_draws: int = 1,
+) -> npt.NDArray[np.int64]: ...
+def sampling_distribution(
+    logits: np.ndarray,
+    temperature: float = 0.0,
+    top_k: int = 0,
+    top_p: float = 1.0,
+    repetition_penalty: float = 1.0,
+    history: np.ndarray | None = None,
+) -> npt.NDArray[np.float64]: ...
+def versions() -> list[dict]: ...
+def phase_names() -> list[str]: ...
+def peak_rss_bytes() -> int: ...
+
+class GenerationResult:
+    @property
+    def tokens(self) -> npt.NDArray[np.int64]: ...
+    @property
+    def logits(self) -> npt.NDArray[np.float32] | None: ...
+    @property
+    def steps(self) -> npt.NDArray[np.int64]: ...
+    prompt_length: int
+    new_tokens: int
+    kv_cache_bytes: int
+    kv_cache_capacity_bytes: int
+    peak_bytes: int
+
+class Engine:
+    def __init__(self, model: Model, version: str = "v1", max_seq_len: int = 0) -> None: ...
+    @property
+    def version(self) -> dict: ...
+    @property
+    def max_seq_len(self) -> int: ...
+    def generate(
+        self,
+        input_ids: np.ndarray,
+        attention_mask: np.ndarray | None,
+        max_new_tokens: int,
+        temperature: float,
+        top_k: int,
+        top_p: float,
+        repetition_penalty: float,
+        seed: int,
+        eos_token_id: int,
+        return_logits: bool,
+        timing: bool,
+    ) -> GenerationResult: ...
+    def forward(self, input_ids: np.ndarray, attention_mask: np.ndarray | None = None) -> npt.NDArray[np.float32]: ...
