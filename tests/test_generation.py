@@ -161,3 +161,23 @@ def test_bad_engine_arguments(model):
         Engine(model, "v1").generate(np.array([[5, 500]]), 2)
     with pytest.raises(TypeError, match="Model"):
         Engine("model.json", "v1")
+
+
+@pytest.mark.parametrize("version", ["v1", "v2", "v4", "v6"])
+def test_score_is_generation_with_forced_tokens(model, rng, version):
+    """Teacher forcing walks the same cache path as generation: with the generated tokens forced,
+    the logits are the ones generation sampled from."""
+    prompt = rng.integers(0, 211, size=(2, 6))
+    gen = Engine(model, version).generate(prompt, 40, return_logits=True)
+    scored = Engine(model, version).score(gen.tokens, prefill_length=6)
+    assert scored.shape == (2, 46, 211)
+    assert max_rel_err(scored[:, 5:45], gen.logits) < 1e-5
+
+
+def test_score_of_v1_is_the_forward_pass_and_v0_is_it_exactly(model, rng):
+    ids = rng.integers(0, 211, size=(2, 30))
+    forward = model.forward(ids)
+    np.testing.assert_array_equal(Engine(model, "v0").score(ids), forward)
+    assert max_rel_err(Engine(model, "v1").score(ids), forward) < 1e-5
+    with pytest.raises(ValueError, match="prefill_length"):
+        Engine(model, "v1").score(ids, prefill_length=31)

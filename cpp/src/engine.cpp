@@ -147,6 +147,30 @@ Tensor Engine::forward(const Tensor& input_ids, const Tensor* attention_mask) {
   return logits;
 }
 
+Tensor Engine::score(const Tensor& input_ids, const Tensor* attention_mask, int64_t prefill_length) {
+  if (!version_.use_cache()) return forward(input_ids, attention_mask);
+  const TokenBatch tok = check_tokens(model_.config, input_ids, attention_mask);
+  const int64_t B = tok.batch, S = tok.seq_len, V = model_.config.vocab_size, P = prefill_length;
+  require(P >= 1 && P <= S, "prefill_length must be in [1, " + std::to_string(S) + "], got " + std::to_string(P));
+  require(S <= max_seq_len_, "sequence length " + std::to_string(S) + " exceeds the engine's max_seq_len (" +
+                                 std::to_string(max_seq_len_) + ")");
+  check_allocation(uint64_t(B * (S + P)) * uint64_t(V) * 4, "logits of a " + shape_str(input_ids.shape) + " batch");
+  reserve(B, P);
+  cache_.clear();
+  Tensor logits = Tensor::zeros(DType::F32, {B, S, V});
+  Tensor prefill = Tensor::zeros(DType::F32, {B, P, V});
+  step(B, P, 0, tok.ids.data(), S, tok.valid.data(), S, prefill.f32(), /*all_positions=*/true, nullptr);
+  for (int64_t b = 0; b < B; ++b)
+    std::memcpy(logits.f32() + b * S * V, prefill.f32() + b * P * V, size_t(P * V) * 4);
+  Tensor row = Tensor::zeros(DType::F32, {B, V});
+  for (int64_t t = P; t < S; ++t) {
+    step(B, 1, t, tok.ids.data() + t, S, tok.valid.data(), S, row.f32(), false, nullptr);
+    for (int64_t b = 0; b < B; ++b) std::memcpy(logits.f32() + (b * S + t) * V, row.f32() + b * V, size_t(V) * 4);
+  }
+  check_finite(model_, logits);
+  return logits;
+}
+
 GenerationResult Engine::generate(const Tensor& input_ids, const Tensor* attention_mask, const GenerateOptions& opt) {
   const ModelConfig& c = model_.config;
   const TokenBatch tok = check_tokens(c, input_ids, attention_mask);

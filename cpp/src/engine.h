@@ -44,6 +44,11 @@ class Engine {
   // cache path (v0 and v1: the plain forward pass).
   Tensor forward(const Tensor& input_ids, const Tensor* attention_mask);
 
+  // Teacher forcing through this version's cache path: prefill tokens [0, prefill_length),
+  // then feed every later token as one decode step. Returns logits (B, S, vocab) where
+  // [:, t] predicts token t + 1. v0 has no cache path: its logits are the forward pass's.
+  Tensor score(const Tensor& input_ids, const Tensor* attention_mask, int64_t prefill_length);
+
   const VersionSpec& version() const { return version_; }
   int64_t max_seq_len() const { return max_seq_len_; }
   uint64_t buffer_bytes() const;  // activations + scratch + cache, as allocated now

@@ -3,12 +3,28 @@
 #include <sched.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstdlib>
 #include <memory>
 
 #include "error.h"
 
 namespace celer {
+
+namespace {
+constexpr int64_t kSpinNs = 200000;  // 0.2 ms: longer than the gaps between a step's sections
+
+inline void cpu_relax() {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#endif
+}
+
+int64_t steady_ns() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+}  // namespace
 
 ThreadPool::ThreadPool(int num_threads) {
   for (int i = 1; i < num_threads; ++i) workers_.emplace_back([this, i] { worker_loop(i); });
@@ -17,38 +33,43 @@ ThreadPool::ThreadPool(int num_threads) {
 ThreadPool::~ThreadPool() {
   {
     std::lock_guard<std::mutex> lock(mutex_);
-    stop_ = true;
+    stop_.store(true);
   }
   wake_.notify_all();
   for (auto& t : workers_) t.join();
 }
 
+template <class Pred>
+void ThreadPool::spin_then_wait(std::condition_variable& cv, Pred done) {
+  const int64_t start = steady_ns();
+  for (int i = 0; !done(); ++i) {
+    cpu_relax();
+    if ((i & 255) == 255 && steady_ns() - start > kSpinNs) {
+      std::unique_lock<std::mutex> lock(mutex_);
+      cv.wait(lock, done);
+      return;
+    }
+  }
+}
+
 void ThreadPool::worker_loop(int index) {
   uint64_t seen = 0;
   for (;;) {
-    const std::function<void(int64_t, int64_t, int)>* job;
-    int64_t begin, end;
-    {
-      std::unique_lock<std::mutex> lock(mutex_);
-      wake_.wait(lock, [&] { return stop_ || generation_ != seen; });
-      if (stop_) return;
-      seen = generation_;
-      job = job_;
-      begin = std::min(n_, index * chunk_);
-      end = std::min(n_, begin + chunk_);
-    }
-    std::exception_ptr error;
+    spin_then_wait(wake_, [&] { return stop_.load(std::memory_order_acquire) || generation_.load(std::memory_order_acquire) != seen; });
+    if (stop_.load()) return;
+    seen = generation_.load(std::memory_order_acquire);
+    const int64_t begin = std::min(n_, index * chunk_), end = std::min(n_, begin + chunk_);
     if (begin < end) {
       try {
-        (*job)(begin, end, index);
+        (*job_)(begin, end, index);
       } catch (...) {
-        error = std::current_exception();
+        std::lock_guard<std::mutex> lock(mutex_);
+        if (!error_) error_ = std::current_exception();
       }
     }
-    {
-      std::lock_guard<std::mutex> lock(mutex_);
-      if (error && !error_) error_ = error;
-      if (--pending_ == 0) done_.notify_one();
+    if (pending_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
+      std::lock_guard<std::mutex> lock(mutex_);  // pairs with a sleeping caller's wait
+      done_.notify_one();
     }
   }
 }
@@ -67,14 +88,14 @@ void ThreadPool::parallel_for_threads(int64_t n, const std::function<void(int64_
     return;
   }
   const int64_t chunk = (n + threads - 1) / threads;
+  job_ = &fn;
+  n_ = n;
+  chunk_ = chunk;
+  error_ = nullptr;
+  pending_.store(int(workers_.size()), std::memory_order_relaxed);
   {
-    std::lock_guard<std::mutex> lock(mutex_);
-    job_ = &fn;
-    n_ = n;
-    chunk_ = chunk;
-    pending_ = int(workers_.size());
-    error_ = nullptr;
-    ++generation_;
+    std::lock_guard<std::mutex> lock(mutex_);  // a worker about to sleep sees the new generation
+    generation_.fetch_add(1, std::memory_order_acq_rel);
   }
   wake_.notify_all();
   std::exception_ptr error;
@@ -83,8 +104,7 @@ void ThreadPool::parallel_for_threads(int64_t n, const std::function<void(int64_
   } catch (...) {
     error = std::current_exception();
   }
-  std::unique_lock<std::mutex> lock(mutex_);
-  done_.wait(lock, [&] { return pending_ == 0; });
+  spin_then_wait(done_, [&] { return pending_.load(std::memory_order_acquire) == 0; });
   if (!error) error = error_;
   if (error) std::rethrow_exception(error);
 }

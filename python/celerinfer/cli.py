@@ -10,6 +10,9 @@ from pathlib import Path
 
 import numpy as np
 
+from .cli_bench import add_parsers as add_bench_parsers
+from .run_mode import add_parser as add_run_parser
+
 
 def _env_default(name: str, fallback):
     return os.environ.get(name, fallback)
@@ -218,6 +221,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="sampling (and random prompt) seed")
     _add_threads_arg(p)
     p.set_defaults(func=cmd_generate)
+
+    add_bench_parsers(sub)
+    add_run_parser(sub)
 
     p = sub.add_parser("compare", help="compare two .npy arrays; exit 1 when they differ")
     p.add_argument("actual")

@@ -135,5 +135,16 @@ class Engine:
         mask = None if attention_mask is None else as_token_array(attention_mask, "attention_mask")
         return self._impl.forward(ids, mask)
 
+    def score(self, input_ids, attention_mask=None, prefill_length: int = 1) -> np.ndarray:
+        """Teacher-forced logits (B, S, vocab) through this version's own cache path.
+
+        Tokens [0, prefill_length) are prefilled; every later token is fed as one decode step,
+        so an INT8 or shared cache shapes the logits exactly as in generation. [:, t] predicts
+        token t + 1. v0 has no cache: its logits are the forward pass's.
+        """
+        ids = as_token_array(input_ids, "input_ids")
+        mask = None if attention_mask is None else as_token_array(attention_mask, "attention_mask")
+        return self._impl.score(ids, mask, int(prefill_length))
+
     def __repr__(self) -> str:
         return f"Engine(version={self.version['name']!r}, device={self.device!r}, max_seq_len={self.max_seq_len})"

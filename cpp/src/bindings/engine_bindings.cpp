@@ -88,6 +88,19 @@ void bind_engine(py::module_& m) {
           py::arg("top_k"), py::arg("top_p"), py::arg("repetition_penalty"), py::arg("seed"), py::arg("eos_token_id"),
           py::arg("return_logits"), py::arg("timing"))
       .def(
+          "score",
+          [](Engine& self, const py::array& input_ids, py::object attention_mask, int64_t prefill_length) {
+            Tensor ids = tensor_from_numpy(input_ids, "input_ids");
+            Tensor mask = attention_mask.is_none() ? Tensor() : tensor_from_numpy(attention_mask, "attention_mask");
+            Tensor logits;
+            {
+              py::gil_scoped_release release;
+              logits = self.score(ids, &mask, prefill_length);
+            }
+            return numpy_from_tensor(logits);
+          },
+          py::arg("input_ids"), py::arg("attention_mask") = py::none(), py::arg("prefill_length") = 1)
+      .def(
           "forward",
           [](Engine& self, const py::array& input_ids, py::object attention_mask) {
             Tensor ids = tensor_from_numpy(input_ids, "input_ids");

@@ -1,0 +1,130 @@
+// Calibration kernels of the CPU backend: the STREAM-style triad and the engine's GEMM timed.
+#include <algorithm>
+#include <chrono>
+#include <cstdlib>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "backend/cpu/ops.h"
+#include "calibrate.h"
+#include "config.h"
+#include "error.h"
+#include "rng.h"
+#include "threadpool.h"
+
+namespace celer {
+
+namespace {
+
+constexpr int64_t kTriadBlock = 1024;  // floats per scheduling block: one 4 KiB page
+constexpr float kTriadScalar = 3.0f;   // STREAM's scalar
+
+int64_t now_ns() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+struct FreeDeleter {
+  void operator()(float* p) const { std::free(p); }
+};
+using AlignedFloats = std::unique_ptr<float[], FreeDeleter>;
+
+// Uninitialised, 64-byte aligned: the pages are touched first by the threads that use them.
+AlignedFloats aligned_floats(int64_t n) {
+  const size_t bytes = (size_t(n) * sizeof(float) + 63) / 64 * 64;
+  void* p = std::aligned_alloc(64, bytes);
+  if (!p) throw ValueError("could not allocate " + std::to_string(bytes) + " bytes for the triad arrays");
+  return AlignedFloats(static_cast<float*>(p));
+}
+
+// fn(begin, end) over element ranges made of whole blocks: the same split for a given n and pool.
+template <class Fn>
+void for_blocks(ThreadPool& pool, int64_t n, Fn&& fn) {
+  const int64_t blocks = (n + kTriadBlock - 1) / kTriadBlock;
+  pool.parallel_for(blocks, [&](int64_t b0, int64_t b1) { fn(b0 * kTriadBlock, std::min(n, b1 * kTriadBlock)); });
+}
+
+double seconds_since(int64_t start) { return double(std::max<int64_t>(1, now_ns() - start)) * 1e-9; }
+
+void check_reps(int reps) { require(reps >= 1, "reps must be >= 1, got " + std::to_string(reps)); }
+
+}  // namespace
+
+void triad_kernel(float* __restrict a, const float* __restrict b, const float* __restrict c, float s, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) a[i] = b[i] + s * c[i];
+}
+
+void triad_parallel(float* a, const float* b, const float* c, float s, int64_t n) {
+  auto pool = thread_pool();
+  for_blocks(*pool, n, [&](int64_t i0, int64_t i1) { triad_kernel(a + i0, b + i0, c + i0, s, i1 - i0); });
+}
+
+std::vector<double> stream_triad_gbps(int64_t n_floats, int reps) {
+  require(n_floats >= 1, "n_floats must be >= 1, got " + std::to_string(n_floats));
+  require(n_floats <= (int64_t(1) << 40), "n_floats " + std::to_string(n_floats) + " is absurdly large");
+  check_reps(reps);
+  const int64_t n = n_floats;
+  const uint64_t bytes_per_rep = uint64_t(n) * 3 * sizeof(float);
+  check_allocation(bytes_per_rep, "the triad's three arrays of " + std::to_string(n) + " floats");
+  AlignedFloats a = aligned_floats(n), b = aligned_floats(n), c = aligned_floats(n);
+
+  auto pool = thread_pool();  // one pool for the first touch and every repetition: the same split
+  // Small integers, so b + s * c is exact with or without a fused multiply-add.
+  for_blocks(*pool, n, [&](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; ++i) {
+      a[i] = 0.0f;
+      b[i] = float(i % 1024);
+      c[i] = float(i % 7);
+    }
+  });
+  auto run = [&] {
+    for_blocks(*pool, n, [&](int64_t i0, int64_t i1) {
+      triad_kernel(a.get() + i0, b.get() + i0, c.get() + i0, kTriadScalar, i1 - i0);
+    });
+  };
+  run();  // warm-up
+  std::vector<double> gbps;
+  gbps.reserve(size_t(reps));
+  for (int r = 0; r < reps; ++r) {
+    const int64_t start = now_ns();
+    run();
+    gbps.push_back(double(bytes_per_rep) / seconds_since(start) * 1e-9);
+  }
+  // A sample of the results against the formula: the timed loop really computed the triad.
+  const int64_t stride = std::max<int64_t>(1, n / 4096);
+  for (int64_t i = 0; i < n; i += stride)
+    if (a[i] != float(i % 1024) + kTriadScalar * float(i % 7))
+      throw std::logic_error("stream_triad_gbps: wrong result at index " + std::to_string(i));
+  return gbps;
+}
+
+std::vector<double> matmul_gflops(int64_t M, int64_t N, int64_t K, int reps) {
+  require(M >= 1 && N >= 1 && K >= 1, "matmul sizes must be >= 1, got M=" + std::to_string(M) +
+                                          " N=" + std::to_string(N) + " K=" + std::to_string(K));
+  const int64_t limit = int64_t(1) << 24;
+  require(M <= limit && N <= limit && K <= limit, "matmul sizes must be at most 2^24 each");
+  check_reps(reps);
+  const double floats = double(M) * double(K) + double(N) * double(K) + double(M) * double(N);
+  require(floats * 4 < 9.0e18, "the matmul operands are absurdly large");
+  check_allocation(uint64_t(floats * 4), "the matmul's operands (" + std::to_string(M) + "x" + std::to_string(K) +
+                                             ", " + std::to_string(N) + "x" + std::to_string(K) + ")");
+  std::vector<float> x(size_t(M * K)), w(size_t(N * K)), y(size_t(M * N));
+  SplitMix64 rng(0x5eedca11b7a7e000ull);
+  for (float& v : x) v = rng.uniform_pm1();
+  for (float& v : w) v = rng.uniform_pm1();
+
+  const double flops = 2.0 * double(M) * double(N) * double(K);
+  cpu::matmul_nt(y.data(), x.data(), w.data(), M, K, N);  // warm-up
+  std::vector<double> gflops;
+  gflops.reserve(size_t(reps));
+  for (int r = 0; r < reps; ++r) {
+    const int64_t start = now_ns();
+    cpu::matmul_nt(y.data(), x.data(), w.data(), M, K, N);
+    gflops.push_back(flops / seconds_since(start) * 1e-9);
+  }
+  return gflops;
+}
+
+}  // namespace celer

@@ -1,0 +1,244 @@
+"""The benchmark suite: latency, memory, phase, perplexity and roofline, one JSONL record per
+(benchmark, version, setting), appended as soon as it is measured so that Ctrl-C or a crash
+keeps everything measured before it."""
+
+from __future__ import annotations
+
+import math
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from .. import calibration, results, roofline, stats
+from .._core import get_num_threads, set_num_threads
+from ..engine import PHASES, Engine, versions
+from ..model import ModelConfig, config_to_dict, load, random_model, random_tokens
+from .config import BENCHMARKS
+from .perplexity import load_tokens, next_token_metrics
+from .presets import PRESETS
+
+
+class Interrupted(Exception):
+    """Ctrl-C during a benchmark: the records measured so far are kept."""
+
+
+class BenchRun:
+    """One invocation of the suite: a model, a config, a run id, a log file."""
+
+    def __init__(self, config: dict, log_file: str | Path | None = None, progress: bool | None = None):
+        self.config = config
+        self.log_file = Path(log_file or config["log_file"])
+        self.run_id = results.new_run_id()
+        if config["threads"]:
+            set_num_threads(int(config["threads"]))
+        self.threads = get_num_threads()
+        self.model, self.model_info = self._load_model()
+        self.version_flags = {v["name"]: v for v in versions()}
+        self.records: list[dict] = []
+        self.progress = progress
+
+    # ---- setup ---------------------------------------------------------------------------
+
+    def _load_model(self):
+        cfg = self.config
+        if cfg["model"]:
+            model = load(cfg["model"])
+            name, seed = str(cfg["model"]), None
+        else:
+            name, seed = cfg["preset"], cfg["model_seed"]
+            model = random_model(ModelConfig(**PRESETS[name]["model"]), seed=seed)
+        info = {"name": name, "config": config_to_dict(model.config), "num_parameters": model.config.num_parameters,
+                "weight_bytes": 4 * model.config.num_parameters, "seed": seed}
+        return model, info
+
+    def _prompt(self, length: int) -> np.ndarray:
+        return random_tokens(self.config["batch_size"], length, self.model.config.vocab_size, seed=self.config["seed"])
+
+    def _record(self, benchmark: str, version: str | None, params: dict, metrics: dict, status: str = "ok") -> dict:
+        flags = self.version_flags.get(version) if version else None
+        record = results.make_record(benchmark, version, flags, self.model_info, params, metrics, self.run_id,
+                                     self.threads, status=status)
+        results.append_record(self.log_file, record)
+        self.records.append(record)
+        return record
+
+    def _bar(self, total: int, desc: str):
+        return tqdm(total=total, desc=desc, unit="run", disable=self.progress is False, leave=False, dynamic_ncols=True)
+
+    @contextmanager
+    def _interruptible(self):
+        """Turns Ctrl-C inside a measurement into `Interrupted` after the caller recorded what it had."""
+        self.interrupted = False
+        try:
+            yield
+        except KeyboardInterrupt:
+            self.interrupted = True
+
+    def _generations(self, version: str, prompt_length: int, new_tokens: int, bar) -> list:
+        """Warm-up runs, then num_measure_runs timed generations (fewer if interrupted)."""
+        cfg = self.config
+        limit = self.model.config.max_position_embeddings
+        if prompt_length + new_tokens > limit:
+            raise ValueError(f"prompt_length {prompt_length} + T {new_tokens} exceeds the model's "
+                             f"max_position_embeddings ({limit})")
+        engine = Engine(self.model, version, max_seq_len=prompt_length + new_tokens)
+        ids = self._prompt(prompt_length)
+        runs = []
+        with self._interruptible():
+            for _ in range(cfg["num_warmup_runs"]):
+                engine.generate(ids, new_tokens, seed=cfg["seed"])
+            for _ in range(cfg["num_measure_runs"]):
+                runs.append(engine.generate(ids, new_tokens, seed=cfg["seed"]))
+                bar.update(1)
+        return runs
+
+    def _params(self, **extra) -> dict:
+        cfg = self.config
+        return {"prompt_length": cfg["prompt_length"], "batch_size": cfg["batch_size"], "seed": cfg["seed"],
+                "num_warmup_runs": cfg["num_warmup_runs"], "num_measure_runs": cfg["num_measure_runs"], **extra}
+
+    def _status(self) -> str:
+        return "interrupted" if self.interrupted else "ok"
+
+    def _stop_if_interrupted(self) -> None:
+        if self.interrupted:
+            raise Interrupted()
+
+    # ---- benchmarks ----------------------------------------------------------------------
+
+    def run(self, benchmarks) -> list[dict]:
+        """Runs the named benchmarks ('all' = every one) and returns the records written."""
+        names = list(BENCHMARKS) if "all" in benchmarks else list(benchmarks)
+        unknown = [b for b in names if b not in BENCHMARKS]
+        if unknown:
+            raise ValueError(f"unknown benchmark(s) {unknown}; known: {', '.join(BENCHMARKS)}, all")
+        if {"latency", "memory", "phase"} & set(names):
+            self.generation_benchmarks(names)
+        if "perplexity" in names:
+            self.perplexity()
+        if "roofline" in names:
+            self.roofline()
+        return self.records
+
+    def generation_benchmarks(self, names) -> None:
+        """latency and memory at every T, phase at T*: one set of timed generations serves all three."""
+        cfg = self.config
+        t_values = sorted(set(cfg["T_values"]) | ({cfg["T_star"]} if "phase" in names else set()))
+        if not {"latency", "memory"} & set(names):
+            t_values = [cfg["T_star"]]
+        with self._bar(len(cfg["versions"]) * len(t_values) * cfg["num_measure_runs"], "generation") as bar:
+            for version in cfg["versions"]:
+                for T in t_values:
+                    bar.set_postfix_str(f"{version} T={T}")
+                    runs = self._generations(version, cfg["prompt_length"], T, bar)
+                    if runs:
+                        params = self._params(T=T)
+                        if "latency" in names and T in cfg["T_values"]:
+                            self._record("latency", version, params, latency_metrics(runs, T, cfg["batch_size"]),
+                                         self._status())
+                        if "memory" in names and T in cfg["T_values"]:
+                            self._record("memory", version, params, memory_metrics(runs[-1], self.model_info, T),
+                                         self._status())
+                        if "phase" in names and T == cfg["T_star"]:
+                            self._record("phase", version, params, phase_metrics(runs), self._status())
+                    self._stop_if_interrupted()
+
+    def perplexity(self) -> None:
+        cfg, ppl = self.config, self.config["perplexity"]
+        tokens, source = load_tokens(ppl["data"], ppl["num_sequences"], ppl["sequence_length"],
+                                     self.model.config.vocab_size, seed=cfg["seed"])
+        baseline = ppl["baseline_version"]
+        order = [baseline] + [v for v in cfg["versions"] if v != baseline]
+        params = {"data": source, "sequence_length": int(tokens.shape[1]), "num_sequences": int(tokens.shape[0]),
+                  "baseline_version": baseline, "prefill_length": 1, "seed": cfg["seed"]}
+        reference = None
+        with self._bar(len(order), "perplexity") as bar, self._interruptible():
+            for version in order:
+                bar.set_postfix_str(version)
+                logits = Engine(self.model, version, max_seq_len=tokens.shape[1]).score(tokens, prefill_length=1)
+                if reference is None:
+                    reference = logits
+                if version in cfg["versions"] or version == baseline:
+                    self._record("perplexity", version, params, next_token_metrics(logits, reference, tokens))
+                bar.update(1)
+        self._stop_if_interrupted()
+
+    def calibration(self) -> dict:
+        """This host's measured ceilings for these threads: cached, else measured and recorded."""
+        path = calibration.default_calibration_path()
+        cal = calibration.load_calibration(path, threads=self.threads)
+        if cal is None:
+            cal = calibration.calibrate(threads=self.threads)
+            calibration.save_calibration(cal, path)
+        self._record("calibrate", None, {"threads": self.threads, "bytes": cal["triad_bytes"],
+                                         "matmul_size": cal["matmul_size"]},
+                     {"bandwidth_gbps": cal["bandwidth_gbps"], "matmul_gflops": cal["matmul_gflops"]})
+        return cal
+
+    def roofline(self) -> None:
+        cfg, rcfg = self.config, self.config["roofline"]
+        cal = self.calibration()
+        peak_gflops, peak_gbps = cal["matmul_gflops"]["median"], cal["bandwidth_gbps"]["median"]
+        P, T, B = rcfg["prompt_length"], rcfg["decode_tokens"], cfg["batch_size"]
+        with self._bar(len(cfg["versions"]) * cfg["num_measure_runs"], "roofline") as bar:
+            for version in cfg["versions"]:
+                bar.set_postfix_str(version)
+                runs = self._generations(version, P, T, bar)
+                if runs:
+                    flags = self.version_flags[version]
+                    prefill = roofline.prefill_cost(self.model.config, flags, B, P)
+                    # decode step i attends over P + i - 1 cached positions
+                    decode_steps = [roofline.decode_cost(self.model.config, flags, B, P + i) for i in range(T - 1)]
+                    decode = roofline.mean_cost(decode_steps)
+                    for phase, cost, times in (("prefill", prefill, [r.step_table[0, 5] for r in runs]),
+                                               ("decode", decode, [t for r in runs for t in r.step_table[1:, 5]])):
+                        time = stats.summarize(times, unit="ms", raw_unit="ns")
+                        metrics = {"flops": cost.flops, "bytes": cost.bytes, "time_ms": time, "by_op": cost.by_op,
+                                   **roofline.achieved(cost, time["median"] / 1e3, peak_gflops, peak_gbps)}
+                        self._record("roofline", version, {**self._params(T=T, phase=phase), "prompt_length": P},
+                                     metrics, self._status())
+                self._stop_if_interrupted()
+
+
+# ---- metrics from timed generations -----------------------------------------------------------
+
+def latency_metrics(runs, T: int, batch: int) -> dict:
+    total = [int(r.step_table[:, 5].sum()) for r in runs]
+    ttft = [int(r.step_table[0, 5]) for r in runs]
+    per_token = [int(t) for r in runs for t in r.step_table[1:, 5]]
+    m = {"total_ms": stats.summarize(total), "ttft_ms": stats.summarize(ttft)}
+    m["per_token_ms"] = stats.summarize(per_token) if per_token else None
+    m["tokens_per_s"] = batch * T / (m["total_ms"]["median"] / 1e3)
+    m["decode_tokens_per_s"] = batch / (m["per_token_ms"]["median"] / 1e3) if per_token else None
+    return m
+
+
+def memory_metrics(run, model_info: dict, T: int) -> dict:
+    cached = run.prompt_length + run.new_tokens.shape[1] - 1 if run.kv_cache_bytes else 0
+    batch = run.tokens.shape[0]
+    return {"kv_cache_bytes": run.kv_cache_bytes, "kv_cache_capacity_bytes": run.kv_cache_capacity_bytes,
+            "engine_bytes": run.peak_bytes, "weight_bytes": model_info["weight_bytes"],
+            "peak_rss_bytes": run.peak_rss_bytes,
+            "kv_bytes_per_token": run.kv_cache_bytes / (cached * batch) if cached else 0.0}
+
+
+def phase_metrics(runs) -> dict:
+    per_run = np.array([r.step_table[:, : len(PHASES) + 1].sum(axis=0) for r in runs], dtype=np.int64)
+    phases = {name: stats.summarize(per_run[:, i].tolist()) for i, name in enumerate(PHASES)}
+    total = stats.summarize(per_run[:, len(PHASES)].tolist())
+    # Shares of the summed time over all runs: they add up to at most 1, unlike ratios of medians.
+    grand_total = per_run[:, len(PHASES)].sum()
+    share = {name: float(per_run[:, i].sum() / grand_total) if grand_total else math.nan for i, name in enumerate(PHASES)}
+    return {"phases_ms": phases, "total_ms": total, "phase_share": share}
+
+
+def run_benchmarks(config: dict, benchmarks=("all",), log_file=None, progress=None) -> BenchRun:
+    """Runs the suite; returns the BenchRun (its .records are the records written)."""
+    bench = BenchRun(config, log_file=log_file, progress=progress)
+    bench.run(benchmarks)
+    return bench
+
+
+__all__ = ["BenchRun", "Interrupted", "run_benchmarks"]

@@ -1,0 +1,150 @@
+"""The benchmark commands of the CLI: bench, plot, calibrate, compare-runs, export-csv."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+DEFAULT_LOG = "results/results.jsonl"
+
+
+def _log_file(args, config=None) -> Path:
+    return Path(args.log_file or (config or {}).get("log_file") or DEFAULT_LOG)
+
+
+def cmd_bench(args) -> int:
+    from . import results
+    from .bench import PRESETS, Interrupted, load_config, run_benchmarks
+    from .bench.summary import summarize_records
+
+    if args.list_presets:
+        for name, preset in PRESETS.items():
+            print(f"{name:<15}{preset['description']}")
+        return 0
+    overrides = {"versions": args.version, "model": args.model, "prompt_length": args.prompt_length,
+                 "batch_size": args.batch_size, "T_values": args.T_values, "T_star": args.T_star,
+                 "num_warmup_runs": args.num_warmup_runs, "num_measure_runs": args.num_measure_runs,
+                 "seed": args.seed, "dtype": args.dtype, "threads": args.threads}
+    config = load_config(args.config, preset=args.preset, overrides=overrides)
+    log_file = _log_file(args, config)
+    if args.clear_log:
+        backup = results.clear_log(log_file)
+        if backup:
+            print(f"moved the old log to {backup}")
+    print(f"celerinfer bench {' '.join(args.benchmarks)}: model {config['model'] or config['preset']}, "
+          f"versions {' '.join(config['versions'])}, log {log_file}", file=sys.stderr)
+    bench = None
+    try:
+        from .bench import BenchRun
+
+        bench = BenchRun(config, log_file=log_file, progress=False if args.no_progress else None)
+        bench.run(args.benchmarks)
+    except (Interrupted, KeyboardInterrupt):
+        kept = len(bench.records) if bench else 0
+        print(f"interrupted: {kept} record(s) measured before Ctrl-C are kept in {log_file}", file=sys.stderr)
+        return 130
+    print(summarize_records(bench.records))
+    print(f"\n{len(bench.records)} records appended to {log_file} (run {bench.run_id}); "
+          f"plots: celerinfer plot --log-file {log_file}")
+    if args.plot:
+        return cmd_plot(args)
+    return 0
+
+
+def cmd_plot(args) -> int:
+    from . import results
+    from .plots import make_plots
+
+    log_file = _log_file(args)
+    records = results.read_records(log_file)
+    if not records:
+        print(f"celerinfer plot: no records in {log_file}: run `celerinfer bench` first", file=sys.stderr)
+        return 1
+    out_dir = Path(args.out_dir or log_file.parent / "plots")
+    written = make_plots(records, out_dir, run_id=getattr(args, "run_id", None))
+    for name, path in written.items():
+        print(f"{name:<24}{path}")
+    return 0
+
+
+def cmd_calibrate(args) -> int:
+    from . import calibration
+
+    result = calibration.calibrate(threads=args.threads or None)
+    path = calibration.default_calibration_path()
+    calibration.save_calibration(result, path)
+    bw, mm = result["bandwidth_gbps"], result["matmul_gflops"]
+    print(f"memory bandwidth: {bw['median']:.2f} GB/s (median of {bw['n']}, 95% CI {bw['ci95_low']:.2f}-"
+          f"{bw['ci95_high']:.2f})")
+    print(f"matmul peak:      {mm['median']:.2f} GFLOP/s (median of {mm['n']}, 95% CI {mm['ci95_low']:.2f}-"
+          f"{mm['ci95_high']:.2f})")
+    print(f"threads {result['threads']}; saved to {path}")
+    return 0
+
+
+def cmd_compare_runs(args) -> int:
+    from . import results
+
+    report = results.compare_runs(_log_file(args), args.run_a, args.run_b, metric=args.metric)
+    print(results.format_comparison_report(report))
+    return 0
+
+
+def cmd_export_csv(args) -> int:
+    from . import results
+
+    records = results.read_records(_log_file(args))
+    out = Path(args.output or _log_file(args).with_suffix(".csv"))
+    results.export_csv(records, out)
+    print(f"wrote {len(records)} records to {out}")
+    return 0
+
+
+def add_parsers(sub) -> None:
+    from .bench.config import BENCHMARKS
+
+    p = sub.add_parser("bench", help="run the benchmark suite (latency, memory, phase, perplexity, roofline)")
+    p.add_argument("benchmarks", nargs="*", default=["all"], choices=[*BENCHMARKS, "all"], metavar="BENCHMARK",
+                   help=f"which: {', '.join(BENCHMARKS)} or all (default all)")
+    p.add_argument("--version", nargs="+", help="versions to run (default: the config's)")
+    p.add_argument("--config", help="a YAML config (keys as in the packaged default_config.yaml)")
+    p.add_argument("--preset", help="model preset (see --list-presets)")
+    p.add_argument("--model", help="a model file instead of a preset")
+    p.add_argument("--list-presets", action="store_true", help="list the presets and exit")
+    p.add_argument("--clear-log", action="store_true", help="start a fresh log (the old one is kept as a .bak)")
+    p.add_argument("--log-file", help=f"results JSONL (default: the config's, {DEFAULT_LOG})")
+    p.add_argument("--prompt-length", type=int)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--T-values", type=int, nargs="+", dest="T_values", help="new-token counts for latency/memory")
+    p.add_argument("--T-star", type=int, dest="T_star", help="T of the phase breakdown")
+    p.add_argument("--num-warmup-runs", type=int)
+    p.add_argument("--num-measure-runs", type=int)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--dtype")
+    p.add_argument("--threads", type=int)
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--plot", action="store_true", help="make the plots afterwards")
+    p.add_argument("--out-dir", help="with --plot: where the plots go (default: <log dir>/plots)")
+    p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("plot", help="make the plots from the stored results")
+    p.add_argument("--log-file", help=f"results JSONL (default {DEFAULT_LOG})")
+    p.add_argument("--out-dir", help="where the PNGs go (default: <log dir>/plots)")
+    p.add_argument("--run-id", help="which run ('all' for every run; default: the latest per benchmark)")
+    p.set_defaults(func=cmd_plot)
+
+    p = sub.add_parser("calibrate", help="measure this machine's memory bandwidth and matmul peak")
+    p.add_argument("--threads", type=int, default=0, help="threads (default: all CPUs)")
+    p.set_defaults(func=cmd_calibrate)
+
+    p = sub.add_parser("compare-runs", help="is the change between two runs beyond noise?")
+    p.add_argument("run_a", nargs="?", default="previous", help="run id (or prefix, or 'previous')")
+    p.add_argument("run_b", nargs="?", default="latest", help="run id (or prefix, or 'latest')")
+    p.add_argument("--metric", default="total_ms", help="metric with raw samples (default total_ms)")
+    p.add_argument("--log-file", help=f"results JSONL (default {DEFAULT_LOG})")
+    p.set_defaults(func=cmd_compare_runs)
+
+    p = sub.add_parser("export-csv", help="write the results log as CSV")
+    p.add_argument("--log-file", help=f"results JSONL (default {DEFAULT_LOG})")
+    p.add_argument("--output", help="CSV path (default: the log's path with .csv)")
+    p.set_defaults(func=cmd_export_csv)
