@@ -215,3 +215,15 @@ def test_config_file_and_clear_log(tmp_path):
     bad.write_text("preset: tiny\nT_valuez: [4]\n")
     proc = bench("latency", "--config", bad, log=log, check=False)
     assert proc.returncode == 2 and "T_valuez" in proc.stderr
+
+
+def test_compare_runs_reports_on_two_runs(tmp_path):
+    log = tmp_path / "two.jsonl"
+    for _ in range(2):
+        bench("latency", "--preset", "tiny", "--version", "v1", "--T-values", "8", "--num-measure-runs", "5", log=log)
+    out = subprocess.run([sys.executable, "-m", "celerinfer", "compare-runs", "--log-file", str(log)],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    runs = {r["run_id"] for r in results.read_records(log)}
+    assert len(runs) == 2 and all(run[:8] in out.stdout for run in runs)
+    assert "noise" in out.stdout and "v1" in out.stdout

@@ -165,13 +165,11 @@ class BenchRun:
                 bar.update(1)
         self._stop_if_interrupted()
 
-    def calibration(self) -> dict:
-        """This host's measured ceilings for these threads: cached, else measured and recorded."""
-        path = calibration.default_calibration_path()
-        cal = calibration.load_calibration(path, threads=self.threads)
-        if cal is None:
-            cal = calibration.calibrate(threads=self.threads)
-            calibration.save_calibration(cal, path)
+    def measure_ceilings(self) -> dict:
+        """This machine's ceilings, measured now, in this run: a ceiling cached from another
+        moment (another load on a shared machine) would make the fractions meaningless."""
+        cal = calibration.calibrate(threads=self.threads)
+        calibration.save_calibration(cal, calibration.default_calibration_path())
         self._record("calibrate", None, {"threads": self.threads, "bytes": cal["triad_bytes"],
                                          "matmul_size": cal["matmul_size"]},
                      {"bandwidth_gbps": cal["bandwidth_gbps"], "matmul_gflops": cal["matmul_gflops"]})
@@ -179,7 +177,7 @@ class BenchRun:
 
     def roofline(self) -> None:
         cfg, rcfg = self.config, self.config["roofline"]
-        cal = self.calibration()
+        cal = self.measure_ceilings()
         peak_gflops, peak_gbps = cal["matmul_gflops"]["median"], cal["bandwidth_gbps"]["median"]
         P, T, B = rcfg["prompt_length"], rcfg["decode_tokens"], cfg["batch_size"]
         with self._bar(len(cfg["versions"]) * cfg["num_measure_runs"], "roofline") as bar:
