@@ -21,12 +21,12 @@ import json
 import math
 import os
 import socket
-import tempfile
 import warnings
 from datetime import datetime, timezone
 from pathlib import Path
 
 from . import _core
+from .fileio import atomic_file
 from .stats import summarize
 
 MIB = 1 << 20
@@ -159,18 +159,8 @@ def save_calibration(result: dict, path: str | os.PathLike | None = None) -> Pat
     entries.append(entry)
     payload = json.dumps({"format": CACHE_FORMAT, "format_version": CACHE_FORMAT_VERSION, "entries": entries},
                          indent=1, allow_nan=False)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(payload)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    with atomic_file(path) as f:
+        f.write(payload)
     return path
 
 

@@ -18,7 +18,6 @@ import os
 import platform
 import socket
 import subprocess
-import tempfile
 import uuid
 import warnings
 from dataclasses import dataclass, field
@@ -28,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .fileio import atomic_file
 from .stats import TIME_UNITS, Comparison, compare, format_p
 
 SCHEMA_VERSION = 1
@@ -371,25 +371,11 @@ def export_csv(records, path) -> Path:
         for column in row:
             seen.setdefault(column, len(seen))
     columns = sorted(seen, key=lambda c: (_column_rank(c), seen[c]))
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", newline="", encoding="utf-8") as f:
-            writer = csv.writer(f)
-            writer.writerow(columns)
-            for row in rows:
-                writer.writerow([_cell(row.get(c)) for c in columns])
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, path.stat().st_mode & 0o777 if path.exists() else 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    with atomic_file(path, newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(columns)
+        for row in rows:
+            writer.writerow([_cell(row.get(c)) for c in columns])
     return path
 
 

@@ -28,12 +28,13 @@ import json
 import math
 import os
 import sys
-import tempfile
 import time
 import unicodedata
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+
+from .fileio import atomic_file
 
 try:  # POSIX; elsewhere the files are still replaced atomically, only not locked
     import fcntl
@@ -256,43 +257,15 @@ def _finite_or_none(value):
     return value
 
 
-def _file_mode(path: Path) -> int:
-    """The permissions a replaced file keeps (its old ones, or 0o666 less the umask)."""
-    try:
-        return path.stat().st_mode & 0o7777
-    except OSError:
-        umask = os.umask(0)
-        os.umask(umask)
-        return 0o666 & ~umask
-
-
 def _atomic_write(path: Path, write) -> None:
     """Write through `write(fh)` into a temporary file beside `path`, then os.replace it."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
-            write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, _file_mode(path))
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    with atomic_file(path, newline="") as fh:
+        write(fh)
 
 
 def _atomic_savefig(figure, path: Path) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        figure.savefig(tmp, format="png", dpi=100)
-        os.chmod(tmp, _file_mode(path))
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    with atomic_file(path, "wb") as fh:
+        figure.savefig(fh, format="png", dpi=100)
 
 
 def json_text(value, indent: int = 2, _level: int = 0) -> str:
