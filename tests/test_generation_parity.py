@@ -43,7 +43,14 @@ TWIN_TOL = {"v2": 2e-4, "v4": 2e-4, "v6": 2e-4, "v5": 1e-4}
 # version -> (its exact version, lower bound, upper bound) on the step-logit error vs the exact model
 APPROX_BOUNDS = {"v2": ("v1", 1e-4, 1e-2), "v4": ("v3", 1e-4, 1e-2),
                  "v6": ("v1", 1e-4, 1e-2), "v5": ("v1", 5e-6, 5e-4)}
-ALL_VERSIONS = ["v0", "v1", "v2", "v3", "v4", "v5", "v6"]
+ALL_VERSIONS = [v["name"] for v in celerinfer.versions()]  # a new version is tested here at once
+
+
+def test_every_approximate_version_has_stated_bounds():
+    """A version that stores K/V approximately (not fp32) needs its twin tolerance and its
+    bounds against the exact model stated above before it can pass."""
+    approximate = {v["name"] for v in celerinfer.versions() if v["kv_dtype"] not in ("fp32", "none")}
+    assert approximate == set(TWIN_TOL) == set(APPROX_BOUNDS)
 
 
 def config(**fields):

@@ -106,7 +106,7 @@ void Engine::layer(size_t l, int64_t B, int64_t n, int64_t p0, const uint8_t* va
     cpu::matmul_nt(up_.f32(), h_.f32(), L.up_proj.f32(), M, H, I);
     pool->parallel_for(M, [&](int64_t r0, int64_t r1) {
       cpu::swiglu(gate_.f32() + r0 * I, gate_.f32() + r0 * I, up_.f32() + r0 * I, (r1 - r0) * I);
-    });
+    }, std::max<int64_t>(1, 16384 / I));  // rows per thread: at least ~16K elements
     cpu::matmul_nt(x_.f32(), gate_.f32(), L.down_proj.f32(), M, I, H, /*accumulate=*/true);
   }
 }

@@ -15,6 +15,15 @@ from .presets import PRESETS
 BENCHMARKS = ("latency", "memory", "phase", "perplexity", "roofline")
 
 
+def benchmark_names(benchmarks) -> list[str]:
+    """The benchmarks to run ('all' or nothing: every one); ValueError names unknown ones."""
+    names = list(BENCHMARKS) if not benchmarks or "all" in benchmarks else list(benchmarks)
+    unknown = [b for b in names if b not in BENCHMARKS]
+    if unknown:
+        raise ValueError(f"unknown benchmark(s) {unknown}; known: {', '.join(BENCHMARKS)}, all")
+    return names
+
+
 def default_config() -> dict:
     text = resources.files(__package__).joinpath("default_config.yaml").read_text()
     return yaml.safe_load(text)

@@ -4,7 +4,7 @@ benchmark settings down (`bench`), which explicit config keys and CLI flags stil
 
 PRESETS = {
     "tiny": {
-        "description": "a few hundred thousand parameters: the whole suite in seconds (tests, demos)",
+        "description": "the whole suite in seconds (tests, demos)",
         "model": dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
                       vocab_size=256, max_position_embeddings=256),
         "bench": dict(prompt_length=8, T_values=[8, 16, 32], T_star=16, num_warmup_runs=1, num_measure_runs=3,
@@ -12,19 +12,19 @@ PRESETS = {
                       roofline=dict(prompt_length=32, decode_tokens=8)),
     },
     "minimind": {
-        "description": "MiniMind2-Small shape (512 hidden, 8 layers, GQA 8/2, vocab 6400), ~26M parameters",
+        "description": "MiniMind2-Small shape (512 hidden, 8 layers, GQA 8/2, vocab 6400)",
         "model": dict(hidden_size=512, num_hidden_layers=8, num_attention_heads=8, num_key_value_heads=2,
                       vocab_size=6400, max_position_embeddings=1024),
         "bench": {},
     },
     "minimind-base": {
-        "description": "MiniMind2 shape (768 hidden, 16 layers, GQA 8/2, vocab 6400), ~100M parameters",
+        "description": "MiniMind2 shape (768 hidden, 16 layers, GQA 8/2, vocab 6400)",
         "model": dict(hidden_size=768, num_hidden_layers=16, num_attention_heads=8, num_key_value_heads=2,
                       vocab_size=6400, max_position_embeddings=1024),
         "bench": {},
     },
     "small": {
-        "description": "GPT-2-small-sized Llama (768 hidden, 12 layers, 12 heads, vocab 32000), ~150M parameters",
+        "description": "GPT-2-small-sized Llama (768 hidden, 12 layers, 12 heads, vocab 32000)",
         "model": dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, num_key_value_heads=12,
                       vocab_size=32000, max_position_embeddings=2048),
         "bench": {},

@@ -15,7 +15,7 @@ from .. import calibration, results, roofline, stats
 from .._core import get_num_threads, set_num_threads
 from ..engine import PHASES, Engine, versions
 from ..model import ModelConfig, config_to_dict, load, random_model, random_tokens
-from .config import BENCHMARKS
+from .config import benchmark_names
 from .perplexity import load_tokens, next_token_metrics
 from .presets import PRESETS
 
@@ -110,10 +110,7 @@ class BenchRun:
 
     def run(self, benchmarks) -> list[dict]:
         """Runs the named benchmarks ('all' = every one) and returns the records written."""
-        names = list(BENCHMARKS) if "all" in benchmarks else list(benchmarks)
-        unknown = [b for b in names if b not in BENCHMARKS]
-        if unknown:
-            raise ValueError(f"unknown benchmark(s) {unknown}; known: {', '.join(BENCHMARKS)}, all")
+        names = benchmark_names(benchmarks)
         if {"latency", "memory", "phase"} & set(names):
             self.generation_benchmarks(names)
         if "perplexity" in names:
