@@ -19,7 +19,9 @@ struct IOError : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
-// Throw E with the message when the condition is false.
+// Throw E with the message when the condition is false. The message is built before the call,
+// whether or not it is needed: on paths that run per token use a plain `if` instead (the
+// decode loop must not allocate; test_no_alloc.cpp checks).
 template <class E = ValueError>
 inline void require(bool ok, const std::string& message) {
   if (!ok) throw E(message);

@@ -48,8 +48,8 @@ void KVCache::quantize_kivi_block(int64_t s, int64_t block) {
 }
 
 void KVCache::write(int64_t layer, int64_t batch, int64_t n, int64_t p0, const float* k, const float* v) {
-  require(p0 + n <= max_seq_, "KV cache overflow: position " + std::to_string(p0 + n) + " > capacity " +
-                                  std::to_string(max_seq_));
+  if (p0 + n > max_seq_)
+    throw ValueError("KV cache overflow: position " + std::to_string(p0 + n) + " > capacity " + std::to_string(max_seq_));
   const int64_t D = D_, row = kv_heads_ * D, G = kKiviBlock;
   for (int64_t b = 0; b < batch; ++b)
     for (int64_t h = 0; h < kv_heads_; ++h) {

@@ -63,7 +63,7 @@ int64_t checked_numel(const Shape& shape) {
 int64_t Tensor::numel() const { return checked_numel(shape); }
 
 float* Tensor::f32() {
-  require(dtype == DType::F32, "expected a float32 tensor, got " + dtype_name(dtype));
+  if (dtype != DType::F32) throw ValueError("expected a float32 tensor, got " + dtype_name(dtype));
   return static_cast<float*>(data);
 }
 const float* Tensor::f32() const { return const_cast<Tensor*>(this)->f32(); }

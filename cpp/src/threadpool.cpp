@@ -74,12 +74,7 @@ void ThreadPool::worker_loop(int index) {
   }
 }
 
-void ThreadPool::parallel_for(int64_t n, const std::function<void(int64_t, int64_t)>& fn, int64_t grain) {
-  parallel_for_threads(n, [&fn](int64_t begin, int64_t end, int) { fn(begin, end); }, grain);
-}
-
-void ThreadPool::parallel_for_threads(int64_t n, const std::function<void(int64_t, int64_t, int)>& fn,
-                                      int64_t grain) {
+void ThreadPool::run(int64_t n, ChunkFn fn, int64_t grain) {
   if (n <= 0) return;
   const int64_t threads = std::min<int64_t>(num_threads(), std::max<int64_t>(1, n / std::max<int64_t>(1, grain)));
   std::unique_lock<std::mutex> run(run_mutex_, std::try_to_lock);

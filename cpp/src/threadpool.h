@@ -9,13 +9,27 @@
 #include <condition_variable>
 #include <cstdint>
 #include <exception>
-#include <functional>
 #include <memory>
 #include <mutex>
 #include <thread>
 #include <vector>
 
 namespace celer {
+
+// A non-owning reference to a callable f(begin, end, thread): unlike std::function it never
+// allocates, so parallel sections inside the decode loop allocate nothing.
+class ChunkFn {
+ public:
+  template <class F>
+  ChunkFn(F& f)  // NOLINT: implicit by design; f must outlive the call
+      : object_(const_cast<void*>(static_cast<const void*>(&f))),
+        call_([](void* o, int64_t b, int64_t e, int t) { (*static_cast<F*>(o))(b, e, t); }) {}
+  void operator()(int64_t begin, int64_t end, int thread) const { call_(object_, begin, end, thread); }
+
+ private:
+  void* object_;
+  void (*call_)(void*, int64_t, int64_t, int);
+};
 
 class ThreadPool {
  public:
@@ -24,12 +38,20 @@ class ThreadPool {
   int num_threads() const { return int(workers_.size()) + 1; }
 
   // fn(begin, end) over chunks of [0, n); chunks are at least `grain` long.
-  void parallel_for(int64_t n, const std::function<void(int64_t, int64_t)>& fn, int64_t grain = 1);
+  template <class F>
+  void parallel_for(int64_t n, F&& fn, int64_t grain = 1) {
+    auto with_thread = [&fn](int64_t begin, int64_t end, int) { fn(begin, end); };
+    run(n, ChunkFn(with_thread), grain);
+  }
   // The same, also telling each chunk which thread runs it (0 <= thread < num_threads()), so
   // callers can give each thread its own preallocated scratch.
-  void parallel_for_threads(int64_t n, const std::function<void(int64_t, int64_t, int)>& fn, int64_t grain = 1);
+  template <class F>
+  void parallel_for_threads(int64_t n, F&& fn, int64_t grain = 1) {
+    run(n, ChunkFn(fn), grain);
+  }
 
  private:
+  void run(int64_t n, ChunkFn fn, int64_t grain);
   void worker_loop(int index);
   // Waits until `done()` holds: spins for kSpinNs, then sleeps on `cv`.
   template <class Pred>
@@ -39,7 +61,7 @@ class ThreadPool {
   std::mutex run_mutex_;  // one parallel_for at a time
   std::mutex mutex_;      // guards sleeping on the condition variables
   std::condition_variable wake_, done_;
-  const std::function<void(int64_t, int64_t, int)>* job_ = nullptr;
+  const ChunkFn* job_ = nullptr;
   int64_t n_ = 0, chunk_ = 0;
   std::atomic<uint64_t> generation_{0};  // bumped (release) once job_, n_, chunk_ are set
   std::atomic<int> pending_{0};          // workers still running the current job
