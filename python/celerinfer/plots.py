@@ -274,6 +274,14 @@ def _compatible(a: dict, b: dict) -> bool:
 
 # ---- figure helpers ----------------------------------------------------------------------------
 
+def _version_line(ax, version: str, xs, ys, records):
+    """One version's line in its fixed color and marker, findable by gid = the version name."""
+    line, = ax.plot(xs, ys, marker=version_marker(version), color=version_color(version),
+                    label=version_label(version, records), linewidth=1.8)
+    line.set_gid(version)
+    return line
+
+
 def _figure(ncols: int = 1, width: float = 7.0, height: float = 5.0, **subplot_kw):
     """A Figure on an Agg canvas with constrained layout and room for the footnote."""
     fig = Figure(figsize=(width, height), dpi=DPI,
@@ -515,9 +523,7 @@ def plot_speedup(records: list[dict], path=None, *, run_id: str | None = None,
     for v, pts in lines.items():
         Ts, ys = [p[0] for p in pts], [p[1] for p in pts]
         all_T += Ts
-        line, = ax.plot(Ts, ys, marker=version_marker(v), color=version_color(v), label=version_label(v, recs),
-                        linewidth=1.8)
-        line.set_gid(v)
+        _version_line(ax, v, Ts, ys, recs)
         ax.annotate(f"{ys[-1]:.2f}×", (Ts[-1], ys[-1]), textcoords="offset points", xytext=(6, 0),
                     fontsize=8, color=version_color(v), va="center")
     ref = ax.axhline(1.0, color=version_color(baseline), linestyle="--", linewidth=1,
@@ -645,9 +651,7 @@ def plot_memory(records: list[dict], path=None, *, run_id: str | None = None) ->
     for v, pts in kv.items():
         Ts, ys = [p[0] for p in pts], [p[1] for p in pts]
         all_T += Ts
-        line, = ax.plot(Ts, ys, marker=version_marker(v), color=version_color(v), label=version_label(v, recs),
-                        linewidth=1.8)
-        line.set_gid(v)
+        _version_line(ax, v, Ts, ys, recs)
     _T_axis(ax, all_T or [T for byT in data.values() for T in byT])
     ax.set_ylabel("KV cache size (MiB)")
     ax.set_ylim(bottom=0)
@@ -782,9 +786,7 @@ def plot_memory_throughput(records: list[dict], path=None, *, run_id: str | None
         Ts, ys = [p[0] for p in pts], [p[1] for p in pts]
         all_T += Ts
         all_y += ys
-        line, = ax.plot(Ts, ys, marker=version_marker(v), color=version_color(v), label=version_label(v, recs),
-                        linewidth=1.8)
-        line.set_gid(v)
+        _version_line(ax, v, Ts, ys, recs)
     if bw:
         ref = ax.axhline(bw, color="black", linestyle="--", linewidth=1.3,
                          label=f"memory bandwidth {bw:.3g} GB/s ({bw_source})")
