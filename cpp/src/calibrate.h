@@ -13,6 +13,7 @@
 // of each (the caller summarises them: median, best, spread).
 #pragma once
 #include <cstdint>
+#include <string>
 #include <vector>
 
 namespace celer {
@@ -39,5 +40,10 @@ std::vector<double> stream_triad_gbps(int64_t n_floats = kTriadDefaultFloats, in
 // with uniform random inputs, counting 2 * M * N * K flops. ValueError for sizes < 1, reps < 1
 // or more memory than the machine has.
 std::vector<double> matmul_gflops(int64_t M, int64_t N, int64_t K, int reps = 10);
+
+// Per-repetition seconds of the engine's linear layer (linear.h) y (M, N) = x (M, K) @ W^T with
+// W packed as weight_dtype ("f32", "bf16", "int8"): the kernel micro-benchmark (few rows: the
+// decode GEMV; many: the prefill GEMM). Same checks as matmul_gflops.
+std::vector<double> linear_seconds(int64_t M, int64_t N, int64_t K, int reps, const std::string& weight_dtype);
 
 }  // namespace celer

@@ -12,8 +12,11 @@
 
 namespace celer {
 
-Engine::Engine(const Model& model, const VersionSpec& version, int64_t max_seq_len)
-    : model_(model), version_(version), max_seq_len_(max_seq_len > 0 ? max_seq_len : model.config.max_position_embeddings) {
+Engine::Engine(const Model& model, const VersionSpec& version, int64_t max_seq_len, cpu::WeightFormat weights)
+    : model_(model),
+      version_(version),
+      weight_format_(weights),
+      max_seq_len_(max_seq_len > 0 ? max_seq_len : model.config.max_position_embeddings) {
   const ModelConfig& c = model.config;
   require(max_seq_len_ <= c.max_position_embeddings,
           "max_seq_len " + std::to_string(max_seq_len_) + " exceeds the model's max_position_embeddings (" +
@@ -25,6 +28,15 @@ Engine::Engine(const Model& model, const VersionSpec& version, int64_t max_seq_l
     cache_layer_.push_back(!version_.use_cache() ? 0 : version_.cross_layer_sharing ? l / 2 : l);
     owns_kv_.push_back(!shared);
   }
+  if (weights != cpu::WeightFormat::F32)
+    check_allocation(uint64_t(c.num_parameters()) * (weights == cpu::WeightFormat::BF16 ? 2 : 1),
+                     "the " + cpu::weight_format_name(weights) + " copy of the weights");
+  for (const LayerWeights& L : model.layers) {
+    auto pack = [&](const Tensor& w) { return cpu::pack_weight(w, weights); };
+    packed_.push_back({pack(L.q_proj), pack(L.k_proj), pack(L.v_proj), pack(L.o_proj), pack(L.gate_proj),
+                       pack(L.up_proj), pack(L.down_proj)});
+  }
+  lm_head_ = cpu::pack_weight(model.output_weight(), weights);
   rope_cos_ = model.rope_cos;  // a file's tables, else computed once for the positions we use
   rope_sin_ = model.rope_sin;
   if (rope_cos_.empty()) rope_tables(c, rope_cos_, rope_sin_, max_seq_len_);
@@ -57,14 +69,24 @@ void Engine::reserve(int64_t batch, int64_t rows) {
                     max_seq_len_, c.num_key_value_heads, c.head_dim());
     scratch_.clear();
   }
+  const int64_t widest = std::max({c.hidden_size, c.q_dim(), c.intermediate_size});
+  if (weight_format_ != cpu::WeightFormat::F32 && !linear_scratch_.fits(int(threads), widest))
+    linear_scratch_.reserve(int(threads), widest);
   if (int64_t(scratch_.size()) < threads) {
     scratch_.resize(size_t(threads));
     for (auto& s : scratch_) s.reserve(row_capacity_, c.num_attention_heads / c.num_key_value_heads, c.head_dim());
   }
 }
 
+uint64_t Engine::weight_bytes() const {
+  uint64_t total = lm_head_.nbytes();
+  for (const PackedLayer& P : packed_)
+    for (const cpu::PackedWeight* w : {&P.q, &P.k, &P.v, &P.o, &P.gate, &P.up, &P.down}) total += w->nbytes();
+  return total;
+}
+
 uint64_t Engine::buffer_bytes() const {
-  uint64_t total = cache_.capacity_bytes() + pos_.size() * sizeof(int64_t);
+  uint64_t total = cache_.capacity_bytes() + pos_.size() * sizeof(int64_t) + linear_scratch_.bytes();
   for (const Tensor* t : {&x_, &h_, &q_, &k_, &v_, &att_, &gate_, &up_, &last_})
     if (!t->empty()) total += t->nbytes();
   for (const auto& s : scratch_)
@@ -76,6 +98,8 @@ void Engine::layer(size_t l, int64_t B, int64_t n, int64_t p0, const uint8_t* va
                    StepTiming* timing) {
   const ModelConfig& c = model_.config;
   const LayerWeights& L = model_.layers[l];
+  const PackedLayer& P = packed_[l];
+  cpu::LinearScratch* scratch = &linear_scratch_;
   const int64_t M = B * n, H = c.hidden_size, Q = c.q_dim(), KV = c.kv_dim(), I = c.intermediate_size,
                 D = c.head_dim(), nKV = c.num_key_value_heads, group = c.num_attention_heads / nKV;
   const float eps = float(c.rms_norm_eps);
@@ -84,11 +108,12 @@ void Engine::layer(size_t l, int64_t B, int64_t n, int64_t p0, const uint8_t* va
   {
     ScopedPhase phase(timing, kAttention);
     cpu::rmsnorm(h_.f32(), x_.f32(), L.input_layernorm.f32(), M, H, eps);
-    cpu::matmul_nt(q_.f32(), h_.f32(), L.q_proj.f32(), M, H, Q);
+    if (owns_kv_[l])  // Q, K and V in one pass over h; a sharing odd layer computes only Q
+      cpu::linear_group({{&P.q, q_.f32(), Q}, {&P.k, k_.f32(), KV}, {&P.v, v_.f32(), KV}}, h_.f32(), H, M, scratch);
+    else
+      cpu::linear(P.q, h_.f32(), M, q_.f32(), false, scratch);
     cpu::rope(q_.f32(), M, c.num_attention_heads, D, pos_.data(), rope_cos_.f32(), rope_sin_.f32());
-    if (owns_kv_[l]) {  // a sharing odd layer computes only Q
-      cpu::matmul_nt(k_.f32(), h_.f32(), L.k_proj.f32(), M, H, KV);
-      cpu::matmul_nt(v_.f32(), h_.f32(), L.v_proj.f32(), M, H, KV);
+    if (owns_kv_[l]) {
       cpu::rope(k_.f32(), M, nKV, D, pos_.data(), rope_cos_.f32(), rope_sin_.f32());
       cache_.write(cl, B, n, p0, k_.f32(), v_.f32());
     }
@@ -97,17 +122,16 @@ void Engine::layer(size_t l, int64_t B, int64_t n, int64_t p0, const uint8_t* va
         cache_attention(cache_, cl, i / nKV, i % nKV, group, D, q_.f32(), att_.f32(), Q, n, p0,
                         valid + (i / nKV) * valid_stride, scratch_[size_t(thread)]);
     });
-    cpu::matmul_nt(x_.f32(), att_.f32(), L.o_proj.f32(), M, Q, H, /*accumulate=*/true);
+    cpu::linear(P.o, att_.f32(), M, x_.f32(), /*accumulate=*/true, scratch);
   }
   {
     ScopedPhase phase(timing, kMlp);
     cpu::rmsnorm(h_.f32(), x_.f32(), L.post_attention_layernorm.f32(), M, H, eps);
-    cpu::matmul_nt(gate_.f32(), h_.f32(), L.gate_proj.f32(), M, H, I);
-    cpu::matmul_nt(up_.f32(), h_.f32(), L.up_proj.f32(), M, H, I);
+    cpu::linear_group({{&P.gate, gate_.f32(), I}, {&P.up, up_.f32(), I}}, h_.f32(), H, M, scratch);
     pool->parallel_for(M, [&](int64_t r0, int64_t r1) {
       cpu::swiglu(gate_.f32() + r0 * I, gate_.f32() + r0 * I, up_.f32() + r0 * I, (r1 - r0) * I);
     }, std::max<int64_t>(1, 16384 / I));  // rows per thread: at least ~16K elements
-    cpu::matmul_nt(x_.f32(), gate_.f32(), L.down_proj.f32(), M, I, H, /*accumulate=*/true);
+    cpu::linear(P.down, gate_.f32(), M, x_.f32(), /*accumulate=*/true, scratch);
   }
 }
 
@@ -125,11 +149,11 @@ void Engine::step(int64_t B, int64_t n, int64_t p0, const int64_t* ids, int64_t 
   const float eps = float(c.rms_norm_eps);
   if (all_positions) {
     cpu::rmsnorm(h_.f32(), x_.f32(), model_.norm.f32(), B * n, H, eps);
-    cpu::matmul_nt(logits, h_.f32(), model_.output_weight().f32(), B * n, H, V);
+    cpu::linear(lm_head_, h_.f32(), B * n, logits, false, &linear_scratch_);
   } else {  // only each row's last position feeds the sampler
     for (int64_t b = 0; b < B; ++b)
       cpu::rmsnorm(last_.f32() + b * H, x_.f32() + (b * n + n - 1) * H, model_.norm.f32(), 1, H, eps);
-    cpu::matmul_nt(logits, last_.f32(), model_.output_weight().f32(), B, H, V);
+    cpu::linear(lm_head_, last_.f32(), B, logits, false, &linear_scratch_);
   }
 }
 

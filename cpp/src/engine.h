@@ -5,6 +5,8 @@
 #include <cstdint>
 #include <vector>
 
+#include "backend/cpu/linear.h"
+#include "backend/cpu/packed_weight.h"
 #include "cache_attention.h"
 #include "kv_cache.h"
 #include "model.h"
@@ -36,7 +38,9 @@ struct GenerationResult {
 class Engine {
  public:
   // The model must outlive the engine. max_seq_len <= 0: the model's max_position_embeddings.
-  Engine(const Model& model, const VersionSpec& version, int64_t max_seq_len = 0);
+  // weights: the format the linear layers compute with (packed once, here; f32 copies nothing).
+  Engine(const Model& model, const VersionSpec& version, int64_t max_seq_len = 0,
+         cpu::WeightFormat weights = cpu::WeightFormat::F32);
 
   GenerationResult generate(const Tensor& input_ids, const Tensor* attention_mask, const GenerateOptions& options);
 
@@ -52,6 +56,9 @@ class Engine {
   const VersionSpec& version() const { return version_; }
   int64_t max_seq_len() const { return max_seq_len_; }
   uint64_t buffer_bytes() const;  // activations + scratch + cache, as allocated now
+  cpu::WeightFormat weight_format() const { return weight_format_; }
+  // Bytes of weights one decode step streams: every linear layer and the output head.
+  uint64_t weight_bytes() const;
 
  private:
   // Sizes activations for batch x rows tokens per step and the cache for batch x max_seq_len;
@@ -65,8 +72,17 @@ class Engine {
   void layer(size_t l, int64_t batch, int64_t n, int64_t p0, const uint8_t* valid, int64_t valid_stride,
              StepTiming* timing);
 
+  // The linear layers of one model layer, in the engine's weight format.
+  struct PackedLayer {
+    cpu::PackedWeight q, k, v, o, gate, up, down;
+  };
+
   const Model& model_;
   VersionSpec version_;
+  cpu::WeightFormat weight_format_;
+  std::vector<PackedLayer> packed_;
+  cpu::PackedWeight lm_head_;
+  cpu::LinearScratch linear_scratch_;
   int64_t max_seq_len_;
   std::vector<int64_t> cache_layer_;  // model layer -> cache layer
   std::vector<uint8_t> owns_kv_;      // model layer computes and writes its K/V

@@ -132,15 +132,6 @@ uint16_t f32_to_f16(float f) {
   return uint16_t(sign | h);
 }
 
-float bf16_to_f32(uint16_t h) { return bit_cast32<float>(uint32_t(h) << 16); }
-
-uint16_t f32_to_bf16(float f) {
-  uint32_t x = bit_cast32<uint32_t>(f);
-  if ((x & 0x7fffffffu) > 0x7f800000u) return uint16_t((x >> 16) | 0x40);  // quiet NaN
-  x += 0x7fff + ((x >> 16) & 1);  // round to nearest even
-  return uint16_t(x >> 16);
-}
-
 Tensor to_f32(const Tensor& t) {
   if (t.dtype == DType::F32) {
     Tensor out = Tensor::zeros(DType::F32, t.shape);

@@ -3,6 +3,7 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <memory>
 #include <string>
 #include <vector>
@@ -49,7 +50,19 @@ Tensor to_f32(const Tensor& t);
 // Half-precision conversions (round to nearest even; NaN and Inf kept).
 float f16_to_f32(uint16_t h);
 uint16_t f32_to_f16(float f);
-float bf16_to_f32(uint16_t h);
-uint16_t f32_to_bf16(float f);
+// bfloat16 is the top half of a float32: inline, so that loops over arrays vectorize.
+inline float bf16_to_f32(uint16_t h) {
+  const uint32_t bits = uint32_t(h) << 16;
+  float f;
+  std::memcpy(&f, &bits, 4);
+  return f;
+}
+inline uint16_t f32_to_bf16(float f) {
+  uint32_t x;
+  std::memcpy(&x, &f, 4);
+  if ((x & 0x7fffffffu) > 0x7f800000u) return uint16_t((x >> 16) | 0x40);  // quiet NaN
+  x += 0x7fff + ((x >> 16) & 1);  // round to nearest even
+  return uint16_t(x >> 16);
+}
 
 }  // namespace celer

@@ -4,9 +4,9 @@ reference implementation (``celerinfer.reference``) for parity checks."""
 from importlib.metadata import PackageNotFoundError, version as _version
 
 from . import _core
-from ._core import get_num_threads, set_num_threads
+from ._core import get_num_threads, set_num_threads, set_simd_level, simd_level, simd_levels
 from .arrays import compare_arrays, load_npy, save_npy
-from .engine import Engine, Generation, versions
+from .engine import WEIGHT_DTYPES, Engine, Generation, versions
 from .model import FormatError, Model, ModelConfig, load, random_model, random_tokens
 
 try:
@@ -15,6 +15,7 @@ except PackageNotFoundError:  # running from a source tree
     __version__ = "0.0.0+unknown"
 
 __all__ = [
+    "WEIGHT_DTYPES",
     "Engine",
     "FormatError",
     "Generation",
@@ -28,5 +29,8 @@ __all__ = [
     "random_tokens",
     "save_npy",
     "set_num_threads",
+    "set_simd_level",
+    "simd_level",
+    "simd_levels",
     "versions",
 ]

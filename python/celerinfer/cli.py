@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from .cli_bench import add_parsers as add_bench_parsers
+from .engine import WEIGHT_DTYPES
 from .run_mode import add_parser as add_run_parser
 
 
@@ -140,12 +141,12 @@ def cmd_generate(args) -> int:
         ids = random_tokens(args.batch_size, args.prompt_length or 8, model.config.vocab_size, seed=args.seed)
         mask = None
     for name in args.version:
-        engine = Engine(model, name, threads=args.threads or None)
+        engine = Engine(model, name, threads=args.threads or None, weight_dtype=args.weight_dtype)
         gen = engine.generate(ids, args.max_new_tokens, temperature=args.temperature, top_k=args.top_k,
                               top_p=args.top_p, repetition_penalty=args.repetition_penalty, seed=args.seed,
                               eos_token_id=args.eos_token_id, attention_mask=mask)
         t = gen.timings
-        print(f"[{name}] {engine.version['description']}")
+        print(f"[{name}] {engine.version['description']} | weights {engine.weight_dtype}")
         for row in gen.new_tokens:
             print("  new tokens:", " ".join(map(str, row.tolist())))
         per_token = np.median(t["per_token_ms"]) if t["per_token_ms"] else float("nan")
@@ -219,6 +220,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--repetition-penalty", type=float, default=1.0, help="penalty on repeated tokens (1: off)")
     p.add_argument("--eos-token-id", type=int, default=None, help="stop a row at this token")
     p.add_argument("--seed", type=int, default=0, help="sampling (and random prompt) seed")
+    p.add_argument("--weight-dtype", choices=WEIGHT_DTYPES, default="f32",
+                   help="linear-layer weights: f32 (default), bf16, or int8 (32 values per scale)")
     _add_threads_arg(p)
     p.set_defaults(func=cmd_generate)
 

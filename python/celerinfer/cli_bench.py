@@ -28,7 +28,8 @@ def cmd_bench(args) -> int:
     overrides = {"versions": args.version, "model": args.model, "prompt_length": args.prompt_length,
                  "batch_size": args.batch_size, "T_values": args.T_values, "T_star": args.T_star,
                  "num_warmup_runs": args.num_warmup_runs, "num_measure_runs": args.num_measure_runs,
-                 "seed": args.seed, "dtype": args.dtype, "threads": args.threads}
+                 "seed": args.seed, "dtype": args.dtype, "weight_dtype": args.weight_dtype,
+                 "threads": args.threads}
     config = load_config(args.config, preset=args.preset, overrides=overrides)
     log_file = _log_file(args, config)
     if args.clear_log:
@@ -127,6 +128,7 @@ def add_parsers(sub) -> None:
     p.add_argument("--num-measure-runs", type=int)
     p.add_argument("--seed", type=int)
     p.add_argument("--dtype")
+    p.add_argument("--weight-dtype", dest="weight_dtype", help="linear-layer weights: f32, bf16 or int8")
     p.add_argument("--threads", type=int)
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--plot", action="store_true", help="make the plots afterwards")

@@ -10,6 +10,8 @@ from . import _core
 from .model import Model, as_token_array
 
 PHASES = tuple(_core.phase_names())  # embedding, attention, mlp, head, other
+#: Weight formats the linear layers can compute with (Engine's weight_dtype).
+WEIGHT_DTYPES = ("f32", "bf16", "int8")
 
 
 def versions() -> list[dict]:
@@ -76,15 +78,19 @@ def timings_from_steps(steps: np.ndarray) -> dict:
 class Engine:
     """Generates tokens from a model under one KV-cache version.
 
-    Engine(model, version="v1", device="cpu", threads=None, max_seq_len=None): version is a
-    name from :func:`versions`; threads sets the process-wide engine thread count (None: keep
-    it); max_seq_len bounds prompt + new tokens (None: the model's max_position_embeddings) and
-    sizes the cache. Buffers are sized before the decode loop; nothing is allocated per token.
-    One Engine is not for use from several threads at once.
+    Engine(model, version="v1", device="cpu", threads=None, max_seq_len=None, weight_dtype="f32"):
+    version is a name from :func:`versions`; threads sets the process-wide engine thread count
+    (None: keep it); max_seq_len bounds prompt + new tokens (None: the model's
+    max_position_embeddings) and sizes the cache; weight_dtype is the format the linear layers
+    compute with (:data:`WEIGHT_DTYPES`): "f32" uses the model's weights as they are, "bf16"
+    rounds them to bfloat16, "int8" quantizes them weight-only, symmetric per block of 32 values
+    with an fp16 scale (like llama.cpp's Q8_0); activations and accumulation stay float32.
+    Buffers are sized before the decode loop; nothing is allocated per token. One Engine is not
+    for use from several threads at once.
     """
 
     def __init__(self, model: Model, version: str = "v1", device: str = "cpu", threads: int | None = None,
-                 max_seq_len: int | None = None):
+                 max_seq_len: int | None = None, weight_dtype: str = "f32"):
         if not isinstance(model, Model):
             raise TypeError(f"model must be a celerinfer.Model, got {type(model).__name__}")
         if device != "cpu":
@@ -95,7 +101,9 @@ class Engine:
             _core.set_num_threads(int(threads))
         self.model = model
         self.device = device
-        self._impl = _core.Engine(model._impl, version, 0 if max_seq_len is None else int(max_seq_len))
+        if weight_dtype not in WEIGHT_DTYPES:
+            raise ValueError(f"weight_dtype must be one of {', '.join(WEIGHT_DTYPES)}, got {weight_dtype!r}")
+        self._impl = _core.Engine(model._impl, version, 0 if max_seq_len is None else int(max_seq_len), weight_dtype)
 
     @property
     def version(self) -> dict:
@@ -104,6 +112,15 @@ class Engine:
     @property
     def max_seq_len(self) -> int:
         return self._impl.max_seq_len
+
+    @property
+    def weight_dtype(self) -> str:
+        return self._impl.weight_dtype
+
+    @property
+    def weight_bytes(self) -> int:
+        """Bytes of weights one decode step reads: every linear layer and the output head."""
+        return self._impl.weight_bytes
 
     def generate(self, input_ids, max_new_tokens: int, temperature: float = 0.0, top_k: int = 0,
                  top_p: float = 1.0, repetition_penalty: float = 1.0, seed: int = 0,
@@ -147,4 +164,5 @@ class Engine:
         return self._impl.score(ids, mask, int(prefill_length))
 
     def __repr__(self) -> str:
-        return f"Engine(version={self.version['name']!r}, device={self.device!r}, max_seq_len={self.max_seq_len})"
+        return (f"Engine(version={self.version['name']!r}, device={self.device!r}, "
+                f"weight_dtype={self.weight_dtype!r}, max_seq_len={self.max_seq_len})")

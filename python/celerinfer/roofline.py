@@ -42,9 +42,9 @@ rescaling is not counted.
 
 Bytes, counted as main-memory traffic with no cache modelling:
 
-* weights: every weight the step uses is read once (fp32, 4 bytes per parameter), norm
-  weights included; the embedding contributes only the gathered rows; a tied lm_head still
-  reads the whole table.
+* weights: every weight the step uses is read once (linear layers in the weight_dtype: 4, 2 or
+  1 + 2/32 bytes per value; norm weights fp32, included); the embedding contributes only the
+  gathered rows; a tied lm_head still reads the whole table.
 * KV cache: exact storage bytes, matching ``KVCache::bytes_for``: per token and KV head, K and
   V each take ``4 * D`` (fp32), ``2 * D`` (fp16) or ``D + 4`` (int8 per token, one float scale).
   KIVI (int8 per channel): a finished block of ``G`` tokens holds ``G * D`` bytes of K plus
@@ -67,6 +67,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 FLOAT_BYTES = 4
+#: Bytes per weight value of each Engine weight_dtype (int8: + an fp16 scale per 32 values).
+WEIGHT_VALUE_BYTES = {"f32": 4.0, "bf16": 2.0, "int8": 1.0 + 2.0 / 32}
 OPS = ("embedding", "qkv", "attention", "o_proj", "mlp", "head")
 
 RMSNORM_FLOPS_PER_ELEMENT = 4
@@ -242,8 +244,9 @@ def kv_cache_bytes(config, version, batch: int, tokens: int) -> int:
 
 # -- the model walk -----------------------------------------------------------------------------
 
-def _step_cost(d: _Dims, v: _Version, B: int, n: int, p0: int, head_rows: int) -> Cost:
-    """One engine step: n new tokens in each of B rows at positions p0.., head on head_rows rows."""
+def _step_cost(d: _Dims, v: _Version, B: int, n: int, p0: int, head_rows: int, W: float) -> Cost:
+    """One engine step: n new tokens in each of B rows at positions p0.., head on head_rows rows;
+    W bytes per value of the linear layers' weights (norm weights and activations are fp32)."""
     if B < 1 or n < 1 or p0 < 0:
         raise ValueError(f"batch and tokens must be >= 1 and the cached length >= 0 (got {B}, {n}, {p0})")
     F = FLOAT_BYTES
@@ -275,12 +278,12 @@ def _step_cost(d: _Dims, v: _Version, B: int, n: int, p0: int, head_rows: int) -
         owns = not (v.sharing and layer % 2 == 1)
         # qkv: rmsnorm, q (and k, v) projections, rope
         flops = RMSNORM_FLOPS_PER_ELEMENT * M * H + 2 * M * H * Q + ROPE_FLOPS_PER_ELEMENT * M * Q
-        nbytes = (2 * M * H + H) * F + (Q * H + M * H + M * Q) * F + 2 * M * Q * F
-        weights += (H + Q * H) * F
+        nbytes = (2 * M * H + H) * F + Q * H * W + (M * H + M * Q) * F + 2 * M * Q * F
+        weights += H * F + Q * H * W
         if owns:
             flops += 2 * (2 * M * H * KV) + ROPE_FLOPS_PER_ELEMENT * M * KV
-            nbytes += 2 * (KV * H + M * H + M * KV) * F + 2 * M * KV * F
-            weights += 2 * KV * H * F
+            nbytes += 2 * KV * H * W + 2 * (M * H + M * KV) * F + 2 * M * KV * F
+            weights += 2 * KV * H * W
         c.add("qkv", flops, nbytes)
 
         # attention over the cache (dense n x keys scores per query head), cache write
@@ -295,20 +298,20 @@ def _step_cost(d: _Dims, v: _Version, B: int, n: int, p0: int, head_rows: int) -
         c.add("attention", flops, nbytes)
 
         # o_proj + residual
-        c.add("o_proj", 2 * M * Q * H + M * H, (H * Q + M * Q + 2 * M * H) * F)
-        weights += H * Q * F
+        c.add("o_proj", 2 * M * Q * H + M * H, H * Q * W + (M * Q + 2 * M * H) * F)
+        weights += H * Q * W
 
         # mlp: rmsnorm, gate/up, swiglu, down + residual
         flops = (RMSNORM_FLOPS_PER_ELEMENT * M * H + 2 * (2 * M * H * I) + SWIGLU_FLOPS_PER_ELEMENT * M * I
                  + 2 * M * I * H + M * H)
-        nbytes = ((2 * M * H + H) + (2 * I * H + 2 * M * H + 2 * M * I) + 3 * M * I + (H * I + M * I + 2 * M * H)) * F
-        weights += (H + 3 * I * H) * F
+        nbytes = ((2 * M * H + H) + (2 * M * H + 2 * M * I) + 3 * M * I + (M * I + 2 * M * H)) * F + 3 * I * H * W
+        weights += H * F + 3 * I * H * W
         c.add("mlp", flops, nbytes)
 
     # head: final rmsnorm and lm_head on head_rows rows, logits written
     R = head_rows
-    c.add("head", RMSNORM_FLOPS_PER_ELEMENT * R * H + 2 * R * H * V, ((2 * R * H + H) + (V * H + R * H + R * V)) * F)
-    weights += (H + V * H) * F
+    c.add("head", RMSNORM_FLOPS_PER_ELEMENT * R * H + 2 * R * H * V, ((2 * R * H + H) + (R * H + R * V)) * F + V * H * W)
+    weights += H * F + V * H * W
 
     c.weight_bytes = weights
     c.kv_read_bytes = kv_read_total
@@ -317,24 +320,35 @@ def _step_cost(d: _Dims, v: _Version, B: int, n: int, p0: int, head_rows: int) -
     return c
 
 
-def prefill_cost(config, version, batch: int, prompt_length: int, all_positions: bool = False) -> Cost:
+def weight_value_bytes(weight_dtype: str) -> float:
+    """Bytes per weight value of the engine's weight formats (int8: one byte plus an fp16
+    scale per block of 32 values)."""
+    try:
+        return WEIGHT_VALUE_BYTES[weight_dtype]
+    except KeyError:
+        raise ValueError(f"unknown weight_dtype {weight_dtype!r}; known: {', '.join(WEIGHT_VALUE_BYTES)}") from None
+
+
+def prefill_cost(config, version, batch: int, prompt_length: int, all_positions: bool = False,
+                 weight_dtype: str = "f32") -> Cost:
     """The prefill of `prompt_length` tokens in each of `batch` rows. The head runs on each
     row's last position as in generation; ``all_positions=True`` models ``Engine.forward``."""
     d, v = _dims(config), _version(version)
-    return _step_cost(d, v, int(batch), int(prompt_length), 0, int(batch) * (int(prompt_length) if all_positions else 1))
+    return _step_cost(d, v, int(batch), int(prompt_length), 0, int(batch) * (int(prompt_length) if all_positions else 1),
+                      weight_value_bytes(weight_dtype))
 
 
-def decode_cost(config, version, batch: int, context_length: int) -> Cost:
+def decode_cost(config, version, batch: int, context_length: int, weight_dtype: str = "f32") -> Cost:
     """One decode step: one new token per row attending over `context_length` cached positions
     plus itself. Without a cache (v0) the step recomputes the whole sequence: a prefill of
     ``context_length + 1`` tokens with the head on the last position."""
-    d, v = _dims(config), _version(version)
+    d, v, W = _dims(config), _version(version), weight_value_bytes(weight_dtype)
     B, ctx = int(batch), int(context_length)
     if ctx < 0:
         raise ValueError(f"context_length must be >= 0, got {ctx}")
     if not v.use_cache:
-        return _step_cost(d, v, B, ctx + 1, 0, B)
-    return _step_cost(d, v, B, 1, ctx, B)
+        return _step_cost(d, v, B, ctx + 1, 0, B, W)
+    return _step_cost(d, v, B, 1, ctx, B, W)
 
 
 def achieved(cost: Cost, time_s: float, peak_gflops: float, peak_gbps: float) -> dict:

@@ -60,11 +60,18 @@ void bind_engine(py::module_& m) {
       .def_readonly("peak_bytes", &GenerationResult::peak_bytes);
 
   py::class_<Engine>(m, "Engine")
-      .def(py::init([](const std::shared_ptr<Model>& model, const std::string& version, int64_t max_seq_len) {
-             return new Engine(*model, find_version(version), max_seq_len);
+      .def(py::init([](const std::shared_ptr<Model>& model, const std::string& version, int64_t max_seq_len,
+                       const std::string& weight_dtype) {
+             const VersionSpec& spec = find_version(version);
+             const cpu::WeightFormat format = cpu::parse_weight_format(weight_dtype);
+             py::gil_scoped_release release;  // packing a large model takes a while
+             return new Engine(*model, spec, max_seq_len, format);
            }),
-           py::arg("model"), py::arg("version") = "v1", py::arg("max_seq_len") = 0,
+           py::arg("model"), py::arg("version") = "v1", py::arg("max_seq_len") = 0, py::arg("weight_dtype") = "f32",
            py::keep_alive<1, 2>())  // the engine reads the model's weights
+      .def_property_readonly("weight_dtype", [](const Engine& e) { return cpu::weight_format_name(e.weight_format()); })
+      .def_property_readonly("weight_bytes", &Engine::weight_bytes,
+                             "Bytes of weights one decode step reads (linear layers and output head).")
       .def_property_readonly("version", [](const Engine& e) { return version_dict(e.version()); })
       .def_property_readonly("max_seq_len", &Engine::max_seq_len)
       .def(

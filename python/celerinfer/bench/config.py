@@ -9,7 +9,7 @@ from pathlib import Path
 
 import yaml
 
-from ..engine import version_names
+from ..engine import WEIGHT_DTYPES, version_names
 from .presets import PRESETS
 
 BENCHMARKS = ("latency", "memory", "phase", "perplexity", "roofline")
@@ -85,6 +85,8 @@ def check_config(config: dict) -> None:
     bad = [v for v in config["versions"] if v not in known]
     if bad or not config["versions"]:
         raise ValueError(f"config: unknown version(s) {bad or '(none given)'}; known: {', '.join(known)}")
+    if config["weight_dtype"] not in WEIGHT_DTYPES:
+        raise ValueError(f"config: weight_dtype {config['weight_dtype']!r} is not one of {', '.join(WEIGHT_DTYPES)}")
     if config["dtype"] != "float32":
         raise ValueError(f"config: dtype {config['dtype']!r} is not supported yet (float32)")
     ppl = config["perplexity"]

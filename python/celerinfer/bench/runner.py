@@ -50,8 +50,11 @@ class BenchRun:
             name, seed = cfg["preset"], cfg["model_seed"]
             model = random_model(ModelConfig(**PRESETS[name]["model"]), seed=seed)
         info = {"name": name, "config": config_to_dict(model.config), "num_parameters": model.config.num_parameters,
-                "weight_bytes": 4 * model.config.num_parameters, "seed": seed}
+                "weight_bytes": 4 * model.config.num_parameters, "weight_dtype": cfg["weight_dtype"], "seed": seed}
         return model, info
+
+    def _engine(self, version: str, max_seq_len: int) -> Engine:
+        return Engine(self.model, version, max_seq_len=max_seq_len, weight_dtype=self.config["weight_dtype"])
 
     def _prompt(self, length: int) -> np.ndarray:
         return random_tokens(self.config["batch_size"], length, self.model.config.vocab_size, seed=self.config["seed"])
@@ -83,7 +86,7 @@ class BenchRun:
         if prompt_length + new_tokens > limit:
             raise ValueError(f"prompt_length {prompt_length} + T {new_tokens} exceeds the model's "
                              f"max_position_embeddings ({limit})")
-        engine = Engine(self.model, version, max_seq_len=prompt_length + new_tokens)
+        engine = self._engine(version, prompt_length + new_tokens)
         ids = self._prompt(prompt_length)
         runs = []
         with self._interruptible():
@@ -154,7 +157,7 @@ class BenchRun:
         with self._bar(len(order), "perplexity") as bar, self._interruptible():
             for version in order:
                 bar.set_postfix_str(version)
-                logits = Engine(self.model, version, max_seq_len=tokens.shape[1]).score(tokens, prefill_length=1)
+                logits = self._engine(version, tokens.shape[1]).score(tokens, prefill_length=1)
                 if reference is None:
                     reference = logits
                 if version in cfg["versions"] or version == baseline:
@@ -183,9 +186,11 @@ class BenchRun:
                 runs = self._generations(version, P, T, bar)
                 if runs:
                     flags = self.version_flags[version]
-                    prefill = roofline.prefill_cost(self.model.config, flags, B, P)
+                    wd = cfg["weight_dtype"]
+                    prefill = roofline.prefill_cost(self.model.config, flags, B, P, weight_dtype=wd)
                     # decode step i attends over P + i - 1 cached positions
-                    decode_steps = [roofline.decode_cost(self.model.config, flags, B, P + i) for i in range(T - 1)]
+                    decode_steps = [roofline.decode_cost(self.model.config, flags, B, P + i, weight_dtype=wd)
+                                    for i in range(T - 1)]
                     decode = roofline.mean_cost(decode_steps)
                     for phase, cost, times in (("prefill", prefill, [r.step_table[0, 5] for r in runs]),
                                                ("decode", decode, [t for r in runs for t in r.step_table[1:, 5]])):

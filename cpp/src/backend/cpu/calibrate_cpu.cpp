@@ -9,6 +9,8 @@
 
 #include "backend/cpu/ops.h"
 #include "calibrate.h"
+#include "backend/cpu/linear.h"
+#include "threadpool.h"
 #include "config.h"
 #include "error.h"
 #include "rng.h"
@@ -100,31 +102,41 @@ std::vector<double> stream_triad_gbps(int64_t n_floats, int reps) {
   return gbps;
 }
 
-std::vector<double> matmul_gflops(int64_t M, int64_t N, int64_t K, int reps) {
+std::vector<double> linear_seconds(int64_t M, int64_t N, int64_t K, int reps, const std::string& weight_dtype) {
   require(M >= 1 && N >= 1 && K >= 1, "matmul sizes must be >= 1, got M=" + std::to_string(M) +
                                           " N=" + std::to_string(N) + " K=" + std::to_string(K));
   const int64_t limit = int64_t(1) << 24;
   require(M <= limit && N <= limit && K <= limit, "matmul sizes must be at most 2^24 each");
   check_reps(reps);
+  const cpu::WeightFormat format = cpu::parse_weight_format(weight_dtype);
   const double floats = double(M) * double(K) + double(N) * double(K) + double(M) * double(N);
   require(floats * 4 < 9.0e18, "the matmul operands are absurdly large");
   check_allocation(uint64_t(floats * 4), "the matmul's operands (" + std::to_string(M) + "x" + std::to_string(K) +
                                              ", " + std::to_string(N) + "x" + std::to_string(K) + ")");
-  std::vector<float> x(size_t(M * K)), w(size_t(N * K)), y(size_t(M * N));
+  std::vector<float> x(size_t(M * K)), y(size_t(M * N));
+  Tensor w = Tensor::zeros(DType::F32, {N, K});
   SplitMix64 rng(0x5eedca11b7a7e000ull);
   for (float& v : x) v = rng.uniform_pm1();
-  for (float& v : w) v = rng.uniform_pm1();
+  for (int64_t i = 0; i < N * K; ++i) w.f32()[i] = rng.uniform_pm1();
+  const cpu::PackedWeight packed = cpu::pack_weight(w, format);
+  cpu::LinearScratch scratch;
+  scratch.reserve(thread_pool()->num_threads(), K);
 
-  const double flops = 2.0 * double(M) * double(N) * double(K);
-  cpu::matmul_nt(y.data(), x.data(), w.data(), M, K, N);  // warm-up
-  std::vector<double> gflops;
-  gflops.reserve(size_t(reps));
+  cpu::linear(packed, x.data(), M, y.data(), false, &scratch);  // warm-up
+  std::vector<double> seconds;
+  seconds.reserve(size_t(reps));
   for (int r = 0; r < reps; ++r) {
     const int64_t start = now_ns();
-    cpu::matmul_nt(y.data(), x.data(), w.data(), M, K, N);
-    gflops.push_back(flops / seconds_since(start) * 1e-9);
+    cpu::linear(packed, x.data(), M, y.data(), false, &scratch);
+    seconds.push_back(seconds_since(start));
   }
-  return gflops;
+  return seconds;
+}
+
+std::vector<double> matmul_gflops(int64_t M, int64_t N, int64_t K, int reps) {
+  std::vector<double> rates = linear_seconds(M, N, K, reps, "f32");
+  for (double& r : rates) r = 2.0 * double(M) * double(N) * double(K) / r * 1e-9;
+  return rates;
 }
 
 }  // namespace celer

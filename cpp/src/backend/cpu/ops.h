@@ -5,7 +5,8 @@
 
 namespace celer::cpu {
 
-// y (M, N) = x (M, K) @ w (N, K)^T, or y += ... when accumulate. Threaded over N.
+// y (M, N) = x (M, K) @ w (N, K)^T, or y += ... when accumulate. Threaded over N; the f32
+// case of linear.h (defined there), so calibration measures the GEMM prefill runs.
 void matmul_nt(float* y, const float* x, const float* w, int64_t M, int64_t K, int64_t N, bool accumulate = false);
 // The same, one dot product at a time: the reference the tests hold the fast one to.
 void matmul_nt_naive(float* y, const float* x, const float* w, int64_t M, int64_t K, int64_t N, bool accumulate = false);

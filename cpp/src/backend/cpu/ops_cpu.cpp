@@ -8,30 +8,6 @@
 
 namespace celer::cpu {
 
-using RowMat = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
-using Strided = Eigen::OuterStride<>;
-
-void matmul_nt(float* y, const float* x, const float* w, int64_t M, int64_t K, int64_t N, bool accumulate) {
-  // Output columns (= rows of w) in fixed blocks, each one Eigen product: every weight is read
-  // once, and the result does not depend on how many threads share the blocks.
-  constexpr int64_t kBlock = 64;
-  // A thread gets at least ~64K multiply-adds: below that, waking it costs more than it saves.
-  const int64_t grain = std::max<int64_t>(1, (int64_t(1) << 16) / std::max<int64_t>(1, M * kBlock * K));
-  auto pool = thread_pool();
-  Eigen::Map<const RowMat> X(x, M, K);
-  pool->parallel_for((N + kBlock - 1) / kBlock, [&](int64_t b0, int64_t b1) {
-    for (int64_t b = b0; b < b1; ++b) {
-      const int64_t n0 = b * kBlock, nn = std::min(N - n0, kBlock);
-      Eigen::Map<const RowMat> W(w + n0 * K, nn, K);
-      Eigen::Map<RowMat, 0, Strided> Y(y + n0, M, nn, Strided(N));
-      if (accumulate)
-        Y.noalias() += X * W.transpose();
-      else
-        Y.noalias() = X * W.transpose();
-    }
-  }, grain);
-}
-
 void matmul_nt_naive(float* y, const float* x, const float* w, int64_t M, int64_t K, int64_t N, bool accumulate) {
   for (int64_t m = 0; m < M; ++m)
     for (int64_t n = 0; n < N; ++n) {

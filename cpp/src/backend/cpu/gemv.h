@@ -1,0 +1,30 @@
+// Matrix-vector products over packed weights (packed_weight.h) for a few activation rows at
+// once: each weight row is read from memory once and used for every activation row, so a
+// decode step streams the weights exactly once. One kernel per SIMD level (simd.h).
+#pragma once
+#include <cstdint>
+
+#include "backend/cpu/packed_weight.h"
+#include "backend/cpu/simd.h"
+
+namespace celer::cpu {
+
+// Activation rows handled per pass over a weight row (more rows: several passes, the row
+// then comes from cache).
+constexpr int64_t kGemvRows = 4;
+
+// For weight rows r in [r0, r1) and activation rows m < M:
+//   y[m * y_stride + r] = dot(x[m * x_stride ...], row r) + bias[r] (+ the old y when accumulate).
+// Each dot product is summed by one thread in a fixed order: results do not depend on how
+// rows are split between threads.
+void gemv_rows(const PackedWeight& w, int64_t r0, int64_t r1, const float* x, int64_t x_stride, int64_t M,
+               float* y, int64_t y_stride, bool accumulate, SimdLevel level);
+
+// The per-level kernels: dots[m] = dot(x_m, row) for M <= kGemvRows activation rows.
+namespace kernels {
+void dot_rows_scalar(const PackedWeight& w, int64_t row, const float* x, int64_t x_stride, int64_t M, float* dots);
+void dot_rows_avx2(const PackedWeight& w, int64_t row, const float* x, int64_t x_stride, int64_t M, float* dots);
+void dot_rows_avx512(const PackedWeight& w, int64_t row, const float* x, int64_t x_stride, int64_t M, float* dots);
+}  // namespace kernels
+
+}  // namespace celer::cpu

@@ -1,0 +1,116 @@
+// AVX2 + FMA + F16C dot-product kernels, compiled for that target whatever the build's flags;
+// gemv_rows calls them only when the CPU has them (simd.h). Tails run scalar.
+#if defined(__x86_64__)
+#include <immintrin.h>
+
+#include "backend/cpu/gemv.h"
+
+#define CELER_AVX2 __attribute__((target("avx2,fma,f16c")))
+
+namespace celer::cpu::kernels {
+namespace {
+
+CELER_AVX2 inline float hsum(__m256 v) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+CELER_AVX2 inline __m256 load_i8(const int8_t* p) {  // 8 int8 -> 8 f32
+  return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i*)p)));
+}
+CELER_AVX2 inline float bf16(uint16_t h) {
+  const uint32_t bits = uint32_t(h) << 16;
+  float f;
+  __builtin_memcpy(&f, &bits, 4);
+  return f;
+}
+
+struct F32Row {
+  const float* w;
+  CELER_AVX2 __m256 load(int64_t k) const { return _mm256_loadu_ps(w + k); }
+  CELER_AVX2 float at(int64_t k) const { return w[k]; }
+};
+struct Bf16Row {
+  const uint16_t* w;
+  CELER_AVX2 __m256 load(int64_t k) const {
+    const __m256i wide = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i*)(w + k)));
+    return _mm256_castsi256_ps(_mm256_slli_epi32(wide, 16));
+  }
+  CELER_AVX2 float at(int64_t k) const { return bf16(w[k]); }
+};
+
+template <int M, class Row>
+CELER_AVX2 void dot_dense(Row row, int64_t K, const float* x, int64_t xs, float* dots) {
+  __m256 acc0[M], acc1[M];
+  for (int m = 0; m < M; ++m) acc0[m] = acc1[m] = _mm256_setzero_ps();
+  int64_t k = 0;
+  for (; k + 16 <= K; k += 16) {
+    const __m256 w0 = row.load(k), w1 = row.load(k + 8);
+    for (int m = 0; m < M; ++m) {
+      acc0[m] = _mm256_fmadd_ps(w0, _mm256_loadu_ps(x + m * xs + k), acc0[m]);
+      acc1[m] = _mm256_fmadd_ps(w1, _mm256_loadu_ps(x + m * xs + k + 8), acc1[m]);
+    }
+  }
+  for (int m = 0; m < M; ++m) {
+    float tail = 0.0f;
+    for (int64_t j = k; j < K; ++j) tail += row.at(j) * x[m * xs + j];
+    dots[m] = hsum(_mm256_add_ps(acc0[m], acc1[m])) + tail;
+  }
+}
+
+template <int M>
+CELER_AVX2 void dot_q8(const int8_t* q, const uint16_t* scales, int64_t K, const float* x, int64_t xs, float* dots) {
+  __m256 acc[M];
+  for (int m = 0; m < M; ++m) acc[m] = _mm256_setzero_ps();
+  int64_t k = 0, blk = 0;
+  for (; k + kQ8Block <= K; k += kQ8Block, ++blk) {
+    const __m256 q0 = load_i8(q + k), q1 = load_i8(q + k + 8), q2 = load_i8(q + k + 16), q3 = load_i8(q + k + 24);
+    const __m256 s = _mm256_set1_ps(_cvtsh_ss(scales[blk]));
+    for (int m = 0; m < M; ++m) {
+      const float* xm = x + m * xs + k;
+      __m256 t = _mm256_mul_ps(q0, _mm256_loadu_ps(xm));
+      t = _mm256_fmadd_ps(q1, _mm256_loadu_ps(xm + 8), t);
+      t = _mm256_fmadd_ps(q2, _mm256_loadu_ps(xm + 16), t);
+      t = _mm256_fmadd_ps(q3, _mm256_loadu_ps(xm + 24), t);
+      acc[m] = _mm256_fmadd_ps(t, s, acc[m]);
+    }
+  }
+  for (int m = 0; m < M; ++m) {
+    float tail = 0.0f;  // a short last block
+    for (int64_t j = k; j < K; ++j) tail += float(q[j]) * x[m * xs + j];
+    dots[m] = hsum(acc[m]) + (k < K ? tail * _cvtsh_ss(scales[blk]) : 0.0f);
+  }
+}
+
+template <int M>
+CELER_AVX2 void dot_rows_m(const PackedWeight& w, int64_t row, const float* x, int64_t xs, float* dots) {
+  const int64_t K = w.cols;
+  switch (w.format) {
+    case WeightFormat::F32: return dot_dense<M>(F32Row{w.f32 + row * K}, K, x, xs, dots);
+    case WeightFormat::BF16: return dot_dense<M>(Bf16Row{w.bf16_row(row)}, K, x, xs, dots);
+    case WeightFormat::Q8: return dot_q8<M>(w.q8_row(row), w.q8_scales(row), K, x, xs, dots);
+  }
+}
+
+}  // namespace
+
+CELER_AVX2 void dot_rows_avx2(const PackedWeight& w, int64_t row, const float* x, int64_t x_stride, int64_t M,
+                              float* dots) {
+  switch (M) {
+    case 1: return dot_rows_m<1>(w, row, x, x_stride, dots);
+    case 2: return dot_rows_m<2>(w, row, x, x_stride, dots);
+    case 3: return dot_rows_m<3>(w, row, x, x_stride, dots);
+    default: return dot_rows_m<4>(w, row, x, x_stride, dots);
+  }
+}
+
+}  // namespace celer::cpu::kernels
+#else
+#include "backend/cpu/gemv.h"
+namespace celer::cpu::kernels {
+void dot_rows_avx2(const PackedWeight& w, int64_t row, const float* x, int64_t xs, int64_t M, float* dots) {
+  dot_rows_scalar(w, row, x, xs, M, dots);  // never chosen: simd.h reports no AVX2 here
+}
+}  // namespace celer::cpu::kernels
+#endif

@@ -1,0 +1,125 @@
+// AVX-512 dot-product kernels (AVX512F/BW/VL + F16C), compiled for that target whatever the
+// build's flags; gemv_rows calls them only when the CPU has them (simd.h).
+#if defined(__x86_64__)
+// GCC 12's AVX-512 intrinsics pass _mm512_undefined_*() values as don't-care operands, which
+// its flow analysis reports as uninitialized (a known false positive).
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#include <immintrin.h>
+
+#include "backend/cpu/gemv.h"
+
+#define CELER_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,fma,f16c")))
+
+namespace celer::cpu::kernels {
+namespace {
+
+CELER_AVX512 inline __mmask16 tail_mask(int64_t n) { return __mmask16((1u << n) - 1u); }  // n < 16
+
+// 16 bf16 values widened to f32: a bf16 is the top half of an f32.
+CELER_AVX512 inline __m512 load_bf16(const uint16_t* p) {
+  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i*)p)), 16));
+}
+CELER_AVX512 inline __m512 load_bf16_masked(const uint16_t* p, __mmask16 m) {
+  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, p)), 16));
+}
+CELER_AVX512 inline __m512 load_i8(const int8_t* p) {
+  return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i*)p)));
+}
+CELER_AVX512 inline __m512 load_i8_masked(const int8_t* p, __mmask16 m) {
+  return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_maskz_loadu_epi8(m, p)));
+}
+
+// Weight values 16 at a time, widened to f32, for f32 and bf16 rows.
+struct F32Row {
+  const float* w;
+  CELER_AVX512 __m512 load(int64_t k) const { return _mm512_loadu_ps(w + k); }
+  CELER_AVX512 __m512 load_masked(int64_t k, __mmask16 m) const { return _mm512_maskz_loadu_ps(m, w + k); }
+};
+struct Bf16Row {
+  const uint16_t* w;
+  CELER_AVX512 __m512 load(int64_t k) const { return load_bf16(w + k); }
+  CELER_AVX512 __m512 load_masked(int64_t k, __mmask16 m) const { return load_bf16_masked(w + k, m); }
+};
+
+// dots[m] = sum_k row[k] * x_m[k]: two accumulators per activation row (32 values per pass).
+template <int M, class Row>
+CELER_AVX512 void dot_dense(Row row, int64_t K, const float* x, int64_t xs, float* dots) {
+  __m512 acc0[M], acc1[M];
+  for (int m = 0; m < M; ++m) acc0[m] = acc1[m] = _mm512_setzero_ps();
+  int64_t k = 0;
+  for (; k + 32 <= K; k += 32) {
+    const __m512 w0 = row.load(k), w1 = row.load(k + 16);
+    for (int m = 0; m < M; ++m) {
+      acc0[m] = _mm512_fmadd_ps(w0, _mm512_loadu_ps(x + m * xs + k), acc0[m]);
+      acc1[m] = _mm512_fmadd_ps(w1, _mm512_loadu_ps(x + m * xs + k + 16), acc1[m]);
+    }
+  }
+  for (; k < K; k += 16) {  // the tail, masked: never reads past a row
+    const __mmask16 mask = K - k >= 16 ? __mmask16(0xFFFF) : tail_mask(K - k);
+    const __m512 w0 = row.load_masked(k, mask);
+    for (int m = 0; m < M; ++m) acc0[m] = _mm512_fmadd_ps(w0, _mm512_maskz_loadu_ps(mask, x + m * xs + k), acc0[m]);
+  }
+  for (int m = 0; m < M; ++m) dots[m] = _mm512_reduce_add_ps(_mm512_add_ps(acc0[m], acc1[m]));
+}
+
+// Q8: per block of 32, the int8 dot in f32, then scaled once by the block's fp16 scale.
+template <int M>
+CELER_AVX512 void dot_q8(const int8_t* q, const uint16_t* scales, int64_t K, const float* x, int64_t xs, float* dots) {
+  __m512 acc[M];
+  for (int m = 0; m < M; ++m) acc[m] = _mm512_setzero_ps();
+  int64_t k = 0, blk = 0;
+  for (; k + kQ8Block <= K; k += kQ8Block, ++blk) {
+    const __m512 q0 = load_i8(q + k), q1 = load_i8(q + k + 16);
+    const __m512 s = _mm512_set1_ps(_cvtsh_ss(scales[blk]));
+    for (int m = 0; m < M; ++m) {
+      const __m512 t = _mm512_fmadd_ps(q1, _mm512_loadu_ps(x + m * xs + k + 16),
+                                       _mm512_mul_ps(q0, _mm512_loadu_ps(x + m * xs + k)));
+      acc[m] = _mm512_fmadd_ps(t, s, acc[m]);
+    }
+  }
+  if (k < K) {  // a short last block
+    const int64_t n = K - k;
+    const __mmask16 m0 = n >= 16 ? __mmask16(0xFFFF) : tail_mask(n), m1 = n > 16 ? tail_mask(n - 16) : 0;
+    const __m512 q0 = load_i8_masked(q + k, m0), q1 = load_i8_masked(q + k + 16, m1);
+    const __m512 s = _mm512_set1_ps(_cvtsh_ss(scales[blk]));
+    for (int m = 0; m < M; ++m) {
+      const __m512 t = _mm512_fmadd_ps(q1, _mm512_maskz_loadu_ps(m1, x + m * xs + k + 16),
+                                       _mm512_mul_ps(q0, _mm512_maskz_loadu_ps(m0, x + m * xs + k)));
+      acc[m] = _mm512_fmadd_ps(t, s, acc[m]);
+    }
+  }
+  for (int m = 0; m < M; ++m) dots[m] = _mm512_reduce_add_ps(acc[m]);
+}
+
+template <int M>
+CELER_AVX512 void dot_rows_m(const PackedWeight& w, int64_t row, const float* x, int64_t xs, float* dots) {
+  const int64_t K = w.cols;
+  switch (w.format) {
+    case WeightFormat::F32: return dot_dense<M>(F32Row{w.f32 + row * K}, K, x, xs, dots);
+    case WeightFormat::BF16: return dot_dense<M>(Bf16Row{w.bf16_row(row)}, K, x, xs, dots);
+    case WeightFormat::Q8: return dot_q8<M>(w.q8_row(row), w.q8_scales(row), K, x, xs, dots);
+  }
+}
+
+}  // namespace
+
+CELER_AVX512 void dot_rows_avx512(const PackedWeight& w, int64_t row, const float* x, int64_t x_stride, int64_t M,
+                                  float* dots) {
+  switch (M) {
+    case 1: return dot_rows_m<1>(w, row, x, x_stride, dots);
+    case 2: return dot_rows_m<2>(w, row, x, x_stride, dots);
+    case 3: return dot_rows_m<3>(w, row, x, x_stride, dots);
+    default: return dot_rows_m<4>(w, row, x, x_stride, dots);
+  }
+}
+
+}  // namespace celer::cpu::kernels
+#else
+#include "backend/cpu/gemv.h"
+namespace celer::cpu::kernels {
+void dot_rows_avx512(const PackedWeight& w, int64_t row, const float* x, int64_t xs, int64_t M, float* dots) {
+  dot_rows_scalar(w, row, x, xs, M, dots);  // never chosen: simd.h reports no AVX-512 here
+}
+}  // namespace celer::cpu::kernels
+#endif

@@ -1,0 +1,108 @@
+#include "backend/cpu/packed_weight.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "error.h"
+#include "threadpool.h"
+
+namespace celer::cpu {
+
+std::string weight_format_name(WeightFormat format) {
+  switch (format) {
+    case WeightFormat::BF16: return "bf16";
+    case WeightFormat::Q8: return "int8";
+    default: return "f32";
+  }
+}
+
+WeightFormat parse_weight_format(const std::string& name) {
+  for (WeightFormat f : {WeightFormat::F32, WeightFormat::BF16, WeightFormat::Q8})
+    if (weight_format_name(f) == name) return f;
+  throw ValueError("unknown weight dtype '" + name + "' (expected f32, bf16 or int8)");
+}
+
+uint64_t PackedWeight::nbytes() const {
+  const uint64_t n = uint64_t(rows) * uint64_t(cols);
+  switch (format) {
+    case WeightFormat::BF16: return 2 * n;
+    case WeightFormat::Q8: return n + 2 * uint64_t(rows) * uint64_t(blocks_per_row());
+    default: return 4 * n;
+  }
+}
+
+namespace {
+// One row of Q8: per block, the fp16 scale and the int8 values quantized with that scale.
+void quantize_row_q8(const float* w, int64_t cols, int8_t* q, uint16_t* scales) {
+  for (int64_t b0 = 0, blk = 0; b0 < cols; b0 += kQ8Block, ++blk) {
+    const int64_t n = std::min(kQ8Block, cols - b0);
+    float amax = 0.0f;
+    for (int64_t i = 0; i < n; ++i) amax = std::fmax(amax, std::fabs(w[b0 + i]));
+    scales[blk] = f32_to_f16(amax / 127.0f);
+    const float scale = f16_to_f32(scales[blk]);  // quantize against the scale we keep
+    for (int64_t i = 0; i < n; ++i) {
+      const float r = scale > 0.0f ? std::nearbyint(w[b0 + i] / scale) : 0.0f;
+      q[b0 + i] = int8_t(std::fmin(127.0f, std::fmax(-127.0f, r)));
+    }
+  }
+}
+}  // namespace
+
+PackedWeight pack_weight(const Tensor& w, WeightFormat format, const Tensor* bias) {
+  require(w.dtype == DType::F32 && w.shape.size() == 2, "pack_weight: expected a float32 matrix, got " +
+                                                             dtype_name(w.dtype) + " " + shape_str(w.shape));
+  PackedWeight p;
+  p.format = format;
+  p.rows = w.dim(0);
+  p.cols = w.dim(1);
+  p.source = w;
+  if (bias != nullptr && !bias->empty()) {
+    require(bias->dtype == DType::F32 && bias->numel() == p.rows, "pack_weight: bias must be float32 (" +
+                                                                       std::to_string(p.rows) + ")");
+    p.bias = bias->f32();
+  }
+  const float* src = w.f32();
+  const int64_t cols = p.cols;
+  if (format == WeightFormat::F32) {
+    p.f32 = src;
+  } else if (format == WeightFormat::BF16) {
+    p.values = Tensor::zeros(DType::U8, {p.rows, 2 * cols});
+    uint16_t* dst = p.values.as<uint16_t>();
+    thread_pool()->parallel_for(p.rows, [&](int64_t r0, int64_t r1) {
+      for (int64_t i = r0 * cols; i < r1 * cols; ++i) dst[i] = f32_to_bf16(src[i]);
+    }, 16);
+  } else {
+    p.values = Tensor::zeros(DType::I8, {p.rows, cols});
+    p.scales = Tensor::zeros(DType::U8, {p.rows, 2 * p.blocks_per_row()});
+    thread_pool()->parallel_for(p.rows, [&](int64_t r0, int64_t r1) {
+      for (int64_t r = r0; r < r1; ++r)
+        quantize_row_q8(src + r * cols, cols, p.values.as<int8_t>() + r * cols,
+                        p.scales.as<uint16_t>() + r * p.blocks_per_row());
+    }, 16);
+  }
+  return p;
+}
+
+void unpack_rows(const PackedWeight& w, int64_t r0, int64_t r1, float* out) {
+  // Plain loops the compiler vectorizes: this runs once per weight tile in a prefill.
+  const int64_t K = w.cols;
+  for (int64_t r = r0; r < r1; ++r, out += K) {
+    if (w.format == WeightFormat::F32) {
+      std::memcpy(out, w.f32 + r * K, size_t(K) * 4);
+    } else if (w.format == WeightFormat::BF16) {
+      const uint16_t* src = w.bf16_row(r);
+      for (int64_t i = 0; i < K; ++i) out[i] = bf16_to_f32(src[i]);
+    } else {
+      const int8_t* q = w.q8_row(r);
+      const uint16_t* s = w.q8_scales(r);
+      for (int64_t b0 = 0; b0 < K; b0 += kQ8Block) {
+        const float scale = f16_to_f32(s[b0 / kQ8Block]);
+        const int64_t n = std::min(kQ8Block, K - b0);
+        for (int64_t i = 0; i < n; ++i) out[b0 + i] = float(q[b0 + i]) * scale;
+      }
+    }
+  }
+}
+
+}  // namespace celer::cpu

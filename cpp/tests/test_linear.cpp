@@ -1,0 +1,139 @@
+// The linear layers over packed weights: every SIMD level and weight format against a plain
+// double-precision loop over the unpacked weights, on sizes that are not multiples of the
+// vector width, the Q8 block or the GEMM block; and the packing itself.
+#include <cmath>
+#include <tuple>
+#include <vector>
+
+#include "backend/cpu/linear.h"
+#include "backend/cpu/ops.h"
+#include "backend/cpu/simd.h"
+#include "error.h"
+#include "harness.h"
+#include "tensor.h"
+#include "threadpool.h"
+
+using namespace celer;
+using cpu::WeightFormat;
+
+namespace {
+Tensor random_matrix(int64_t rows, int64_t cols, uint64_t seed) {
+  Tensor t = Tensor::zeros(DType::F32, {rows, cols});
+  auto v = celer_test::random_floats(size_t(rows * cols), seed);
+  std::copy(v.begin(), v.end(), t.f32());
+  return t;
+}
+
+// Restores the SIMD level a test forced.
+struct SimdGuard {
+  cpu::SimdLevel saved = cpu::simd_level();
+  ~SimdGuard() { cpu::set_simd_level(saved); }
+};
+}  // namespace
+
+TEST(linear_every_level_and_format_matches_naive) {
+  SimdGuard guard;
+  const int threads = thread_pool()->num_threads();
+  for (cpu::SimdLevel level : cpu::supported_simd_levels()) {
+    cpu::set_simd_level(level);
+    for (WeightFormat format : {WeightFormat::F32, WeightFormat::BF16, WeightFormat::Q8}) {
+      for (auto [M, K, N] : {std::tuple{1, 1, 3}, {1, 31, 5}, {2, 33, 17}, {3, 64, 40}, {4, 100, 9}, {5, 47, 21},
+                             {9, 65, 70}, {17, 96, 130}, {1, 300, 67}}) {
+        Tensor w = random_matrix(N, K, 7 + uint64_t(K)), bias = random_matrix(1, N, 8);
+        bias.shape = {N};
+        const cpu::PackedWeight packed = cpu::pack_weight(w, format, &bias);
+        std::vector<float> plain(size_t(N * K));
+        cpu::unpack_rows(packed, 0, N, plain.data());
+        auto x = celer_test::random_floats(size_t(M * K), 3);
+        cpu::LinearScratch scratch;
+        scratch.reserve(threads, K);
+        std::vector<float> y(size_t(M * N), 0.5f);
+        cpu::linear(packed, x.data(), M, y.data(), /*accumulate=*/true, &scratch);
+        for (int m = 0; m < M; ++m)
+          for (int n = 0; n < N; ++n) {
+            double acc = 0;
+            for (int k = 0; k < K; ++k) acc += double(x[size_t(m * K + k)]) * plain[size_t(n * K + k)];
+            CHECK_NEAR(y[size_t(m * N + n)], acc + bias.f32()[n] + 0.5, 1e-4 * (1 + std::sqrt(double(K))));
+          }
+      }
+    }
+  }
+}
+
+TEST(linear_group_writes_each_output_like_separate_calls) {
+  const int64_t M = 2, K = 45;
+  Tensor a = random_matrix(19, K, 1), b = random_matrix(7, K, 2), c = random_matrix(33, K, 3);
+  for (WeightFormat format : {WeightFormat::F32, WeightFormat::BF16, WeightFormat::Q8}) {
+    cpu::PackedWeight pa = cpu::pack_weight(a, format), pb = cpu::pack_weight(b, format), pc = cpu::pack_weight(c, format);
+    auto x = celer_test::random_floats(size_t(M * K), 4);
+    std::vector<float> ya(M * 19), yb(M * 7), yc(M * 33), sa(M * 19), sb(M * 7), sc(M * 33);
+    cpu::linear_group({{&pa, ya.data(), 19}, {&pb, yb.data(), 7}, {&pc, yc.data(), 33}}, x.data(), K, M, nullptr);
+    cpu::linear(pa, x.data(), M, sa.data(), false, nullptr);
+    cpu::linear(pb, x.data(), M, sb.data(), false, nullptr);
+    cpu::linear(pc, x.data(), M, sc.data(), false, nullptr);
+    CHECK(ya == sa && yb == sb && yc == sc);  // the same kernels, so bitwise equal
+  }
+}
+
+TEST(linear_results_do_not_depend_on_thread_count) {
+  Tensor w = random_matrix(300, 130, 5);
+  for (WeightFormat format : {WeightFormat::F32, WeightFormat::BF16, WeightFormat::Q8})
+    for (int64_t M : {1, 3, 20}) {
+      const cpu::PackedWeight packed = cpu::pack_weight(w, format);
+      auto x = celer_test::random_floats(size_t(M * 130), 6);
+      std::vector<std::vector<float>> outs;
+      for (int threads : {1, 2, 3}) {
+        set_num_threads(threads);
+        cpu::LinearScratch scratch;
+        scratch.reserve(threads, 130);
+        outs.emplace_back(size_t(M * 300));
+        cpu::linear(packed, x.data(), M, outs.back().data(), false, &scratch);
+      }
+      set_num_threads(0);
+      CHECK(outs[0] == outs[1] && outs[1] == outs[2]);
+    }
+}
+
+TEST(q8_packing_is_blockwise_symmetric_with_fp16_scales) {
+  const int64_t K = 70;  // blocks of 32, 32 and 6
+  Tensor w = random_matrix(3, K, 9);
+  w.f32()[5] = 0.0f;
+  const cpu::PackedWeight p = cpu::pack_weight(w, WeightFormat::Q8);
+  CHECK(p.blocks_per_row() == 3);
+  CHECK(p.nbytes() == uint64_t(3 * K + 3 * 3 * 2));
+  std::vector<float> back(size_t(3 * K));
+  cpu::unpack_rows(p, 0, 3, back.data());
+  for (int64_t r = 0; r < 3; ++r)
+    for (int64_t b0 = 0; b0 < K; b0 += 32) {
+      float amax = 0;
+      for (int64_t k = b0; k < std::min(K, b0 + 32); ++k) amax = std::max(amax, std::fabs(w.f32()[r * K + k]));
+      const float scale = f16_to_f32(p.q8_scales(r)[b0 / 32]);
+      CHECK_NEAR(scale, amax / 127, amax / 127 * 1e-3);
+      for (int64_t k = b0; k < std::min(K, b0 + 32); ++k) {
+        CHECK(std::abs(int(p.q8_row(r)[k])) <= 127);
+        CHECK_NEAR(back[size_t(r * K + k)], w.f32()[r * K + k], scale * 0.5f + 1e-7);
+      }
+    }
+  CHECK(back[5] == 0.0f);
+}
+
+TEST(bf16_packing_rounds_to_nearest_even) {
+  Tensor w = random_matrix(2, 19, 10);
+  const cpu::PackedWeight p = cpu::pack_weight(w, WeightFormat::BF16);
+  CHECK(p.nbytes() == uint64_t(2 * 19 * 2));
+  for (int64_t i = 0; i < 2 * 19; ++i) CHECK(p.values.as<uint16_t>()[i] == f32_to_bf16(w.f32()[i]));
+}
+
+TEST(f32_packing_copies_nothing) {
+  Tensor w = random_matrix(4, 8, 11);
+  const cpu::PackedWeight p = cpu::pack_weight(w, WeightFormat::F32);
+  CHECK(p.f32 == w.f32());
+}
+
+TEST(weight_format_and_simd_names_round_trip) {
+  for (WeightFormat f : {WeightFormat::F32, WeightFormat::BF16, WeightFormat::Q8})
+    CHECK(cpu::parse_weight_format(cpu::weight_format_name(f)) == f);
+  CHECK_THROWS(ValueError, cpu::parse_weight_format("q4_k"));
+  CHECK_THROWS(ValueError, cpu::parse_simd_level("sse9"));
+  for (cpu::SimdLevel l : cpu::supported_simd_levels()) CHECK(cpu::parse_simd_level(cpu::simd_name(l)) == l);
+}
