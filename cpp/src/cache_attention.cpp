@@ -35,14 +35,16 @@ void cache_attention(const KVCache& cache, int64_t layer, int64_t b, int64_t kv_
     // One dequantization per tile, shared by the group's query heads.
     const KVCache::Rows kv = cache.read(layer, b, kv_head, t0, t1, s.k_tile.data(), s.v_tile.data());
     Eigen::Map<const RowMat> K(kv.k, T, D), V(kv.v, T, D);
-    Eigen::Map<RowMat> S(s.scores.data(), n, T);
+    // Causal: query i sees keys t <= p0 + i, so queries before `first` see none of this tile.
+    const int64_t first = std::max<int64_t>(0, t0 - p0), rows = n - first;
+    Eigen::Map<RowMat> S(s.scores.data(), rows, T);
     for (int64_t g = 0; g < group; ++g) {
-      auto O = out_rows(g);
-      float* m = s.row_max.data() + g * n;
-      float* l = s.row_sum.data() + g * n;
-      S.noalias() = (q_rows(g) * K.transpose()) * scale;
-      for (int64_t i = 0; i < n; ++i) {  // online softmax: rescale what earlier tiles summed
-        const int64_t visible = std::min(T, p0 + i + 1 - t0);  // causal: keys t <= p0 + i
+      auto O = out_rows(g).bottomRows(rows);
+      float* m = s.row_max.data() + g * n + first;
+      float* l = s.row_sum.data() + g * n + first;
+      S.noalias() = (q_rows(g).bottomRows(rows) * K.transpose()) * scale;
+      for (int64_t i = 0; i < rows; ++i) {  // online softmax: rescale what earlier tiles summed
+        const int64_t visible = std::min(T, p0 + first + i + 1 - t0);
         float* row = S.row(i).data();
         float tile_max = -INFINITY;
         for (int64_t j = 0; j < T; ++j) {

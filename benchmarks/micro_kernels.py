@@ -1,0 +1,78 @@
+#!/usr/bin/env python
+"""Micro-benchmark of the CPU kernels: the linear layer y = x @ W^T per weight format and SIMD
+level, on TinyLlama-1.1B-shaped matrices, beside a STREAM triad measured in the same run.
+
+  decode rows (M <= 8): the GEMV kernels; reported as GB/s of weights streamed (and % of triad)
+  prefill rows (M > 8): the blocked GEMM; reported as GFLOP/s
+
+Usage: python benchmarks/micro_kernels.py [--threads 2] [--reps 5] [--rows 1 512]
+       [--formats f32 bf16 int8] [--levels avx512 ...] [--shape N K ...] [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+import celerinfer
+from celerinfer import _core
+from celerinfer.roofline import WEIGHT_VALUE_BYTES
+from celerinfer.stats import summarize
+
+# (name, N, K): the 1B preset's projections and head
+SHAPES = [("q_proj/o_proj", 2048, 2048), ("gate/up_proj", 5632, 2048), ("down_proj", 2048, 5632),
+          ("lm_head", 32000, 2048)]
+
+
+def measure(shapes, rows, formats, levels, reps) -> list[dict]:
+    out = []
+    saved = celerinfer.simd_level()
+    try:
+        for level in levels:
+            celerinfer.set_simd_level(level)
+            for name, N, K in shapes:
+                for fmt in formats:
+                    for M in rows:
+                        secs = summarize(_core.linear_seconds(M, N, K, reps, fmt), unit="s", raw_unit="s")["median"]
+                        out.append({"kernel": "gemv" if M <= 8 else "gemm", "level": level, "matrix": name,
+                                    "N": N, "K": K, "M": M, "weight_dtype": fmt, "seconds": secs,
+                                    "gbps": N * K * WEIGHT_VALUE_BYTES[fmt] / secs / 1e9,
+                                    "gflops": 2 * M * N * K / secs / 1e9})
+    finally:
+        celerinfer.set_simd_level(saved)
+    return out
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--reps", type=int, default=5)
+    p.add_argument("--rows", type=int, nargs="+", default=[1, 512], help="activation rows M")
+    p.add_argument("--formats", nargs="+", default=list(celerinfer.WEIGHT_DTYPES))
+    p.add_argument("--levels", nargs="+", default=[celerinfer.simd_level()], help="SIMD levels")
+    p.add_argument("--shape", type=int, nargs=2, action="append", metavar=("N", "K"),
+                   help="a matrix shape instead of the 1B preset's (repeatable)")
+    p.add_argument("--triad-mib", type=int, default=512, help="triad working set (default 512 MiB)")
+    p.add_argument("--json", help="also write the rows as JSON here")
+    args = p.parse_args(argv)
+    if args.threads:
+        celerinfer.set_num_threads(args.threads)
+    shapes = [(f"{n}x{k}", n, k) for n, k in args.shape] if args.shape else SHAPES
+    triad = summarize(_core.stream_triad(args.triad_mib * (1 << 20) // 12, args.reps), unit="GB/s",
+                      raw_unit=None)["median"]
+    rows = measure(shapes, args.rows, args.formats, args.levels, args.reps)
+    print(f"threads {celerinfer.get_num_threads()}, STREAM triad {triad:.1f} GB/s (same run)\n")
+    print("| kernel | simd | matrix | M | weights | ms | GB/s | % triad | GFLOP/s |")
+    print("|---|---|---|---:|---|---:|---:|---:|---:|")
+    for r in rows:
+        print(f"| {r['kernel']} | {r['level']} | {r['matrix']} ({r['N']}x{r['K']}) | {r['M']} | {r['weight_dtype']} | "
+              f"{r['seconds'] * 1e3:.2f} | {r['gbps']:.1f} | {100 * r['gbps'] / triad:.0f}% | {r['gflops']:.1f} |")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"triad_gbps": triad, "threads": celerinfer.get_num_threads(), "rows": rows}, f, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
