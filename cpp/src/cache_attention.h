@@ -2,6 +2,7 @@
 // are read in tiles (dequantized once per tile and shared by the query heads of the group)
 // with an online softmax, so long caches stream through the CPU caches once.
 #pragma once
+#include <Eigen/Core>
 #include <cstdint>
 #include <vector>
 
@@ -9,11 +10,14 @@
 
 namespace celer {
 
-// Per-thread scratch for cache_attention, sized once.
+// Per-thread scratch for cache_attention, sized once. Aligned like Eigen's widest packet:
+// Eigen's vectorised reductions peel by address, so equally aligned buffers make every
+// thread sum in the same order (results independent of which thread ran a head).
 struct AttentionScratch {
-  std::vector<float> k_tile, v_tile;  // (tile, D)
-  std::vector<float> scores;            // (n, tile)
-  std::vector<float> row_max, row_sum;  // (group, n): the online softmax's running state
+  using Buffer = std::vector<float, Eigen::aligned_allocator<float>>;
+  Buffer k_tile, v_tile;     // (tile, D)
+  Buffer scores;             // (max(n, group), tile)
+  Buffer row_max, row_sum;   // (group, n): the online softmax's running state
   void reserve(int64_t n, int64_t group, int64_t D);
 };
 
