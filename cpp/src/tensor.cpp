@@ -1,5 +1,7 @@
 #include "tensor.h"
 
+#include <sys/mman.h>
+
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
@@ -73,9 +75,18 @@ Tensor Tensor::zeros(DType dtype, Shape shape) {
   t.dtype = dtype;
   t.shape = std::move(shape);
   size_t bytes = std::max<size_t>(t.nbytes(), 1);
-  size_t rounded = (bytes + 63) / 64 * 64;
-  void* p = std::aligned_alloc(64, rounded);
+  // Large tensors (weights, caches) on transparent huge pages where the kernel offers them:
+  // 512x fewer page faults when they are first written, and weight streams that the hardware
+  // prefetcher follows across 2 MiB instead of stopping at every 4 KiB page.
+  constexpr size_t kHugePage = size_t(2) << 20;
+  const bool huge = bytes >= 4 * kHugePage;
+  const size_t align = huge ? kHugePage : 64;
+  const size_t rounded = (bytes + align - 1) / align * align;
+  void* p = std::aligned_alloc(align, rounded);
   if (!p) throw ValueError("out of memory allocating " + std::to_string(bytes) + " bytes");
+#ifdef MADV_HUGEPAGE
+  if (huge) madvise(p, rounded, MADV_HUGEPAGE);  // advice only: failure changes nothing
+#endif
   std::memset(p, 0, rounded);
   t.owner = std::shared_ptr<void>(p, std::free);
   t.data = p;

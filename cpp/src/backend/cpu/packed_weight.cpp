@@ -33,19 +33,30 @@ uint64_t PackedWeight::nbytes() const {
 }
 
 namespace {
-// One row of Q8: per block, the fp16 scale and the int8 values quantized with that scale.
-void quantize_row_q8(const float* w, int64_t cols, int8_t* q, uint16_t* scales) {
-  for (int64_t b0 = 0, blk = 0; b0 < cols; b0 += kQ8Block, ++blk) {
-    const int64_t n = std::min(kQ8Block, cols - b0);
-    float amax = 0.0f;
-    for (int64_t i = 0; i < n; ++i) amax = std::fmax(amax, std::fabs(w[b0 + i]));
-    scales[blk] = f32_to_f16(amax / 127.0f);
-    const float scale = f16_to_f32(scales[blk]);  // quantize against the scale we keep
-    for (int64_t i = 0; i < n; ++i) {
-      const float r = scale > 0.0f ? std::nearbyint(w[b0 + i] / scale) : 0.0f;
-      q[b0 + i] = int8_t(std::fmin(127.0f, std::fmax(-127.0f, r)));
-    }
+// One block of Q8: its fp16 scale, and the n <= 32 int8 values quantized with that scale.
+// Plain fixed-size loops over a padded copy, so the compiler vectorizes them.
+uint16_t quantize_block_q8(const float* w, int64_t n, int8_t* q) {
+  float x[kQ8Block] = {};
+  std::memcpy(x, w, size_t(n) * 4);
+  float amax = 0.0f;
+  for (int i = 0; i < kQ8Block; ++i) amax = std::max(amax, std::fabs(x[i]));
+  const uint16_t bits = f32_to_f16(amax / 127.0f);
+  const float scale = f16_to_f32(bits);  // quantize against the scale we keep
+  int8_t out[kQ8Block];
+  for (int i = 0; i < kQ8Block; ++i) {
+    // x / scale rounded half to even: adding and subtracting 1.5 * 2^23 rounds any |v| < 2^22
+    // in the default rounding mode, and unlike nearbyint it vectorizes.
+    const float v = scale > 0.0f ? x[i] / (scale > 0.0f ? scale : 1.0f) : 0.0f;
+    const float r = (v + 12582912.0f) - 12582912.0f;
+    out[i] = int8_t(std::min(127.0f, std::max(-127.0f, r)));
   }
+  std::memcpy(q, out, size_t(n));
+  return bits;
+}
+
+void quantize_row_q8(const float* w, int64_t cols, int8_t* q, uint16_t* scales) {
+  for (int64_t b0 = 0, blk = 0; b0 < cols; b0 += kQ8Block, ++blk)
+    scales[blk] = quantize_block_q8(w + b0, std::min(kQ8Block, cols - b0), q + b0);
 }
 }  // namespace
 
