@@ -30,7 +30,7 @@ CONFIG_FIELDS = (
 )
 
 #: Suffixes of PyTorch checkpoint files (a state_dict loaded with torch.load(weights_only=True)).
-TORCH_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin")
+TORCH_SUFFIXES = (".pt", ".pth", ".ckpt")
 
 
 def config_to_dict(config: ModelConfig) -> dict:
@@ -152,7 +152,7 @@ def random_model(config: ModelConfig | None = None, seed: int = 0, **config_fiel
 def load(path: str | os.PathLike, config=None) -> Model:
     """Load a model: a seed JSON file (.json), a .safetensors file, a Hugging Face checkpoint
     folder (config.json and model.safetensors, or shards with model.safetensors.index.json;
-    memory-mapped) or its index file, or a PyTorch checkpoint (.pt, .pth, .ckpt, .bin; see
+    memory-mapped) or its index file, or a PyTorch checkpoint (.pt, .pth, .ckpt; see
     :func:`celerinfer.load_checkpoint`, which `config` is passed to)."""
     path = Path(path)
     if not path.exists():
