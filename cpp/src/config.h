@@ -5,6 +5,13 @@
 
 namespace celer {
 
+// Architectures (`architecture`):
+//   "llama"  MiniMind / Llama / Mistral: RMSNorm, RoPE, GQA, SwiGLU MLP, no biases.
+//   "qwen2"  llama plus biases on the q, k and v projections.
+//   "gpt2"   learned position embedding (no RoPE), LayerNorm with bias (layer_norm_epsilon),
+//            biases on every projection, MLP down(act(up(x))) without gate, multi-head
+//            attention (num_key_value_heads == num_attention_heads).
+// The feature predicates below say what an architecture uses; engines should test those.
 struct ModelConfig {
   std::string architecture = "llama";
   int64_t hidden_size = 64;
@@ -17,12 +24,23 @@ struct ModelConfig {
   double rms_norm_eps = 1e-5;
   double rope_theta = 1e6;
   bool tie_word_embeddings = false;
+  std::string hidden_act;           // "": the architecture's default (silu; gpt2: gelu_new)
+  double layer_norm_epsilon = 1e-5;  // gpt2's LayerNorm epsilon (llama/qwen2 use rms_norm_eps)
+
+  bool qkv_bias() const { return architecture != "llama"; }    // q/k/v projections have biases
+  bool gpt2_style() const { return architecture == "gpt2"; }   // LayerNorm+bias, o/MLP biases,
+                                                               // learned positions, ungated MLP
+  bool uses_rope() const { return !gpt2_style(); }
+  bool gated_mlp() const { return !gpt2_style(); }             // down(silu(gate(x)) * up(x))
+  // hidden_act after resolve(): "silu", "gelu_new" (tanh approximation) or "gelu" (exact erf).
+  bool gelu_tanh() const { return hidden_act == "gelu_new"; }
 
   int64_t head_dim() const { return hidden_size / num_attention_heads; }
   int64_t q_dim() const { return num_attention_heads * head_dim(); }
   int64_t kv_dim() const { return num_key_value_heads * head_dim(); }
 
-  // Fills defaults (intermediate_size by the seed rule: 4*hidden rounded up to 64) and checks
+  // Fills defaults (intermediate_size by the seed rule: 4*hidden rounded up to 64; hidden_act)
+  // and canonicalizes hidden_act (gelu_pytorch_tanh -> gelu_new), then checks
   // every field and their consistency; throws ValueError naming the field. Idempotent.
   void resolve();
 
@@ -35,6 +53,9 @@ struct ModelConfig {
 
 // The seed rule for an omitted intermediate_size.
 int64_t default_intermediate_size(int64_t hidden_size);
+
+// The architectures ModelConfig accepts, for messages: "llama, qwen2, gpt2".
+const char* supported_architectures();
 
 // Refuses (ValueError) to allocate `bytes` when it is absurd or larger than this machine's
 // physical memory; `what` names the allocation in the message.

@@ -9,28 +9,38 @@
 namespace celer {
 
 std::vector<WeightSlot> weight_slots(Model& model) {
+  using K = WeightKind;
   const ModelConfig& c = model.config;
   const int64_t h = c.hidden_size, q = c.q_dim(), kv = c.kv_dim(), inter = c.intermediate_size;
+  const bool gpt2 = c.gpt2_style();
   model.layers.resize(size_t(c.num_hidden_layers));
-  std::vector<WeightSlot> slots = {
-      {"model.embed_tokens.weight", {c.vocab_size, h}, &model.embed_tokens},
-      {"model.norm.weight", {h}, &model.norm},
-  };
-  if (!c.tie_word_embeddings) slots.push_back({"lm_head.weight", {c.vocab_size, h}, &model.lm_head});
+  std::vector<WeightSlot> slots = {{"model.embed_tokens.weight", {c.vocab_size, h}, &model.embed_tokens, K::Embedding}};
+  if (gpt2)
+    slots.push_back({"model.embed_positions.weight", {c.max_position_embeddings, h}, &model.embed_positions, K::Embedding});
+  slots.push_back({"model.norm.weight", {h}, &model.norm, K::Norm});
+  if (gpt2) slots.push_back({"model.norm.bias", {h}, &model.norm_bias, K::Bias});
+  if (!c.tie_word_embeddings) slots.push_back({"lm_head.weight", {c.vocab_size, h}, &model.lm_head, K::Linear});
   for (size_t i = 0; i < model.layers.size(); ++i) {
     LayerWeights& L = model.layers[i];
     const std::string p = "model.layers." + std::to_string(i) + ".";
-    slots.insert(slots.end(), {
-        {p + "input_layernorm.weight", {h}, &L.input_layernorm},
-        {p + "self_attn.q_proj.weight", {q, h}, &L.q_proj},
-        {p + "self_attn.k_proj.weight", {kv, h}, &L.k_proj},
-        {p + "self_attn.v_proj.weight", {kv, h}, &L.v_proj},
-        {p + "self_attn.o_proj.weight", {h, q}, &L.o_proj},
-        {p + "post_attention_layernorm.weight", {h}, &L.post_attention_layernorm},
-        {p + "mlp.gate_proj.weight", {inter, h}, &L.gate_proj},
-        {p + "mlp.up_proj.weight", {inter, h}, &L.up_proj},
-        {p + "mlp.down_proj.weight", {h, inter}, &L.down_proj},
-    });
+    auto add = [&](const std::string& name, Shape shape, Tensor* t, K kind) { slots.push_back({p + name, shape, t, kind}); };
+    add("input_layernorm.weight", {h}, &L.input_layernorm, K::Norm);
+    if (gpt2) add("input_layernorm.bias", {h}, &L.input_layernorm_bias, K::Bias);
+    add("self_attn.q_proj.weight", {q, h}, &L.q_proj, K::Linear);
+    if (c.qkv_bias()) add("self_attn.q_proj.bias", {q}, &L.q_proj_bias, K::Bias);
+    add("self_attn.k_proj.weight", {kv, h}, &L.k_proj, K::Linear);
+    if (c.qkv_bias()) add("self_attn.k_proj.bias", {kv}, &L.k_proj_bias, K::Bias);
+    add("self_attn.v_proj.weight", {kv, h}, &L.v_proj, K::Linear);
+    if (c.qkv_bias()) add("self_attn.v_proj.bias", {kv}, &L.v_proj_bias, K::Bias);
+    add("self_attn.o_proj.weight", {h, q}, &L.o_proj, K::Linear);
+    if (gpt2) add("self_attn.o_proj.bias", {h}, &L.o_proj_bias, K::Bias);
+    add("post_attention_layernorm.weight", {h}, &L.post_attention_layernorm, K::Norm);
+    if (gpt2) add("post_attention_layernorm.bias", {h}, &L.post_attention_layernorm_bias, K::Bias);
+    if (c.gated_mlp()) add("mlp.gate_proj.weight", {inter, h}, &L.gate_proj, K::Linear);
+    add("mlp.up_proj.weight", {inter, h}, &L.up_proj, K::Linear);
+    if (gpt2) add("mlp.up_proj.bias", {inter}, &L.up_proj_bias, K::Bias);
+    add("mlp.down_proj.weight", {h, inter}, &L.down_proj, K::Linear);
+    if (gpt2) add("mlp.down_proj.bias", {h}, &L.down_proj_bias, K::Bias);
   }
   return slots;
 }
@@ -58,6 +68,7 @@ void validate_model(Model& model) {
   }
   const ModelConfig& c = model.config;
   if (!model.rope_cos.empty() || !model.rope_sin.empty()) {
+    require<FormatError>(c.uses_rope(), "a " + c.architecture + " model has no RoPE tables");
     for (auto [t, name] : {std::pair{&model.rope_cos, "rope.cos"}, std::pair{&model.rope_sin, "rope.sin"}}) {
       require_shape(*t, {c.max_position_embeddings, c.head_dim()}, name);
       require<FormatError>(t->dtype == DType::F32, std::string(name) + " must be float32");
@@ -100,12 +111,19 @@ Model random_model(ModelConfig config, uint64_t seed) {
   model.config = config;
   for (const WeightSlot& slot : weight_slots(model)) {
     *slot.tensor = Tensor::zeros(DType::F32, slot.shape);
-    if (slot.shape.size() == 1) {
-      fill_norm(*slot.tensor, seed, slot.name);
-    } else if (slot.name == "model.embed_tokens.weight") {
-      fill_uniform(*slot.tensor, std::sqrt(3.0f), seed, slot.name);  // std 1, like nn.Embedding
-    } else {  // like nn.Linear's default: U(-1/sqrt(in), 1/sqrt(in))
-      fill_uniform(*slot.tensor, 1.0f / std::sqrt(float(slot.shape[1])), seed, slot.name);
+    switch (slot.kind) {
+      case WeightKind::Norm:
+        fill_norm(*slot.tensor, seed, slot.name);
+        break;
+      case WeightKind::Embedding:  // std 1, like nn.Embedding
+        fill_uniform(*slot.tensor, std::sqrt(3.0f), seed, slot.name);
+        break;
+      case WeightKind::Bias:  // small, so that each bias visibly matters
+        fill_uniform(*slot.tensor, 0.125f, seed, slot.name);
+        break;
+      case WeightKind::Linear:  // like nn.Linear's default: U(-1/sqrt(in), 1/sqrt(in))
+        fill_uniform(*slot.tensor, 1.0f / std::sqrt(float(slot.shape[1])), seed, slot.name);
+        break;
     }
   }
   return model;
@@ -120,6 +138,19 @@ Tensor random_tokens(int64_t batch, int64_t seq_len, int64_t vocab_size, uint64_
   int32_t* p = t.as<int32_t>();
   for (int64_t i = 0; i < batch * seq_len; ++i) p[i] = int32_t(rng.below(uint64_t(vocab_size)));
   return t;
+}
+
+bool has_custom_rope(const Model& model) {
+  if (model.rope_cos.empty()) return false;
+  Tensor cos, sin;
+  rope_tables(model.config, cos, sin, model.rope_cos.shape[0]);
+  for (auto [given, computed] : {std::pair{&model.rope_cos, &cos}, std::pair{&model.rope_sin, &sin}}) {
+    if (given->shape != computed->shape || given->dtype != DType::F32) return true;
+    const float *a = given->f32(), *b = computed->f32();
+    for (int64_t i = 0, n = given->numel(); i < n; ++i)
+      if (!(std::fabs(a[i] - b[i]) <= 1e-5f)) return true;
+  }
+  return false;
 }
 
 void rope_tables(const ModelConfig& c, Tensor& cos, Tensor& sin, int64_t num_positions) {

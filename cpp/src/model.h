@@ -1,5 +1,13 @@
 // A model: its config and its weights (float32 for now), plus what a seed file may carry
-// (example inputs and a RoPE cache). Tensor names follow Hugging Face.
+// (example inputs and a RoPE cache). Tensor names follow Hugging Face's Llama / Qwen2 names
+// for every architecture; a GPT-2 checkpoint's own names and layout (fused, transposed
+// Conv1D weights) are translated at the file boundary (io/hf_gpt2.h).
+//
+// The layout is the same for every architecture: linear weights (out, in) like nn.Linear,
+// separate q/k/v. Tensors an architecture does not use stay empty (see ModelConfig):
+//   qkv_bias():   q_proj_bias, k_proj_bias, v_proj_bias                       (qwen2, gpt2)
+//   gpt2_style(): embed_positions, norm_bias, *_layernorm_bias, o_proj_bias,
+//                 up_proj_bias, down_proj_bias; no gate_proj                    (gpt2)
 #pragma once
 #include <functional>
 #include <string>
@@ -16,8 +24,14 @@ struct LayerWeights {
   Tensor q_proj, k_proj, v_proj;    // (q_dim|kv_dim, hidden)
   Tensor o_proj;                    // (hidden, q_dim)
   Tensor post_attention_layernorm;  // (hidden)
-  Tensor gate_proj, up_proj;        // (inter, hidden)
+  Tensor gate_proj, up_proj;        // (inter, hidden); gate_proj empty for gpt2
   Tensor down_proj;                 // (hidden, inter)
+  // Biases, empty when the architecture has none (see the top of this file).
+  Tensor q_proj_bias, k_proj_bias, v_proj_bias;                 // (q_dim|kv_dim)
+  Tensor o_proj_bias;                                           // (hidden)
+  Tensor input_layernorm_bias, post_attention_layernorm_bias;  // (hidden)
+  Tensor up_proj_bias;                                          // (inter)
+  Tensor down_proj_bias;                                        // (hidden)
 };
 
 struct Model {
@@ -25,6 +39,8 @@ struct Model {
   Tensor embed_tokens;  // (vocab, hidden)
   Tensor norm;          // (hidden)
   Tensor lm_head;       // (vocab, hidden); empty when tie_word_embeddings
+  Tensor embed_positions;  // (max_position_embeddings, hidden), gpt2: added to the token embedding
+  Tensor norm_bias;        // (hidden), gpt2: the final LayerNorm's bias
   std::vector<LayerWeights> layers;
 
   // Optional contents of a seed file.
@@ -35,14 +51,23 @@ struct Model {
   const Tensor& output_weight() const { return config.tie_word_embeddings ? embed_tokens : lm_head; }
 };
 
-// One weight slot: its Hugging Face name, expected shape and the tensor in the model.
+// What a weight is (decides its random initialization).
+enum class WeightKind { Embedding, Linear, Norm, Bias };
+
+// One weight slot: its name, expected shape, kind and the tensor in the model.
 struct WeightSlot {
   std::string name;
   Shape shape;
   Tensor* tensor;
+  WeightKind kind;
 };
-// Every weight of the architecture in a fixed order (the single place names are defined).
+// Every weight of the config's architecture in a fixed order (the single place names are
+// defined); only the tensors the architecture uses.
 std::vector<WeightSlot> weight_slots(Model& model);
+
+// The RoPE tables a model carries differ from the ones rope_theta gives (by more than
+// rounding): a file format that cannot store tables must refuse such a model.
+bool has_custom_rope(const Model& model);
 
 // Checks every weight is present, float32, and of the shape the config implies; also the
 // optional inputs and RoPE cache. Throws FormatError naming the tensor.

@@ -17,6 +17,7 @@
 #include "harness.h"
 #include "io/base64.h"
 #include "io/config_json.h"
+#include "io/hf_config.h"
 #include "io/json.h"
 #include "io/mapped_file.h"
 #include "io/npy.h"
@@ -770,4 +771,42 @@ TEST(io_seed_json_errors_name_the_key) {
   write_file(dir / "seed.json", foreign_seed(m, kUnchanged, kMeta));
   CHECK_ERROR(FormatError, load_seed_json(dir / "seed.json"),
               "weights.layers: 2 entries but config.num_hidden_layers is 3");
+}
+
+// ---------------------------------------------------------------- Hugging Face configs and GPT-2 layout
+
+TEST(io_hf_config_round_trip_every_architecture) {
+  for (const char* arch : {"llama", "qwen2", "gpt2"}) {
+    ModelConfig c;
+    c.architecture = arch;
+    c.hidden_size = 32;
+    c.num_attention_heads = c.num_key_value_heads = 4;
+    c.tie_word_embeddings = std::string(arch) == "gpt2";
+    c.resolve();
+    ModelConfig back = config_from_json(json::parse(hf_config_json(c)), "config.json");
+    CHECK(back == c);
+  }
+  CHECK_ERROR(FormatError, config_from_json(json::parse(R"({"model_type": "bert", "hidden_size": 8})"), "c"),
+              "model_type 'bert' is not supported");
+}
+
+TEST(io_gpt2_safetensors_round_trip_translates_the_layout) {
+  TempDir dir;
+  ModelConfig c;
+  c.architecture = "gpt2";
+  c.hidden_size = 16;
+  c.num_attention_heads = c.num_key_value_heads = 2;
+  c.vocab_size = 40;
+  c.max_position_embeddings = 8;
+  Model m = random_model(c, 5);
+  save_safetensors_model(m, dir / "g.safetensors");
+  SafetensorsFile file = read_safetensors(dir / "g.safetensors");
+  CHECK(file.tensors.count("transformer.h.0.attn.c_attn.weight") == 1);
+  CHECK(file.tensors.at("transformer.h.0.attn.c_attn.weight").shape == Shape({16, 48}));
+  Model back = load_safetensors_model(dir / "g.safetensors");
+  auto a = weight_slots(m), b = weight_slots(back);
+  CHECK(a.size() == b.size());
+  for (size_t i = 0; i < a.size() && i < b.size(); ++i)
+    CHECK(a[i].tensor->nbytes() == b[i].tensor->nbytes() &&
+          std::memcmp(a[i].tensor->data, b[i].tensor->data, a[i].tensor->nbytes()) == 0);
 }

@@ -6,8 +6,11 @@ from importlib.metadata import PackageNotFoundError, version as _version
 from . import _core
 from ._core import get_num_threads, set_num_threads, set_simd_level, simd_level, simd_levels
 from .arrays import compare_arrays, load_npy, save_npy
+from .checkpoint import load_checkpoint
 from .engine import WEIGHT_DTYPES, Engine, Generation, versions
 from .model import FormatError, Model, ModelConfig, load, random_model, random_tokens
+from .model_presets import MODEL_PRESETS, preset_config
+from .tokenizer import load_tokenizer
 
 try:
     __version__ = _version("celerinfer")
@@ -19,12 +22,16 @@ __all__ = [
     "Engine",
     "FormatError",
     "Generation",
+    "MODEL_PRESETS",
     "Model",
     "ModelConfig",
     "compare_arrays",
     "get_num_threads",
     "load",
+    "load_checkpoint",
     "load_npy",
+    "load_tokenizer",
+    "preset_config",
     "random_model",
     "random_tokens",
     "save_npy",

@@ -25,7 +25,12 @@ CONFIG_FIELDS = (
     "rms_norm_eps",
     "rope_theta",
     "tie_word_embeddings",
+    "hidden_act",
+    "layer_norm_epsilon",
 )
+
+#: Suffixes of PyTorch checkpoint files (a state_dict loaded with torch.load(weights_only=True)).
+TORCH_SUFFIXES = (".pt", ".pth", ".ckpt")
 
 
 def config_to_dict(config: ModelConfig) -> dict:
@@ -85,8 +90,15 @@ class Model:
         return self._impl.rope
 
     def state_dict(self) -> dict[str, np.ndarray]:
-        """Hugging Face tensor name -> read-only float32 view of the weight (no copy)."""
+        """Tensor name -> read-only float32 view of the weight (no copy), in the engine's layout:
+        Hugging Face Llama / Qwen2 names, linear weights (out, in). For gpt2 the same names and
+        layout (separate q/k/v); :meth:`hf_state_dict` gives GPT-2's own."""
         return self._impl.state_dict()
+
+    def hf_state_dict(self) -> dict[str, np.ndarray]:
+        """The weights as a Hugging Face checkpoint holds them (what :meth:`save` writes to a
+        folder): llama/qwen2 the same views as state_dict(); gpt2 fused, transposed copies."""
+        return self._impl.hf_state_dict()
 
     def forward(self, input_ids, attention_mask=None) -> np.ndarray:
         """Logits (B, S, vocab) float32 for token ids (B, S) (or (S,)) and an optional 0/1 mask.
@@ -94,21 +106,32 @@ class Model:
         Positions are 0..S-1 in every row; query i attends to keys j <= i whose mask is 1.
         Logits at padded query positions are unspecified.
         """
+        if self.config.architecture != "llama":
+            raise NotImplementedError(f"the C++ forward pass runs llama models only for now, not "
+                                      f"{self.config.architecture}; use celerinfer.reference for it")
         ids = as_token_array(input_ids, "input_ids")
         mask = None if attention_mask is None else as_token_array(attention_mask, "attention_mask")
         return self._impl.forward(ids, mask)
 
     def save(self, path: str | os.PathLike) -> None:
-        """Write the model; the format follows the suffix: .json (seed format) or .safetensors."""
+        """Write the model; the format follows the path: a .json file (seed format, llama
+        only), a .safetensors file, or a folder (a path without suffix, or an existing folder):
+        a Hugging Face checkpoint, config.json and model.safetensors, that
+        ``transformers.AutoModelForCausalLM.from_pretrained`` loads."""
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
         suffix = path.suffix.lower()
+        if path.is_dir() or not suffix:
+            path.mkdir(parents=True, exist_ok=True)
+            self._impl.save_hf_folder(str(path))
+            return
+        path.parent.mkdir(parents=True, exist_ok=True)
         if suffix == ".json":
             self._impl.save_seed_json(str(path))
         elif suffix == ".safetensors":
             self._impl.save_safetensors(str(path))
         else:
-            raise ValueError(f"cannot tell the format of {path}: use a .json or .safetensors suffix")
+            raise ValueError(f"cannot tell the format of {path}: use a .json or .safetensors suffix, "
+                             "or a folder path without suffix")
 
     def __repr__(self) -> str:
         return f"Model({self.config!r})"
@@ -126,19 +149,32 @@ def random_model(config: ModelConfig | None = None, seed: int = 0, **config_fiel
     return Model(_core.random_model(config, int(seed)))
 
 
-def load(path: str | os.PathLike) -> Model:
-    """Load a model from a seed JSON file (.json) or a safetensors file (.safetensors)."""
+def load(path: str | os.PathLike, config=None) -> Model:
+    """Load a model: a seed JSON file (.json), a .safetensors file, a Hugging Face checkpoint
+    folder (config.json and model.safetensors, or shards with model.safetensors.index.json;
+    memory-mapped) or its index file, or a PyTorch checkpoint (.pt, .pth, .ckpt; see
+    :func:`celerinfer.load_checkpoint`, which `config` is passed to)."""
     path = Path(path)
     if not path.exists():
-        raise FileNotFoundError(f"no such model file: {path}")
-    suffix = path.suffix.lower()
-    if path.is_dir():
-        raise ValueError(f"{path} is a folder: Hugging Face folders are not supported yet; pass a file")
-    if suffix == ".json":
-        return Model(_core.load_seed_json(str(path)))
-    if suffix == ".safetensors":
+        raise FileNotFoundError(f"no such model file or folder: {path}")
+    name = path.name.lower()
+    if path.is_dir() or name.endswith(".safetensors") or name.endswith(".safetensors.index.json"):
+        _no_config(config, path)
         return Model(_core.load_safetensors(str(path)))
-    raise ValueError(f"cannot tell the format of {path}: expected a .json (seed format) or .safetensors file")
+    if name.endswith(TORCH_SUFFIXES):
+        from .checkpoint import load_checkpoint
+
+        return load_checkpoint(path, config)
+    if name.endswith(".json"):
+        _no_config(config, path)
+        return Model(_core.load_seed_json(str(path)))
+    raise ValueError(f"cannot tell the format of {path}: expected a folder, a .json (seed format), .safetensors "
+                     f"or PyTorch ({', '.join(TORCH_SUFFIXES)}) file")
+
+
+def _no_config(config, path: Path) -> None:
+    if config is not None:
+        raise ValueError(f"{path} carries its own config: pass a config only with a PyTorch checkpoint")
 
 
 def random_tokens(batch: int, seq_len: int, vocab_size: int, seed: int = 0) -> np.ndarray:

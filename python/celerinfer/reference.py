@@ -1,4 +1,4 @@
-"""PyTorch reference for the `llama` model family (plain eager torch).
+"""PyTorch reference for the `llama`, `qwen2` and `gpt2` architectures (plain eager torch).
 
 This file is the independent twin of the C++ engine: it is written from the math of the model,
 not from the C++ code, and is what the parity tests and `--backend torch` compare against.
@@ -13,6 +13,13 @@ The model (MiniMind / Llama / Qwen2 style):
                                                               # n = input_layernorm(x)
         x = x + down_proj(silu(gate_proj(n)) * up_proj(n))    # n = post_attention_layernorm(x)
     logits = lm_head(norm(x))                                 # (B, S, vocab)
+
+qwen2 is the same with biases on q_proj, k_proj and v_proj. gpt2 (HF GPT-2 / nanoGPT) adds a
+learned position embedding to x instead of RoPE, uses LayerNorm with a bias (eps
+layer_norm_epsilon) for every norm, biases on every projection, and an ungated MLP
+down_proj(gelu(up_proj(n))) with GELU's tanh form ("gelu_new") or exact erf form ("gelu").
+The weights come in the engine's layout for all three (celerinfer Model.state_dict(): Llama
+names, (out, in) linear weights, separate q/k/v, "model.embed_positions.weight" for wpe).
 
 Attention mask semantics (seed JSON / MiniMind): positions are 0..S-1 for every row, whatever
 the padding (they are NOT shifted for left padding). A query at position i attends to the keys
@@ -40,8 +47,11 @@ import torch.nn.functional as F
 # Config fields the reference reads (Hugging Face names), with defaults where the design has one.
 _REQUIRED = ("hidden_size", "num_hidden_layers", "num_attention_heads", "vocab_size",
              "max_position_embeddings")
-_DEFAULTS = {"num_key_value_heads": None, "intermediate_size": 0, "rms_norm_eps": 1e-5,
-             "rope_theta": 1e6, "tie_word_embeddings": False}
+_DEFAULTS = {"architecture": "llama", "num_key_value_heads": None, "intermediate_size": 0,
+             "rms_norm_eps": 1e-5, "rope_theta": 1e6, "tie_word_embeddings": False, "hidden_act": "",
+             "layer_norm_epsilon": 1e-5}
+ARCHITECTURES = ("llama", "qwen2", "gpt2")
+_ACTIVATIONS = {"llama": ("silu",), "qwen2": ("silu",), "gpt2": ("gelu_new", "gelu_pytorch_tanh", "gelu")}
 
 
 def default_intermediate_size(hidden_size: int) -> int:
@@ -66,10 +76,18 @@ def _read_config(config) -> dict:
     for name in _REQUIRED + ("num_key_value_heads", "intermediate_size"):
         if cfg[name] is not None:
             cfg[name] = int(cfg[name])
+    arch = cfg["architecture"] = str(cfg["architecture"])
+    if arch not in ARCHITECTURES:
+        raise ValueError(f"config: architecture {arch!r} is not supported ({', '.join(ARCHITECTURES)})")
     if cfg["num_key_value_heads"] is None:
         cfg["num_key_value_heads"] = cfg["num_attention_heads"]
     if not cfg["intermediate_size"]:
-        cfg["intermediate_size"] = default_intermediate_size(cfg["hidden_size"])
+        cfg["intermediate_size"] = (4 * cfg["hidden_size"] if arch == "gpt2"
+                                    else default_intermediate_size(cfg["hidden_size"]))
+    cfg["hidden_act"] = cfg["hidden_act"] or _ACTIVATIONS[arch][0]
+    if cfg["hidden_act"] not in _ACTIVATIONS[arch]:
+        raise ValueError(f"config: hidden_act {cfg['hidden_act']!r} is not supported for {arch}")
+    cfg["layer_norm_epsilon"] = float(cfg["layer_norm_epsilon"])
     cfg["rms_norm_eps"] = float(cfg["rms_norm_eps"])
     cfg["rope_theta"] = float(cfg["rope_theta"])
     cfg["tie_word_embeddings"] = bool(cfg["tie_word_embeddings"])
@@ -83,7 +101,7 @@ def _read_config(config) -> dict:
     if cfg["num_attention_heads"] % cfg["num_key_value_heads"]:
         raise ValueError(f"config: num_attention_heads {cfg['num_attention_heads']} is not "
                          f"divisible by num_key_value_heads {cfg['num_key_value_heads']}")
-    if (cfg["hidden_size"] // cfg["num_attention_heads"]) % 2:
+    if arch != "gpt2" and (cfg["hidden_size"] // cfg["num_attention_heads"]) % 2:
         raise ValueError("config: head_dim must be even for RoPE")
     if not cfg["rms_norm_eps"] > 0 or not cfg["rope_theta"] > 0:
         raise ValueError("config: rms_norm_eps and rope_theta must be positive")
@@ -162,11 +180,36 @@ class RMSNorm(nn.Module):
         return (xf * self.weight.to(dtype)).to(x.dtype)
 
 
-def _linear(weight: torch.Tensor) -> nn.Linear:
-    """nn.Linear without bias holding `weight` (out, in); built on 'meta' to skip the random init."""
+class LayerNorm(nn.Module):
+    """GPT-2's norm: (x - mean) / sqrt(var + eps) * weight + bias, computed in float32 or wider."""
+
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor, eps: float):
+        super().__init__()
+        self.weight = nn.Parameter(weight, requires_grad=False)
+        self.bias = nn.Parameter(bias, requires_grad=False)
+        self.eps = eps
+
+    def forward(self, x):
+        dtype = torch.promote_types(x.dtype, torch.float32)
+        y = F.layer_norm(x.to(dtype), (x.shape[-1],), self.weight.to(dtype), self.bias.to(dtype), self.eps)
+        return y.to(x.dtype)
+
+
+def _norm(w: dict, name: str, cfg: dict) -> nn.Module:
+    """The architecture's norm from w[name] (and w[name + "_bias"] for gpt2's LayerNorm)."""
+    if cfg["architecture"] == "gpt2":
+        return LayerNorm(w[name], w[name + "_bias"], cfg["layer_norm_epsilon"])
+    return RMSNorm(w[name], cfg["rms_norm_eps"])
+
+
+def _linear(weight: torch.Tensor, bias: torch.Tensor | None = None) -> nn.Linear:
+    """nn.Linear holding `weight` (out, in) and an optional bias; built on 'meta' to skip the
+    random init."""
     out_features, in_features = weight.shape
-    layer = nn.Linear(in_features, out_features, bias=False, device="meta")
+    layer = nn.Linear(in_features, out_features, bias=bias is not None, device="meta")
     layer.weight = nn.Parameter(weight, requires_grad=False)
+    if bias is not None:
+        layer.bias = nn.Parameter(bias, requires_grad=False)
     return layer
 
 
@@ -176,10 +219,11 @@ class Attention(nn.Module):
         self.n_head = cfg["num_attention_heads"]
         self.n_kv_head = cfg["num_key_value_heads"]
         self.head_dim = cfg["hidden_size"] // self.n_head
-        self.q_proj = _linear(w["q_proj"])
-        self.k_proj = _linear(w["k_proj"])
-        self.v_proj = _linear(w["v_proj"])
-        self.o_proj = _linear(w["o_proj"])
+        self.use_rope = cfg["architecture"] != "gpt2"
+        self.q_proj = _linear(w["q_proj"], w.get("q_proj_bias"))
+        self.k_proj = _linear(w["k_proj"], w.get("k_proj_bias"))
+        self.v_proj = _linear(w["v_proj"], w.get("v_proj_bias"))
+        self.o_proj = _linear(w["o_proj"], w.get("o_proj_bias"))
 
     def forward(self, x, cos, sin, allowed, cache=None, kv=None):
         """Attention of the S newest tokens x (B, S, C) over all L keys.
@@ -194,11 +238,13 @@ class Attention(nn.Module):
         B, S, C = x.shape
         D = self.head_dim
         q = self.q_proj(x).view(B, S, self.n_head, D).transpose(1, 2)      # (B, H, S, D)
-        q = apply_rope(q, cos, sin)
+        if self.use_rope:
+            q = apply_rope(q, cos, sin)
         if kv is None:
             k = self.k_proj(x).view(B, S, self.n_kv_head, D).transpose(1, 2)   # (B, KVH, S, D)
             v = self.v_proj(x).view(B, S, self.n_kv_head, D).transpose(1, 2)   # (B, KVH, S, D)
-            k = apply_rope(k, cos, sin)
+            if self.use_rope:
+                k = apply_rope(k, cos, sin)
             if cache is not None:
                 cache.write(k, v)
                 k, v = cache.read()                                        # (B, KVH, L, D)
@@ -222,24 +268,29 @@ class Attention(nn.Module):
 
 
 class MLP(nn.Module):
-    def __init__(self, w: dict):
+    """llama / qwen2: down(silu(gate(x)) * up(x)); gpt2: down(gelu(up(x))) with biases."""
+
+    def __init__(self, cfg: dict, w: dict):
         super().__init__()
-        self.gate_proj = _linear(w["gate_proj"])
-        self.up_proj = _linear(w["up_proj"])
-        self.down_proj = _linear(w["down_proj"])
+        self.gated = cfg["architecture"] != "gpt2"
+        self.gelu_approximate = "none" if cfg["hidden_act"] == "gelu" else "tanh"
+        self.gate_proj = _linear(w["gate_proj"]) if self.gated else None
+        self.up_proj = _linear(w["up_proj"], w.get("up_proj_bias"))
+        self.down_proj = _linear(w["down_proj"], w.get("down_proj_bias"))
 
     def forward(self, x):
-        return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
+        if self.gated:
+            return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
+        return self.down_proj(F.gelu(self.up_proj(x), approximate=self.gelu_approximate))
 
 
 class Block(nn.Module):
     def __init__(self, cfg: dict, w: dict):
         super().__init__()
-        eps = cfg["rms_norm_eps"]
-        self.input_layernorm = RMSNorm(w["input_layernorm"], eps)
+        self.input_layernorm = _norm(w, "input_layernorm", cfg)
         self.self_attn = Attention(cfg, w)
-        self.post_attention_layernorm = RMSNorm(w["post_attention_layernorm"], eps)
-        self.mlp = MLP(w)
+        self.post_attention_layernorm = _norm(w, "post_attention_layernorm", cfg)
+        self.mlp = MLP(cfg, w)
 
     def forward(self, x, cos, sin, allowed, cache=None, kv=None):
         """Returns (x, (k, v)): the block's output and the K/V its attention used."""
@@ -411,11 +462,12 @@ class KVCache:
 # ------------------------------------------------------------------------------------ model ---
 
 class ReferenceModel(nn.Module):
-    """The `llama` model in eager torch, built from Hugging Face named weights.
+    """The model in eager torch, built from Hugging Face (Llama) named weights.
 
-    config: an object (or dict) with hidden_size, num_hidden_layers, num_attention_heads,
-        num_key_value_heads, vocab_size, max_position_embeddings, intermediate_size (0: the seed
-        rule), rms_norm_eps, rope_theta, tie_word_embeddings.
+    config: an object (or dict) with architecture ("llama", "qwen2" or "gpt2"), hidden_size,
+        num_hidden_layers, num_attention_heads, num_key_value_heads, vocab_size,
+        max_position_embeddings, intermediate_size (0: the seed rule; gpt2: 4 * hidden),
+        rms_norm_eps, rope_theta, tie_word_embeddings, hidden_act, layer_norm_epsilon.
     state_dict: Hugging Face name -> numpy array or tensor (linear weights are (out, in)).
     rope: None (tables from rope_theta) or (cos, sin), each (max_positions, head_dim).
     dtype: compute dtype of the weights and activations (RMSNorm and softmax run in float32 or
@@ -445,23 +497,41 @@ class ReferenceModel(nn.Module):
         self.embed_tokens = nn.Embedding(V, C, device="meta")
         self.embed_tokens.weight = nn.Parameter(weight("model.embed_tokens.weight", (V, C)),
                                                 requires_grad=False)
+        gpt2 = cfg["architecture"] == "gpt2"
+        qkv_bias = cfg["architecture"] in ("qwen2", "gpt2")
+        # learned positions (gpt2); added to the token embedding at positions 0..S-1
+        self.register_buffer("embed_positions", weight("model.embed_positions.weight",
+                                                       (cfg["max_position_embeddings"], C)) if gpt2 else None,
+                             persistent=False)
         layers = []
         for i in range(cfg["num_hidden_layers"]):
             p = f"model.layers.{i}."
-            w = {
-                "input_layernorm": weight(p + "input_layernorm.weight", (C,)),
-                "post_attention_layernorm": weight(p + "post_attention_layernorm.weight", (C,)),
-                "q_proj": weight(p + "self_attn.q_proj.weight", (H * D, C)),
-                "k_proj": weight(p + "self_attn.k_proj.weight", (KVH * D, C)),
-                "v_proj": weight(p + "self_attn.v_proj.weight", (KVH * D, C)),
-                "o_proj": weight(p + "self_attn.o_proj.weight", (C, H * D)),
-                "gate_proj": weight(p + "mlp.gate_proj.weight", (I, C)),
-                "up_proj": weight(p + "mlp.up_proj.weight", (I, C)),
-                "down_proj": weight(p + "mlp.down_proj.weight", (C, I)),
+            shapes = {  # key in w: (name, shape, present)
+                "input_layernorm": ("input_layernorm.weight", (C,), True),
+                "input_layernorm_bias": ("input_layernorm.bias", (C,), gpt2),
+                "post_attention_layernorm": ("post_attention_layernorm.weight", (C,), True),
+                "post_attention_layernorm_bias": ("post_attention_layernorm.bias", (C,), gpt2),
+                "q_proj": ("self_attn.q_proj.weight", (H * D, C), True),
+                "q_proj_bias": ("self_attn.q_proj.bias", (H * D,), qkv_bias),
+                "k_proj": ("self_attn.k_proj.weight", (KVH * D, C), True),
+                "k_proj_bias": ("self_attn.k_proj.bias", (KVH * D,), qkv_bias),
+                "v_proj": ("self_attn.v_proj.weight", (KVH * D, C), True),
+                "v_proj_bias": ("self_attn.v_proj.bias", (KVH * D,), qkv_bias),
+                "o_proj": ("self_attn.o_proj.weight", (C, H * D), True),
+                "o_proj_bias": ("self_attn.o_proj.bias", (C,), gpt2),
+                "gate_proj": ("mlp.gate_proj.weight", (I, C), not gpt2),
+                "up_proj": ("mlp.up_proj.weight", (I, C), True),
+                "up_proj_bias": ("mlp.up_proj.bias", (I,), gpt2),
+                "down_proj": ("mlp.down_proj.weight", (C, I), True),
+                "down_proj_bias": ("mlp.down_proj.bias", (C,), gpt2),
             }
+            w = {key: weight(p + name, shape) for key, (name, shape, present) in shapes.items() if present}
             layers.append(Block(cfg, w))
         self.layers = nn.ModuleList(layers)
-        self.norm = RMSNorm(weight("model.norm.weight", (C,)), cfg["rms_norm_eps"])
+        final = {"norm": weight("model.norm.weight", (C,))}
+        if gpt2:
+            final["norm_bias"] = weight("model.norm.bias", (C,))
+        self.norm = _norm(final, "norm", cfg)
         if cfg["tie_word_embeddings"]:
             # tied: the output projection is the embedding matrix (a stored lm_head is ignored)
             self.lm_head = nn.Linear(C, V, bias=False, device="meta")
@@ -470,7 +540,8 @@ class ReferenceModel(nn.Module):
             self.lm_head = _linear(weight("lm_head.weight", (V, C)))
 
         if rope is None:
-            cos, sin = rope_tables(D, cfg["max_position_embeddings"], cfg["rope_theta"])
+            # gpt2 has no RoPE: the tables are computed all the same (unused), to size the model
+            cos, sin = rope_tables(D + D % 2, cfg["max_position_embeddings"], cfg["rope_theta"])
         else:
             if len(rope) != 2:
                 raise ValueError("rope must be None or a tuple (cos, sin)")
@@ -515,6 +586,13 @@ class ReferenceModel(nn.Module):
                              f"expected {(B, S)}")
         return input_ids, attention_mask.bool()
 
+    def _embed(self, ids, start: int) -> torch.Tensor:
+        """Token embeddings of ids (B, S) at positions start..start+S-1 (+ learned positions)."""
+        x = self.embed_tokens(ids)
+        if self.embed_positions is not None:
+            x = x + self.embed_positions[start:start + ids.shape[1]]
+        return x
+
     def forward(self, input_ids, attention_mask=None, sharing=False) -> torch.Tensor:
         """input_ids (B, S) ints, attention_mask (B, S) 0/1 or None -> logits (B, S, vocab) float32.
 
@@ -526,7 +604,7 @@ class ReferenceModel(nn.Module):
         S = input_ids.shape[1]
         allowed = allowed_keys(attention_mask)                 # (B, 1, S, S)
         cos, sin = self.rope_cos[:S], self.rope_sin[:S]        # (S, D): positions 0..S-1
-        x = self.embed_tokens(input_ids)                       # (B, S, C)
+        x = self._embed(input_ids, 0)                          # (B, S, C)
         kv = None
         for i, block in enumerate(self.layers):
             x, kv = block(x, cos, sin, allowed, kv=kv if sharing and i % 2 == 1 else None)
@@ -561,7 +639,7 @@ class ReferenceModel(nn.Module):
         L = key_mask.shape[1]
         allowed = allowed_keys(key_mask, n_queries=S)          # (B, 1, S, L)
         cos, sin = self.rope_cos[L - S:L], self.rope_sin[L - S:L]  # (S, D): positions L-S..L-1
-        x = self.embed_tokens(new_ids)                         # (B, S, C)
+        x = self._embed(new_ids, L - S)                        # (B, S, C)
         kv = None
         for block, cache in zip(self.layers, caches):
             if cache is None:

@@ -93,17 +93,25 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                     "accumulate the metrics (JSON, CSV) and plots in --benchmark-dir.")
     p.add_argument("--model", "--checkpoint", dest="model",
                    default=os.environ.get("JSON_PATH", "dump_minimind/minimind.json"),
-                   help="model file, .json (seed format) or .safetensors (default: $JSON_PATH or "
-                        "dump_minimind/minimind.json)")
+                   help="model: a .json (seed format) or .safetensors file, a Hugging Face folder, or a PyTorch "
+                        "checkpoint (.pt; config from --config or config.json beside it) (default: $JSON_PATH or "
+                        "dump_minimind/minimind.json); a tokenizer.json in the folder or beside the file is used "
+                        "for text")
+    p.add_argument("--config", metavar="JSON", default=None,
+                   help="config of a PyTorch checkpoint: a config.json path or inline JSON ('{\"hidden_size\": ...}')")
     prompts = p.add_mutually_exclusive_group(required=True)
     prompts.add_argument("--prompt", help="prompt text (byte-level tokens: the model needs vocab_size >= 256)")
     prompts.add_argument("--prompt-ids", type=int, nargs="+", metavar="ID", help="the prompt as token ids")
     prompts.add_argument("--prompt-file", metavar="FILE", help="a batch of prompts: one per non-empty line")
     prompts.add_argument("--prompts", nargs="+", metavar="TEXT", help="a batch of prompts")
+    p.add_argument("--max-new-tokens", dest="max_length", type=_int_at_least(1), default=argparse.SUPPRESS,
+                   help="the same as --max-length")
     p.add_argument("--max-length", type=_int_at_least(1), default=100,
                    help="new tokens to generate (default 100; capped by max_position_embeddings - prompt length)")
     p.add_argument("--temperature", type=_nonnegative_float, default=1.0, help="sampling temperature, 0: greedy "
                    "(default 1.0)")
+    p.add_argument("--greedy", dest="temperature", action="store_const", const=0.0,
+                   help="greedy decoding (the same as --temperature 0)")
     p.add_argument("--top-k", type=_int_at_least(0), default=50, help="top-k sampling, 0: off (default 50)")
     p.add_argument("--top-p", type=float, default=0.95, help="top-p (nucleus) sampling in (0, 1] (default 0.95)")
     p.add_argument("--seed", type=int, default=0, help="sampling seed, the same for every run (default 0)")
@@ -830,7 +838,7 @@ def _run(args) -> int:
     _validate(args)
     if args.device != "cpu":
         raise ValueError(f"device {args.device!r} is not available: this build runs on 'cpu' only")
-    model = load(args.model)
+    model = load(args.model, _config_arg(args.config))
     tokenizer = get_tokenizer(args.model, model.config.vocab_size)
     prompts = resolve_prompts(args, tokenizer, model.config.vocab_size)
     max_pos = model.config.max_position_embeddings
@@ -890,6 +898,16 @@ def _run(args) -> int:
     return 130 if interrupted else 0
 
 
+def _config_arg(text: str | None):
+    """--config: None, inline JSON (starts with '{') or a path."""
+    if text is None or not text.lstrip().startswith("{"):
+        return text
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"--config: not valid JSON ({exc})") from None
+
+
 def _threads_in_use() -> int | None:
     try:
         from . import get_num_threads
@@ -906,7 +924,7 @@ def cmd_run(args) -> int:
 
     try:
         return _run(args)
-    except (ValueError, TypeError, OSError, FormatError) as exc:
+    except (ValueError, TypeError, OSError, ImportError, FormatError) as exc:
         print(f"celerinfer run: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

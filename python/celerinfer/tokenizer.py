@@ -11,6 +11,7 @@ checkpoint, say) can plug in there later without touching the callers.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Iterable
 
 BYTE_VOCAB = 256
@@ -66,11 +67,66 @@ class ByteTokenizer:
         return f"ByteTokenizer(vocab_size={self.vocab_size})"
 
 
-def get_tokenizer(model_path: str | os.PathLike | None, vocab_size: int) -> ByteTokenizer:
-    """The tokenizer for the model at ``model_path``: for now always the byte-level one.
+class HFTokenizer:
+    """A ``tokenizer.json`` (Hugging Face ``tokenizers`` format) for a model with ``vocab_size``
+    ids. ``encode`` adds the special tokens the file's post-processor adds (a BOS, say) and
+    refuses ids the model does not have; ``decode`` leaves special tokens out."""
 
-    This is the hook for real tokenizers (e.g. a tokenizer file next to the model); callers
-    only rely on ``encode(text) -> list[int]``, ``decode(ids) -> str`` and ``name``.
+    covers_bytes = True  # any text can be encoded and shown
+
+    def __init__(self, path: str | os.PathLike, vocab_size: int):
+        try:
+            from tokenizers import Tokenizer
+        except ImportError:
+            raise ImportError(f"{path} needs the 'tokenizers' package: pip install tokenizers") from None
+        self.path = Path(path)
+        try:
+            self._tok = Tokenizer.from_file(str(self.path))
+        except Exception as exc:  # the library raises a bare Exception on a malformed file
+            raise ValueError(f"{self.path}: not a readable tokenizer.json ({exc})") from None
+        self.vocab_size = int(vocab_size)
+        self.name = self.path.name
+
+    def encode(self, text: str) -> list[int]:
+        if not isinstance(text, str):
+            raise TypeError(f"text must be a str, got {type(text).__name__}")
+        ids = self._tok.encode(text).ids
+        bad = [i for i in ids if not 0 <= i < self.vocab_size]
+        if bad:
+            raise ValueError(f"{self.path} gives token id {bad[0]}, outside the model's vocabulary "
+                             f"(vocab_size {self.vocab_size}): the tokenizer does not belong to this model")
+        return ids
+
+    def decode(self, ids: Iterable[int]) -> str:
+        return self._tok.decode([int(i) for i in ids], skip_special_tokens=True)
+
+    def __repr__(self) -> str:
+        return f"HFTokenizer({str(self.path)!r}, vocab_size={self.vocab_size})"
+
+
+TOKENIZER_FILE = "tokenizer.json"
+
+
+def tokenizer_file(model_path: str | os.PathLike | None) -> Path | None:
+    """The tokenizer.json of a model path: inside it (a folder) or beside it (a file); None."""
+    if model_path is None:
+        return None
+    path = Path(model_path)
+    candidate = (path if path.is_dir() else path.parent) / TOKENIZER_FILE
+    return candidate if candidate.is_file() else None
+
+
+def load_tokenizer(model_path: str | os.PathLike | None, vocab_size: int) -> HFTokenizer | ByteTokenizer:
+    """The tokenizer for the model at ``model_path`` (a folder or a model file): its
+    ``tokenizer.json`` when there is one, else the byte-level tokenizer.
+
+    Both offer ``encode(text) -> list[int]``, ``decode(ids) -> str``, ``name`` and
+    ``covers_bytes``. A tokenizer.json without the ``tokenizers`` package is an ImportError
+    saying what to install (never a silent fallback to bytes).
     """
-    del model_path  # no model-specific tokenizers yet
-    return ByteTokenizer(vocab_size)
+    found = tokenizer_file(model_path)
+    return HFTokenizer(found, vocab_size) if found is not None else ByteTokenizer(vocab_size)
+
+
+#: The name run mode and the CLI call it by.
+get_tokenizer = load_tokenizer

@@ -4,6 +4,10 @@
 
 #include "bindings/numpy_tensor.h"
 #include "forward.h"
+#include "io/config_json.h"
+#include "io/hf_config.h"
+#include "io/hf_weights.h"
+#include "io/io_util.h"
 #include "io/safetensors.h"
 #include "io/seed_json.h"
 #include "model.h"
@@ -69,7 +73,22 @@ void bind_model(py::module_& m) {
             py::gil_scoped_release release;
             save_safetensors_model(self, path);
           },
-          py::arg("path"));
+          py::arg("path"))
+      .def(
+          "save_hf_folder",
+          [](const Model& self, const std::string& folder) {
+            py::gil_scoped_release release;
+            save_hf_folder(self, folder);
+          },
+          py::arg("folder"), "Writes config.json and model.safetensors (Hugging Face names and layout).")
+      .def(
+          "hf_state_dict",
+          [](const Model& self) {
+            py::dict out;
+            for (const auto& [name, t] : hf_tensors(self)) out[py::str(name)] = numpy_from_tensor(t, false);
+            return out;
+          },
+          "The weights under the names and layout of a Hugging Face checkpoint (gpt2: fused copies).");
 
   m.def(
       "random_model",
@@ -92,6 +111,26 @@ void bind_model(py::module_& m) {
         return std::make_shared<Model>(load_safetensors_model(path));
       },
       py::arg("path"));
+  m.def(
+      "model_from_hf_tensors",
+      [](const ModelConfig& config, const py::dict& tensors, const std::string& context) {
+        TensorMap map;
+        for (auto [key, value] : tensors) {
+          const std::string name = py::str(key);
+          map[name] = tensor_from_numpy(value.cast<py::array>(), name.c_str());
+        }
+        py::gil_scoped_release release;
+        return std::make_shared<Model>(model_from_hf_tensors(config, map, context));
+      },
+      py::arg("config"), py::arg("tensors"), py::arg("context"),
+      "A model from numpy arrays under Hugging Face names (copied; float16/bfloat16/float64 converted).");
+  m.def(
+      "config_from_json",
+      [](const std::string& text, const std::string& context) {
+        return config_from_json(io::with_context(context, [&] { return json::parse(text); }), context);
+      },
+      py::arg("text"), py::arg("context"), "A ModelConfig from JSON text: ours or a Hugging Face config.json.");
+  m.def("hf_config_json", &hf_config_json, py::arg("config"), "The Hugging Face config.json text of a config.");
   m.def(
       "random_tokens",
       [](int64_t batch, int64_t seq_len, int64_t vocab_size, uint64_t seed) {

@@ -70,6 +70,40 @@ Tensor owned_copy(const Tensor& t) {
 }
 }  // namespace
 
+namespace {
+constexpr int64_t kMaxConfigInt = int64_t(1) << 40;  // ModelConfig::resolve applies the real limits
+}
+
+const json::Value* member(const json::Value& object, const char* key) {
+  const json::Value* v = object.find(key);
+  return v && v->kind != json::Value::Kind::Null ? v : nullptr;
+}
+
+bool read_int(const json::Value& object, const char* key, const std::string& context, int64_t lo, int64_t& out) {
+  const json::Value* v = member(object, key);
+  if (v) out = v->integer(context + "." + key, lo, kMaxConfigInt);
+  return v != nullptr;
+}
+
+bool read_double(const json::Value& object, const char* key, const std::string& context, double& out) {
+  const json::Value* v = member(object, key);
+  if (v) out = v->num(context + "." + key);
+  return v != nullptr;
+}
+
+bool read_bool(const json::Value& object, const char* key, const std::string& context, bool& out) {
+  const json::Value* v = member(object, key);
+  if (!v) return false;
+  out = v->kind == json::Value::Kind::Bool ? v->boolean : v->integer(context + "." + key, 0, 1) == 1;
+  return true;
+}
+
+bool read_string(const json::Value& object, const char* key, const std::string& context, std::string& out) {
+  const json::Value* v = member(object, key);
+  if (v) out = v->str(context + "." + key);
+  return v != nullptr;
+}
+
 Shape read_shape(const json::Value& v, const std::string& context) {
   if (v.kind != json::Value::Kind::Array) throw FormatError(context + ": expected a list of dimensions");
   Shape shape;

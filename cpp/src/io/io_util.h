@@ -35,6 +35,15 @@ auto with_context(const std::string& context, F&& f) -> decltype(f()) {
   }
 }
 
+// Config members: absent and null both mean "keep the default" (the value is unchanged and
+// nullptr / false is returned); a present member of the wrong kind is a FormatError naming
+// "<context>.<key>". Booleans also accept 0 and 1 (some writers use them for flags).
+const json::Value* member(const json::Value& object, const char* key);
+bool read_int(const json::Value& object, const char* key, const std::string& context, int64_t lo, int64_t& out);
+bool read_double(const json::Value& object, const char* key, const std::string& context, double& out);
+bool read_bool(const json::Value& object, const char* key, const std::string& context, bool& out);
+bool read_string(const json::Value& object, const char* key, const std::string& context, std::string& out);
+
 // A JSON list of non-negative integer dimensions; FormatError naming `context` otherwise.
 Shape read_shape(const json::Value& v, const std::string& context);
 

@@ -8,6 +8,7 @@
 
 #include "error.h"
 #include "io/config_json.h"
+#include "io/hf_weights.h"
 #include "io/io_util.h"
 #include "io/json.h"
 #include "io/mapped_file.h"
@@ -212,13 +213,7 @@ ModelConfig checkpoint_config(const Checkpoint& ck, const std::string& path) {
   json::Value v = io::with_context(config_path, [&] {
     return json::parse(io::file_text(*file));
   });
-  return config_from_json(v, config_path);
-}
-
-// Tensors a checkpoint may hold besides our weights.
-bool ignorable(const std::string& name, const ModelConfig& config) {
-  if (name == "lm_head.weight") return config.tie_word_embeddings;  // tied: the embedding is used
-  return ends_with(name, ".rotary_emb.inv_freq");  // older HF Llama checkpoints; we compute it
+  return config_from_json(v, config_path, intermediate_size_of(ck.contents.tensors));
 }
 }  // namespace
 
@@ -264,40 +259,30 @@ void write_safetensors(const std::string& path, const std::vector<std::pair<std:
 
 Model load_safetensors_model(const std::string& path) {
   Checkpoint ck = read_checkpoint(path);
-  auto& tensors = ck.contents.tensors;
-  Model model;
-  model.config = checkpoint_config(ck, path);
-  std::set<std::string> used;
-  auto take = [&](const std::string& name) -> const Tensor* {
+  TensorMap& tensors = ck.contents.tensors;
+  const ModelConfig config = checkpoint_config(ck, path);
+  // Our extras (example inputs, RoPE tables) first; every other tensor must be a weight.
+  auto extra = [&](const char* name) -> Tensor {
     auto it = tensors.find(name);
-    if (it == tensors.end()) return nullptr;
-    used.insert(name);
-    return &it->second;
+    if (it == tensors.end()) return Tensor();
+    Tensor t = it->second;
+    tensors.erase(it);
+    return t;
   };
-
-  for (const WeightSlot& slot : weight_slots(model)) {
-    const Tensor* t = take(slot.name);
-    if (!t) throw FormatError(path + ": missing tensor '" + slot.name + "'");
-    *slot.tensor = io::weight_to_f32(*t, path + ": tensor '" + slot.name + "'");
-  }
-  if (const Tensor* t = take(kInputIds)) model.input_ids = io::input_ids_tensor(*t, path + ": " + kInputIds);
-  if (const Tensor* t = take(kAttentionMask))
-    model.attention_mask = io::attention_mask_tensor(*t, path + ": " + kAttentionMask);
-  if (const Tensor* t = take(kRopeCos)) model.rope_cos = io::weight_to_f32(*t, path + ": " + kRopeCos);
-  if (const Tensor* t = take(kRopeSin)) model.rope_sin = io::weight_to_f32(*t, path + ": " + kRopeSin);
-
-  for (const auto& [name, t] : tensors)
-    if (!used.count(name) && !ignorable(name, model.config))
-      throw FormatError(path + ": unexpected tensor '" + name + "' (not a weight of " + model.config.to_string() + ")");
+  const Tensor ids = extra(kInputIds), mask = extra(kAttentionMask), cos = extra(kRopeCos), sin = extra(kRopeSin);
+  Model model = model_from_hf_tensors(config, tensors, path);
+  if (!ids.empty()) model.input_ids = io::input_ids_tensor(ids, path + ": " + kInputIds);
+  if (!mask.empty()) model.attention_mask = io::attention_mask_tensor(mask, path + ": " + kAttentionMask);
+  if (!cos.empty()) model.rope_cos = io::weight_to_f32(cos, path + ": " + kRopeCos);
+  if (!sin.empty()) model.rope_sin = io::weight_to_f32(sin, path + ": " + kRopeSin);
   io::with_context(path, [&] { validate_model(model); });
   return model;
 }
 
 void save_safetensors_model(const Model& model, const std::string& path) {
-  Model m = model;  // shares the tensors; weight_slots needs a mutable model
+  Model m = model;  // shares the tensors
   validate_model(m);
-  std::vector<std::pair<std::string, Tensor>> tensors;
-  for (const WeightSlot& slot : weight_slots(m)) tensors.emplace_back(slot.name, *slot.tensor);
+  std::vector<std::pair<std::string, Tensor>> tensors = hf_tensors(m);
   const std::pair<const char*, const Tensor*> optional[] = {
       {kInputIds, &m.input_ids}, {kAttentionMask, &m.attention_mask}, {kRopeCos, &m.rope_cos}, {kRopeSin, &m.rope_sin}};
   for (auto [name, t] : optional)

@@ -23,10 +23,12 @@ SafetensorsFile read_safetensors(const std::string& path);
 void write_safetensors(const std::string& path, const std::vector<std::pair<std::string, Tensor>>& tensors,
                        const std::map<std::string, std::string>& metadata);
 
-// A model from a .safetensors file whose metadata holds our config ("celerinfer.config": the
-// config as JSON) or, failing that, from config.json beside the file. Float32 weights stay
-// memory-mapped; F16/BF16 are converted. Input ids / rope are loaded when present
-// ("celerinfer.input_ids", ...). Validated with validate_model.
+// A model from `path`: a .safetensors file, a sharded checkpoint's *.index.json, or a folder
+// holding model.safetensors or model.safetensors.index.json. The config comes from the
+// file's metadata ("celerinfer.config": our config as JSON) or, failing that, from
+// config.json beside it (ours or Hugging Face's, io/hf_config.h). Tensors have Hugging Face
+// names (io/hf_weights.h); float32 weights stay memory-mapped; F16/BF16 are converted.
+// Input ids / rope are loaded when present ("celerinfer.input_ids", ...). Validated.
 Model load_safetensors_model(const std::string& path);
 void save_safetensors_model(const Model& model, const std::string& path);
 

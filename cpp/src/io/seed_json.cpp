@@ -145,6 +145,8 @@ Model model_from_document(const json::Value& doc) {
   if (!doc.is_object()) throw FormatError("the document is not a JSON object");
   Model model;
   model.config = config_from_json(doc.at("config", ""), "config");
+  if (model.config.architecture != "llama")
+    throw FormatError("config: the seed JSON format holds llama models only, not " + model.config.architecture);
   if (const json::Value* inputs = present(doc, "inputs")) read_inputs(*inputs, model);
   if (const json::Value* rope = present(doc, "rope")) read_rope(*rope, model);
   const auto paths = read_weights(doc.at("weights", ""), model);
@@ -268,6 +270,8 @@ Model load_seed_json(const std::string& path) {
 void save_seed_json(const Model& model, const std::string& path) {
   Model m = model;  // shares the tensors; validate_model needs a mutable model
   validate_model(m);
+  require(m.config.architecture == "llama", "the seed JSON format holds llama models only: save a " +
+                                                m.config.architecture + " model as .safetensors or a folder");
   AtomicFileWriter file(path);
   Out out(file);
   write_document(out, m);
