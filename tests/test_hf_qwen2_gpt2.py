@@ -1,6 +1,7 @@
-"""Qwen2 and GPT-2: the reference (celerinfer.reference) against transformers, load / save round
-trips, random models and presets. The C++ engine does not run these architectures yet: its
-parity tests are skipped (the reference ones run)."""
+"""Qwen2 and GPT-2: the reference (celerinfer.reference) and the C++ engine against
+transformers (logits rel err <= 1e-4 in fp32, greedy tokens identical), every KV-cache version
+and weight format of the engine against the reference's cache path, load / save round trips,
+random models and presets."""
 
 import json
 
@@ -9,9 +10,10 @@ import pytest
 
 import celerinfer
 from conftest import max_rel_err
-from hf_helpers import gpt2_config, hf_logits, hf_model, load_hf, qwen2_config, save
+from hf_helpers import gpt2_config, hf_greedy, hf_logits, hf_model, load_hf, qwen2_config, save
 
 reference = pytest.importorskip("celerinfer.reference")
+import torch  # noqa: E402  (celerinfer.reference needs it)
 
 CASES = {
     "qwen2": (qwen2_config, {}),
@@ -19,7 +21,6 @@ CASES = {
     "gpt2": (gpt2_config, {}),
     "gpt2-erf-gelu-untied": (gpt2_config, dict(activation_function="gelu", tie_word_embeddings=False)),
 }
-ENGINE_SKIP = pytest.mark.skip(reason="engine support for qwen2/gpt2 lands with the kernel rewrite")
 
 
 def _checkpoint(tmp_path, case):
@@ -62,8 +63,7 @@ def test_random_models_save_load_and_run_in_transformers(tmp_path, rng, architec
     model.save(tmp_path / "folder")
     ids = rng.integers(0, 300, size=(2, 8))
     assert max_rel_err(reference.logits(model, ids), hf_logits(load_hf(tmp_path / "folder"), ids)) <= 1e-4
-    with pytest.raises(NotImplementedError, match="llama models only"):
-        model.forward(ids)
+    assert max_rel_err(model.forward(ids), reference.logits(model, ids)) <= 1e-4
     with pytest.raises(ValueError, match="seed JSON format holds llama models only"):
         model.save(tmp_path / "m.json")
 
@@ -75,9 +75,32 @@ def test_gpt2_presets():
         celerinfer.preset_config("gpt5")
 
 
-@ENGINE_SKIP
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_engine_matches_transformers(tmp_path, rng, case):
     hf, folder = _checkpoint(tmp_path, case)
     ids = rng.integers(0, 300, size=(2, 12))
     assert max_rel_err(celerinfer.Engine(celerinfer.load(folder)).forward(ids), hf_logits(hf, ids)) <= 1e-4
+    prompt = ids[:1, :5]
+    gen = celerinfer.Engine(celerinfer.load(folder), "v1").generate(prompt, 10)
+    np.testing.assert_array_equal(gen.tokens, hf_greedy(hf, prompt, 10))
+
+
+@pytest.mark.parametrize("weight_dtype", celerinfer.WEIGHT_DTYPES)
+@pytest.mark.parametrize("architecture", ["qwen2", "gpt2"])
+def test_every_version_runs_the_architecture(rng, architecture, weight_dtype):
+    """The engine's step logits of every version against the reference's cache path of the
+    same version (on the weights as the format rounds them), fed the engine's tokens. INT8
+    caches may flip a rounding: 2e-4 as in test_generation_parity.py; others 1e-4."""
+    from celerinfer import weight_formats
+
+    model = celerinfer.random_model(architecture=architecture, hidden_size=40, num_hidden_layers=2,
+                                    num_attention_heads=4, vocab_size=90, max_position_embeddings=64, seed=2)
+    config, state = weight_formats.rounded_state_dict(model, weight_dtype)
+    ref = reference.ReferenceModel(config, state)
+    ids = rng.integers(0, 90, size=(2, 7))
+    for flags in celerinfer.versions():
+        gen = celerinfer.Engine(model, flags["name"], weight_dtype=weight_dtype).generate(ids, 6, return_logits=True)
+        with torch.no_grad():
+            want = ref.score(torch.from_numpy(ids), torch.from_numpy(gen.new_tokens[:, :-1].copy()), flags).numpy()
+        tol = 2e-4 if flags["kv_dtype"] == "int8" else 1e-4
+        assert max_rel_err(gen.logits[:, : want.shape[1]], want) <= tol, flags["name"]

@@ -32,14 +32,17 @@ Engine::Engine(const Model& model, const VersionSpec& version, int64_t max_seq_l
     check_allocation(uint64_t(c.num_parameters()) * (weights == cpu::WeightFormat::BF16 ? 2 : 1),
                      "the " + cpu::weight_format_name(weights) + " copy of the weights");
   for (const LayerWeights& L : model.layers) {
-    auto pack = [&](const Tensor& w) { return cpu::pack_weight(w, weights); };
-    packed_.push_back({pack(L.q_proj), pack(L.k_proj), pack(L.v_proj), pack(L.o_proj), pack(L.gate_proj),
-                       pack(L.up_proj), pack(L.down_proj)});
+    auto pack = [&](const Tensor& w, const Tensor& bias) {
+      return w.empty() ? cpu::PackedWeight() : cpu::pack_weight(w, weights, &bias);  // gpt2 has no gate
+    };
+    packed_.push_back({pack(L.q_proj, L.q_proj_bias), pack(L.k_proj, L.k_proj_bias), pack(L.v_proj, L.v_proj_bias),
+                       pack(L.o_proj, L.o_proj_bias), pack(L.gate_proj, Tensor()), pack(L.up_proj, L.up_proj_bias),
+                       pack(L.down_proj, L.down_proj_bias)});
   }
   lm_head_ = cpu::pack_weight(model.output_weight(), weights);
   rope_cos_ = model.rope_cos;  // a file's tables, else computed once for the positions we use
   rope_sin_ = model.rope_sin;
-  if (rope_cos_.empty()) rope_tables(c, rope_cos_, rope_sin_, max_seq_len_);
+  if (rope_cos_.empty() && c.uses_rope()) rope_tables(c, rope_cos_, rope_sin_, max_seq_len_);
 }
 
 void Engine::reserve(int64_t batch, int64_t rows) {
@@ -85,6 +88,14 @@ uint64_t Engine::weight_bytes() const {
   return total;
 }
 
+void Engine::norm(float* out, const float* x, const Tensor& weight, const Tensor& bias, int64_t rows) const {
+  const ModelConfig& c = model_.config;
+  if (c.gpt2_style())
+    cpu::layernorm(out, x, weight.f32(), bias.f32(), rows, c.hidden_size, float(c.layer_norm_epsilon));
+  else
+    cpu::rmsnorm(out, x, weight.f32(), rows, c.hidden_size, float(c.rms_norm_eps));
+}
+
 uint64_t Engine::buffer_bytes() const {
   uint64_t total = cache_.capacity_bytes() + pos_.size() * sizeof(int64_t) + linear_scratch_.bytes();
   for (const Tensor* t : {&x_, &h_, &q_, &k_, &v_, &att_, &gate_, &up_, &last_})
@@ -102,19 +113,18 @@ void Engine::layer(size_t l, int64_t B, int64_t n, int64_t p0, const uint8_t* va
   cpu::LinearScratch* scratch = &linear_scratch_;
   const int64_t M = B * n, H = c.hidden_size, Q = c.q_dim(), KV = c.kv_dim(), I = c.intermediate_size,
                 D = c.head_dim(), nKV = c.num_key_value_heads, group = c.num_attention_heads / nKV;
-  const float eps = float(c.rms_norm_eps);
   const int64_t cl = cache_layer_[l];
   auto pool = thread_pool();
   {
     ScopedPhase phase(timing, kAttention);
-    cpu::rmsnorm(h_.f32(), x_.f32(), L.input_layernorm.f32(), M, H, eps);
+    norm(h_.f32(), x_.f32(), L.input_layernorm, L.input_layernorm_bias, M);
     if (owns_kv_[l])  // Q, K and V in one pass over h; a sharing odd layer computes only Q
       cpu::linear_group({{&P.q, q_.f32(), Q}, {&P.k, k_.f32(), KV}, {&P.v, v_.f32(), KV}}, h_.f32(), H, M, scratch);
     else
       cpu::linear(P.q, h_.f32(), M, q_.f32(), false, scratch);
-    cpu::rope(q_.f32(), M, c.num_attention_heads, D, pos_.data(), rope_cos_.f32(), rope_sin_.f32());
+    if (c.uses_rope()) cpu::rope(q_.f32(), M, c.num_attention_heads, D, pos_.data(), rope_cos_.f32(), rope_sin_.f32());
     if (owns_kv_[l]) {
-      cpu::rope(k_.f32(), M, nKV, D, pos_.data(), rope_cos_.f32(), rope_sin_.f32());
+      if (c.uses_rope()) cpu::rope(k_.f32(), M, nKV, D, pos_.data(), rope_cos_.f32(), rope_sin_.f32());
       cache_.write(cl, B, n, p0, k_.f32(), v_.f32());
     }
     pool->parallel_for_threads(B * nKV, [&](int64_t i0, int64_t i1, int thread) {
@@ -126,11 +136,20 @@ void Engine::layer(size_t l, int64_t B, int64_t n, int64_t p0, const uint8_t* va
   }
   {
     ScopedPhase phase(timing, kMlp);
-    cpu::rmsnorm(h_.f32(), x_.f32(), L.post_attention_layernorm.f32(), M, H, eps);
-    cpu::linear_group({{&P.gate, gate_.f32(), I}, {&P.up, up_.f32(), I}}, h_.f32(), H, M, scratch);
-    pool->parallel_for(M, [&](int64_t r0, int64_t r1) {
-      cpu::swiglu(gate_.f32() + r0 * I, gate_.f32() + r0 * I, up_.f32() + r0 * I, (r1 - r0) * I);
-    }, std::max<int64_t>(1, 16384 / I));  // rows per thread: at least ~16K elements
+    norm(h_.f32(), x_.f32(), L.post_attention_layernorm, L.post_attention_layernorm_bias, M);
+    const int64_t grain = std::max<int64_t>(1, 16384 / I);  // rows per thread: at least ~16K elements
+    if (c.gated_mlp()) {  // down(silu(gate(h)) * up(h))
+      cpu::linear_group({{&P.gate, gate_.f32(), I}, {&P.up, up_.f32(), I}}, h_.f32(), H, M, scratch);
+      pool->parallel_for(M, [&](int64_t r0, int64_t r1) {
+        cpu::swiglu(gate_.f32() + r0 * I, gate_.f32() + r0 * I, up_.f32() + r0 * I, (r1 - r0) * I);
+      }, grain);
+    } else {  // gpt2: down(gelu(up(h)))
+      cpu::linear(P.up, h_.f32(), M, gate_.f32(), false, scratch);
+      const bool tanh_form = c.gelu_tanh();
+      pool->parallel_for(M, [&](int64_t r0, int64_t r1) {
+        cpu::gelu(gate_.f32() + r0 * I, (r1 - r0) * I, tanh_form);
+      }, grain);
+    }
     cpu::linear(P.down, gate_.f32(), M, x_.f32(), /*accumulate=*/true, scratch);
   }
 }
@@ -138,21 +157,26 @@ void Engine::layer(size_t l, int64_t B, int64_t n, int64_t p0, const uint8_t* va
 void Engine::step(int64_t B, int64_t n, int64_t p0, const int64_t* ids, int64_t ids_stride, const uint8_t* valid,
                   int64_t valid_stride, float* logits, bool all_positions, StepTiming* timing) {
   const ModelConfig& c = model_.config;
-  const int64_t H = c.hidden_size, V = c.vocab_size;
+  const int64_t H = c.hidden_size;
   for (int64_t r = 0; r < B * n; ++r) pos_[size_t(r)] = p0 + r % n;  // the same positions in every row
   {
     ScopedPhase phase(timing, kEmbedding);
     for (int64_t b = 0; b < B; ++b) cpu::embedding(x_.f32() + b * n * H, model_.embed_tokens.f32(), ids + b * ids_stride, n, H);
+    if (c.gpt2_style())  // learned positions
+      for (int64_t r = 0; r < B * n; ++r) {
+        const float* p = model_.embed_positions.f32() + pos_[size_t(r)] * H;
+        float* x = x_.f32() + r * H;
+        for (int64_t i = 0; i < H; ++i) x[i] += p[i];
+      }
   }
   for (size_t l = 0; l < model_.layers.size(); ++l) layer(l, B, n, p0, valid, valid_stride, timing);
   ScopedPhase phase(timing, kHead);
-  const float eps = float(c.rms_norm_eps);
   if (all_positions) {
-    cpu::rmsnorm(h_.f32(), x_.f32(), model_.norm.f32(), B * n, H, eps);
+    norm(h_.f32(), x_.f32(), model_.norm, model_.norm_bias, B * n);
     cpu::linear(lm_head_, h_.f32(), B * n, logits, false, &linear_scratch_);
   } else {  // only each row's last position feeds the sampler
     for (int64_t b = 0; b < B; ++b)
-      cpu::rmsnorm(last_.f32() + b * H, x_.f32() + (b * n + n - 1) * H, model_.norm.f32(), 1, H, eps);
+      norm(last_.f32() + b * H, x_.f32() + (b * n + n - 1) * H, model_.norm, model_.norm_bias, 1);
     cpu::linear(lm_head_, last_.f32(), B, logits, false, &linear_scratch_);
   }
 }

@@ -69,6 +69,8 @@ class Engine {
   // the cache and the logits of every position (all_positions) or of each row's last one.
   void step(int64_t batch, int64_t n, int64_t p0, const int64_t* ids, int64_t ids_stride, const uint8_t* valid,
             int64_t valid_stride, float* logits, bool all_positions, StepTiming* timing);
+  // The architecture's norm (RMSNorm, or gpt2's LayerNorm with its bias) over rows of hidden.
+  void norm(float* out, const float* x, const Tensor& weight, const Tensor& bias, int64_t rows) const;
   void layer(size_t l, int64_t batch, int64_t n, int64_t p0, const uint8_t* valid, int64_t valid_stride,
              StepTiming* timing);
 

@@ -106,9 +106,6 @@ class Model:
         Positions are 0..S-1 in every row; query i attends to keys j <= i whose mask is 1.
         Logits at padded query positions are unspecified.
         """
-        if self.config.architecture != "llama":
-            raise NotImplementedError(f"the C++ forward pass runs llama models only for now, not "
-                                      f"{self.config.architecture}; use celerinfer.reference for it")
         ids = as_token_array(input_ids, "input_ids")
         mask = None if attention_mask is None else as_token_array(attention_mask, "attention_mask")
         return self._impl.forward(ids, mask)

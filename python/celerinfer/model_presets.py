@@ -1,8 +1,7 @@
 """Model shapes by name, as ModelConfig keyword dicts (for random models of a known size).
 
 GPT-2's four sizes (OpenAI's GPT-2 / Hugging Face ``gpt2``, ``gpt2-medium``, ``gpt2-large``,
-``gpt2-xl``): vocabulary 50257, 1024 positions, tied lm_head, GELU (tanh), 4x MLP. The C++
-engine does not run gpt2 yet; ``celerinfer.reference`` does.
+``gpt2-xl``): vocabulary 50257, 1024 positions, tied lm_head, GELU (tanh), 4x MLP.
 """
 
 from __future__ import annotations

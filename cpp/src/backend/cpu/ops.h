@@ -14,12 +14,18 @@ void matmul_nt_naive(float* y, const float* x, const float* w, int64_t M, int64_
 // out (rows, H) = x * rsqrt(mean(x^2) + eps) * weight
 void rmsnorm(float* out, const float* x, const float* weight, int64_t rows, int64_t H, float eps);
 
+// out (rows, H) = (x - mean) / sqrt(var + eps) * weight + bias (GPT-2's LayerNorm; biased variance)
+void layernorm(float* out, const float* x, const float* weight, const float* bias, int64_t rows, int64_t H, float eps);
+
 // Rotate-half RoPE in place on x (rows, heads * D); row r is at position pos[r].
 // cos/sin tables are (max_pos, D).
 void rope(float* x, int64_t rows, int64_t heads, int64_t D, const int64_t* pos, const float* cos, const float* sin);
 
 // out = silu(gate) * up, elementwise over n values.
 void swiglu(float* out, const float* gate, const float* up, int64_t n);
+
+// x = gelu(x) in place over n values: the tanh approximation ("gelu_new") or the exact erf form.
+void gelu(float* x, int64_t n, bool tanh_form);
 
 // out (rows, H) = table[ids[r]]
 void embedding(float* out, const float* table, const int64_t* ids, int64_t rows, int64_t H);

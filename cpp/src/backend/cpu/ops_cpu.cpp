@@ -25,6 +25,16 @@ void rmsnorm(float* out, const float* x, const float* weight, int64_t rows, int6
   }
 }
 
+void layernorm(float* out, const float* x, const float* weight, const float* bias, int64_t rows, int64_t H, float eps) {
+  for (int64_t r = 0; r < rows; ++r) {
+    Eigen::Map<const Eigen::ArrayXf> in(x + r * H, H);
+    const float mean = in.mean();
+    const float inv = 1.0f / std::sqrt((in - mean).square().mean() + eps);
+    Eigen::Map<Eigen::ArrayXf>(out + r * H, H) =
+        (in - mean) * inv * Eigen::Map<const Eigen::ArrayXf>(weight, H) + Eigen::Map<const Eigen::ArrayXf>(bias, H);
+  }
+}
+
 void rope(float* x, int64_t rows, int64_t heads, int64_t D, const int64_t* pos, const float* cos, const float* sin) {
   const int64_t half = D / 2;
   for (int64_t r = 0; r < rows; ++r) {
@@ -44,6 +54,14 @@ void rope(float* x, int64_t rows, int64_t heads, int64_t D, const int64_t* pos, 
 void swiglu(float* out, const float* gate, const float* up, int64_t n) {
   Eigen::Map<const Eigen::ArrayXf> g(gate, n), u(up, n);
   Eigen::Map<Eigen::ArrayXf>(out, n) = g / (1.0f + (-g).exp()) * u;
+}
+
+void gelu(float* x, int64_t n, bool tanh_form) {
+  Eigen::Map<Eigen::ArrayXf> v(x, n);
+  if (tanh_form)  // 0.5 x (1 + tanh(sqrt(2 / pi) (x + 0.044715 x^3)))
+    v = 0.5f * v * (1.0f + (0.7978845608028654f * (v + 0.044715f * v.cube())).tanh());
+  else  // 0.5 x (1 + erf(x / sqrt(2)))
+    for (int64_t i = 0; i < n; ++i) x[i] = 0.5f * x[i] * (1.0f + std::erf(x[i] * 0.7071067811865476f));
 }
 
 void embedding(float* out, const float* table, const int64_t* ids, int64_t rows, int64_t H) {
