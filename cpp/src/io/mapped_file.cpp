@@ -64,6 +64,13 @@ std::shared_ptr<MappedFile> MappedFile::open(const std::string& path) {
   void* p = ::mmap(nullptr, file->size_, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd.fd, 0);
   if (p == MAP_FAILED && errno == ENOMEM) p = ::mmap(nullptr, file->size_, PROT_READ, MAP_PRIVATE, fd.fd, 0);
   if (p == MAP_FAILED) fail("cannot memory-map", path, errno);
+  // Map every page now, in one call (Linux >= 5.14), without copying: a first forward pass
+  // would otherwise take one page fault per 4 KiB (a million for a 1B fp32 model). Pages not
+  // in the page cache are read here. Advice only: an older kernel says EINVAL, nothing changes.
+#ifndef MADV_POPULATE_READ
+#define MADV_POPULATE_READ 22
+#endif
+  ::madvise(p, file->size_, MADV_POPULATE_READ);
   file->data_ = static_cast<const uint8_t*>(p);
   return file;
 }
