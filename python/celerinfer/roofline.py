@@ -152,6 +152,7 @@ class _Dims:
     D: int
     I: int
     V: int
+    mlp_mats: int = 3  # gate, up, down; gpt2's ungated MLP: up, down
 
     @property
     def Q(self) -> int:
@@ -171,7 +172,7 @@ def _dims(config) -> _Dims:
     if inter <= 0:  # the seed rule
         inter = 64 * ((4 * H + 63) // 64)
     dims = _Dims(H=H, L=int(get("num_hidden_layers")), heads=heads, kv_heads=kv_heads, D=H // heads, I=inter,
-                 V=int(get("vocab_size")))
+                 V=int(get("vocab_size")), mlp_mats=2 if get("architecture") == "gpt2" else 3)
     if min(dims.H, dims.L, dims.heads, dims.kv_heads, dims.D, dims.V) < 1 or heads % kv_heads:
         raise ValueError(f"not a valid llama config: {dims}")
     return dims
@@ -302,10 +303,11 @@ def _step_cost(d: _Dims, v: _Version, B: int, n: int, p0: int, head_rows: int, W
         weights += H * Q * W
 
         # mlp: rmsnorm, gate/up, swiglu, down + residual
-        flops = (RMSNORM_FLOPS_PER_ELEMENT * M * H + 2 * (2 * M * H * I) + SWIGLU_FLOPS_PER_ELEMENT * M * I
+        up = d.mlp_mats - 1  # projections from h: gate and up, or up alone
+        flops = (RMSNORM_FLOPS_PER_ELEMENT * M * H + up * (2 * M * H * I) + SWIGLU_FLOPS_PER_ELEMENT * M * I
                  + 2 * M * I * H + M * H)
-        nbytes = ((2 * M * H + H) + (2 * M * H + 2 * M * I) + 3 * M * I + (M * I + 2 * M * H)) * F + 3 * I * H * W
-        weights += H * F + 3 * I * H * W
+        nbytes = ((2 * M * H + H) + (2 * M * H + up * M * I) + 3 * M * I + (M * I + 2 * M * H)) * F + d.mlp_mats * I * H * W
+        weights += H * F + d.mlp_mats * I * H * W
         c.add("mlp", flops, nbytes)
 
     # head: final rmsnorm and lm_head on head_rows rows, logits written

@@ -1,6 +1,9 @@
 """Model presets for the benchmarks: Llama-architecture random models from MiniMind-sized to
-~1B, and a `tiny` one whose whole benchmark suite runs in seconds. A preset may also scale the
-benchmark settings down (`bench`), which explicit config keys and CLI flags still override."""
+~1B, GPT-2's four sizes (seed 002's presets), and a `tiny` one whose whole benchmark suite runs
+in seconds. A preset may also scale the benchmark settings down (`bench`), which explicit
+config keys and CLI flags still override."""
+
+from ..model_presets import MODEL_PRESETS
 
 PRESETS = {
     "tiny": {
@@ -37,3 +40,11 @@ PRESETS = {
                       perplexity=dict(sequence_length=64, num_sequences=1)),
     },
 }
+# GPT-2 sizes (architecture gpt2: learned positions, LayerNorm, GELU, tied head); the larger
+# ones measure fewer T values by default.
+for _name, _light in (("gpt2", False), ("gpt2-medium", False), ("gpt2-large", True), ("gpt2-xl", True)):
+    PRESETS[_name] = {
+        "description": f"GPT-2 {_name.partition('-')[2] or 'small'} shape (architecture gpt2)",
+        "model": dict(MODEL_PRESETS[_name]),
+        "bench": dict(T_values=[16, 32, 64], T_star=32) if _light else {},
+    }
