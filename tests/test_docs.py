@@ -48,13 +48,15 @@ from celerinfer.cli import build_parser
 
 ROOT = Path(__file__).resolve().parents[1]
 GUIDE = ROOT / "docs" / "guide"
-PAGES = ("index", "install", "cli", "python-api", "checkpoints", "performance", "results", "plots", "extending",
-         "troubleshooting")
+PAGES = ("index", "install", "cli", "python-api", "checkpoints", "performance", "results", "plots", "compare",
+         "extending", "troubleshooting")
 SLOW_MARK = "(slow: not run by the doc test)"
 #: the only commands of the guide that are parsed but not run (too slow for the test suite)
 SLOW_EXCEPTIONS = {
     "celerinfer bench all",
     "celerinfer bench latency memory --preset 1b --T-values 16 32",
+    "celerinfer bench compare --threads 2",
+    "celerinfer bench compare --threads 2 --long --weight-dtypes int8 --repeats 1",
 }
 SETUP_PREFIXES = ("bash scripts/", "pip ", "sudo ", "python -m venv ")
 

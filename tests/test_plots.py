@@ -176,9 +176,10 @@ def png_size(path):
 
 def test_make_plots_writes_every_plot(records, tmp_path):
     out = plots.make_plots(records, tmp_path / "plots")
-    assert set(out) == set(plots.PLOTS) == {
+    compare = {"compare_backends", "compare_speedup"}  # bench compare's: tests/test_compare_backends.py
+    assert set(out) | compare == set(plots.PLOTS) == {
         "latency_vs_T", "memory_vs_T", "phase_breakdown", "quality", "roofline", "speedup",
-        "latency_distribution", "memory_throughput", "tradeoff"}
+        "latency_distribution", "memory_throughput", "tradeoff", *compare}
     for name, path in out.items():
         assert path == tmp_path / "plots" / f"{name}.png"
         assert path.is_file()

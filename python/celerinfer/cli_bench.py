@@ -25,6 +25,8 @@ def cmd_bench(args) -> int:
             params = ModelConfig(**preset["model"]).num_parameters
             print(f"{name:<15}{params / 1e6:>8.1f}M parameters  {preset['description']}")
         return 0
+    if "compare" in args.benchmarks:
+        return _bench_compare(args)
     overrides = {"versions": args.version, "model": args.model, "prompt_length": args.prompt_length,
                  "batch_size": args.batch_size, "T_values": args.T_values, "T_star": args.T_star,
                  "num_warmup_runs": args.num_warmup_runs, "num_measure_runs": args.num_measure_runs,
@@ -55,6 +57,19 @@ def cmd_bench(args) -> int:
     if args.plot:
         return cmd_plot(args)
     return 0
+
+
+def _bench_compare(args) -> int:
+    from . import results
+    from .bench.compare import cli_compare
+
+    log_file = _log_file(args)
+    if args.clear_log:
+        backup = results.clear_log(log_file)
+        if backup:
+            print(f"moved the old log to {backup}")
+    status = cli_compare(args, log_file)
+    return cmd_plot(args) if args.plot and status == 0 else status
 
 
 def cmd_plot(args) -> int:
@@ -107,12 +122,13 @@ def cmd_export_csv(args) -> int:
 
 
 def add_parsers(sub) -> None:
+    from .bench.compare import add_arguments as add_compare_arguments
     from .bench.config import BENCHMARKS
 
     p = sub.add_parser("bench", help="run the benchmark suite (latency, memory, phase, perplexity, roofline)")
     # No `choices` here: argparse < 3.12 checks a list default against them; the runner checks.
     p.add_argument("benchmarks", nargs="*", metavar="BENCHMARK",
-                   help=f"which: {', '.join(BENCHMARKS)} or all (default all)")
+                   help=f"which: {', '.join(BENCHMARKS)} or all (default all); or compare (other backends, alone)")
     p.add_argument("--version", nargs="+", help="versions to run (default: the config's)")
     p.add_argument("--config", help="a YAML config (keys as in the packaged default_config.yaml)")
     p.add_argument("--preset", help="model preset (see --list-presets)")
@@ -133,6 +149,7 @@ def add_parsers(sub) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--plot", action="store_true", help="make the plots afterwards")
     p.add_argument("--out-dir", help="with --plot: where the plots go (default: <log dir>/plots)")
+    add_compare_arguments(p)
     p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("plot", help="make the plots from the stored results")

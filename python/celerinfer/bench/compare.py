@@ -1,0 +1,367 @@
+"""`celerinfer bench compare`: celerinfer against PyTorch eager and llama.cpp on the same weights.
+
+For one model (a preset's random weights or a model file) and one thread count, every setup
+(backend x weight format x KV cache) is timed the same way (:mod:`.backends`): a warm-up, then
+``repeats`` runs of a prefill of ``prompt_length`` tokens ("pp", tokens/s = prompt_length /
+prefill time) followed by ``gen_length`` decode steps ("tg", tokens/s = gen_length / their total
+time). The machine's memory bandwidth is measured in the same run (a ``calibrate`` record), so
+each decode speed is also expressed as the share of that bandwidth its weight traffic uses.
+
+Setups, in the order measured (references first, so each record can carry its ratios):
+
+1. ``torch``: eager fp32 with a KV cache (:mod:`celerinfer.torch_engine`).
+2. ``llama.cpp``: the GGUF export of the same weights in the format matching each celerinfer
+   weight dtype (f32 -> f32, bf16 -> f16, int8 -> q8_0), with each KV cache type of
+   ``llama_kv`` (f16: llama.cpp's default; q8_0 runs with flash attention, which llama.cpp
+   needs for a quantized V cache).
+3. ``celerinfer``: every weight dtype with ``v1`` (fp32 cache); the other versions (default v5
+   fp16 and v2 INT8 caches) with the most compact weight dtype.
+
+One ``compare`` record per setup (``docs/results_schema.md``), appended as soon as it is
+measured: Ctrl-C keeps every finished setup, and the one cut short when it had a timed run.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from .. import roofline, stats
+from ..model import ModelConfig, random_model, random_tokens
+from . import backends
+from .config import load_config
+from .presets import PRESETS
+from .runner import BenchRun
+
+BENCHMARK = "compare"
+DEFAULT_PRESET = "1b"
+DEFAULT_PROMPT, DEFAULT_GEN, LONG_PROMPT = 512, 128, 2048
+DEFAULT_VERSIONS = ("v1", "v5", "v2")
+DEFAULT_LLAMA_KV = ("f16", "q8_0")
+WARMUP_DECODE_TOKENS = 4
+#: celerinfer weight dtype -> the GGUF weight format llama.cpp runs for the same bytes class
+MATCHING_GGUF = {"f32": "f32", "bf16": "f16", "int8": "q8_0"}
+#: bytes read per weight in decode (int8: 32 values + one fp32 scale; q8_0: + one fp16 scale)
+BYTES_PER_WEIGHT = {"f32": 4.0, "bf16": 2.0, "f16": 2.0, "int8": 36 / 32, "q8_0": 34 / 32}
+_FORMAT_CLASS = {"f32": "f32", "bf16": "16-bit", "f16": "16-bit", "int8": "8-bit", "q8_0": "8-bit"}
+
+
+@dataclass(frozen=True)
+class Setup:
+    """One measured configuration. weight_dtype: celerinfer's f32/bf16/int8, torch's f32 or a
+    GGUF type (f32/f16/q8_0); kv_cache: the cache storage (celerinfer: from the version)."""
+
+    backend: str
+    weight_dtype: str
+    kv_cache: str
+    version: str | None = None
+    flash_attn: bool = False
+
+    @property
+    def label(self) -> str:
+        kv = f"{self.version} ({self.kv_cache} KV)" if self.version else f"{self.kv_cache} KV"
+        return f"{self.backend} {self.weight_dtype} / {kv}" + (" + FA" if self.flash_attn else "")
+
+    @property
+    def format_class(self) -> str:
+        """f32, 16-bit or 8-bit: the weight formats compared with each other."""
+        return _FORMAT_CLASS[self.weight_dtype]
+
+    def params(self) -> dict:
+        return {"backend": self.backend, "weight_dtype": self.weight_dtype, "kv_cache": self.kv_cache,
+                "flash_attn": self.flash_attn, "label": self.label}
+
+
+def kv_label(flags: dict) -> str:
+    """A version's cache storage in a few characters (fp32, fp16, int8, int8-kivi)."""
+    return flags["kv_dtype"] + ("-kivi" if flags.get("kv_quant") == "per_channel_kivi" else "")
+
+
+def plan(backend_names, weight_dtypes, versions, llama_kv, version_flags: dict) -> list[Setup]:
+    """The setups to measure, references first (see the module docstring)."""
+    for name in backend_names:
+        if name not in backends.BACKENDS:
+            raise ValueError(f"unknown backend {name!r}; known: {', '.join(backends.BACKENDS)}")
+    for w in weight_dtypes:
+        if w not in MATCHING_GGUF:
+            raise ValueError(f"unknown weight dtype {w!r}; known: {', '.join(MATCHING_GGUF)}")
+    for kv in llama_kv:
+        if kv not in backends.LLAMA_KV_TYPES:
+            raise ValueError(f"unknown llama.cpp KV cache type {kv!r}; known: {', '.join(backends.LLAMA_KV_TYPES)}")
+    for v in versions:
+        if v not in version_flags:
+            raise ValueError(f"unknown version {v!r}; known: {', '.join(version_flags)}")
+        if not version_flags[v]["use_cache"]:
+            raise ValueError(f"{v} has no KV cache: the comparison times cached decoding")
+    setups = []
+    if "torch" in backend_names:
+        setups.append(Setup("torch", "f32", "fp32"))
+    if "llama.cpp" in backend_names:
+        for w in weight_dtypes:
+            for kv in llama_kv:
+                setups.append(Setup("llama.cpp", MATCHING_GGUF[w], kv, flash_attn=kv not in ("f32", "f16")))
+    if "celerinfer" in backend_names:
+        compact = weight_dtypes[-1] if weight_dtypes else "f32"
+        if "v1" in versions:
+            for w in weight_dtypes:
+                setups.append(Setup("celerinfer", w, kv_label(version_flags["v1"]), "v1"))
+        for v in versions:
+            if v != "v1":
+                setups.append(Setup("celerinfer", compact, kv_label(version_flags[v]), v))
+    return setups
+
+
+def weight_bytes_per_token(config: ModelConfig, weight_dtype: str, context_length: int) -> float:
+    """Weight bytes one decode step reads: the roofline model's fp32 weight bytes (every matrix
+    and norm once, one embedding row) scaled to the format's bytes per weight."""
+    fp32 = roofline.decode_cost(config, "v1", 1, context_length).weight_bytes
+    return fp32 * BYTES_PER_WEIGHT[weight_dtype] / roofline.FLOAT_BYTES
+
+
+def speed_metrics(runs, prompt_length: int, gen_length: int, weight_bytes: float, bandwidth_gbps: float | None) -> dict:
+    """Metrics of one setup from its timed runs [(prefill_ns, [decode_ns, ...]), ...]."""
+    prefill = [p for p, _ in runs]
+    decode_totals = [sum(d) for _, d in runs]
+    pp = [prompt_length / (p / 1e9) for p in prefill]
+    tg = [gen_length / (t / 1e9) for t in decode_totals]
+    m = {"pp_tokens_per_s": stats.summarize(pp, unit="tok/s", raw_unit=None),
+         "tg_tokens_per_s": stats.summarize(tg, unit="tok/s", raw_unit=None),
+         "prefill_ms": stats.summarize(prefill),
+         "decode_ms_per_token": stats.summarize([t for _, d in runs for t in d]),
+         "weight_bytes_per_token": weight_bytes}
+    m["decode_weight_gbps"] = weight_bytes * m["tg_tokens_per_s"]["median"] / 1e9
+    m["bandwidth_gbps"] = bandwidth_gbps
+    m["bandwidth_fraction"] = m["decode_weight_gbps"] / bandwidth_gbps if bandwidth_gbps else None
+    return m
+
+
+def _median(record: dict, metric: str) -> float:
+    return record["metrics"][metric]["median"]
+
+
+def ratios(setup: Setup, metrics: dict, earlier: list[dict]) -> dict:
+    """This setup's pp and tg speeds over the references measured before it (records):
+    ``vs_torch`` (torch fp32) and, for celerinfer, ``vs_llama_cpp``: the fastest llama.cpp setup
+    of the same weight format class, per metric (its label in ``*_reference``). None: no reference."""
+    out = {"vs_torch": None, "vs_llama_cpp": None}
+    pp, tg = metrics["pp_tokens_per_s"]["median"], metrics["tg_tokens_per_s"]["median"]
+    torch_refs = [r for r in earlier if r["params"]["backend"] == "torch"]
+    if torch_refs and setup.backend != "torch":
+        ref = torch_refs[-1]
+        out["vs_torch"] = {"pp": pp / _median(ref, "pp_tokens_per_s"), "tg": tg / _median(ref, "tg_tokens_per_s")}
+    llama = [r for r in earlier if r["params"]["backend"] == "llama.cpp"
+             and _FORMAT_CLASS[r["params"]["weight_dtype"]] == setup.format_class]
+    if llama and setup.backend == "celerinfer":
+        best_pp = max(llama, key=lambda r: _median(r, "pp_tokens_per_s"))
+        best_tg = max(llama, key=lambda r: _median(r, "tg_tokens_per_s"))
+        out["vs_llama_cpp"] = {"pp": pp / _median(best_pp, "pp_tokens_per_s"),
+                               "tg": tg / _median(best_tg, "tg_tokens_per_s"),
+                               "pp_reference": best_pp["params"]["label"], "tg_reference": best_tg["params"]["label"]}
+    return out
+
+
+class CompareRun(BenchRun):
+    """One `bench compare` invocation: the model, the setups, the records."""
+
+    def __init__(self, config: dict, prompt_length: int, gen_length: int, repeats: int = 3,
+                 backend_names=backends.BACKENDS, weight_dtypes=None, versions=DEFAULT_VERSIONS,
+                 llama_kv=DEFAULT_LLAMA_KV, gguf_dir=None, log_file=None, progress: bool | None = None):
+        for name, value, minimum in (("prompt_length", prompt_length, 1), ("gen_length", gen_length, 1),
+                                     ("repeats", repeats, 1)):
+            if int(value) < minimum:
+                raise ValueError(f"{name} must be >= {minimum}, got {value}")
+        self.prompt_length, self.gen_length, self.repeats = int(prompt_length), int(gen_length), int(repeats)
+        self.max_seq_len = self.prompt_length + self.gen_length + 1
+        super().__init__(config, log_file=log_file, progress=progress)
+        self.skipped: dict[str, str] = {}
+        names = []
+        for name in backend_names:
+            reason = backends.unavailable(name)
+            if reason:
+                self.skipped[name] = reason
+            else:
+                names.append(name)
+        supported = backends.engine_weight_dtypes()
+        if weight_dtypes is None:
+            weight_dtypes = supported
+        for w in weight_dtypes:
+            if w not in supported and w in MATCHING_GGUF:
+                self.skipped[f"celerinfer {w}"] = (f"this celerinfer build has no weight_dtype {w!r} "
+                                                   f"(supported: {', '.join(supported)})")
+        self.weight_dtypes = list(weight_dtypes)
+        self.setups = plan(names, self.weight_dtypes, list(versions), list(llama_kv), self.version_flags)
+        self.setups = [s for s in self.setups if not (s.backend == "celerinfer" and s.weight_dtype not in supported)]
+        self.gguf_dir = Path(gguf_dir) if gguf_dir else None
+        self.interrupted = False
+
+    def _load_model(self):
+        """The configured model; a preset's max_position_embeddings grows to fit a long run."""
+        model, info = super()._load_model()
+        if model.config.max_position_embeddings >= self.max_seq_len:
+            return model, info
+        if self.config["model"]:
+            raise ValueError(f"{info['name']} holds {model.config.max_position_embeddings} positions: "
+                             f"prompt + generation need {self.max_seq_len}")
+        fields = {**PRESETS[info["name"]]["model"], "max_position_embeddings": self.max_seq_len}
+        model = random_model(ModelConfig(**fields), seed=info["seed"])
+        info["config"]["max_position_embeddings"] = self.max_seq_len
+        return model, info
+
+    def _params(self, **extra) -> dict:
+        return {"prompt_length": self.prompt_length, "gen_length": self.gen_length, "batch_size": 1,
+                "seed": self.config["seed"], "num_warmup_runs": 1, "num_measure_runs": self.repeats, **extra}
+
+    # ---- the run --------------------------------------------------------------------------
+
+    def _runner(self, setup: Setup, gguf_files: dict):
+        if setup.backend == "celerinfer":
+            return backends.CelerinferRunner(self.model, setup.version, setup.weight_dtype, self.max_seq_len)
+        if setup.backend == "torch":
+            return backends.TorchRunner(self.model, self.threads, self.max_seq_len)
+        if setup.weight_dtype not in gguf_files:
+            from ..gguf_export import export_gguf
+
+            for old in gguf_files.values():  # one export on disk at a time (a 1B f32 file is 4.4 GB)
+                if self.gguf_dir is None:
+                    old.unlink(missing_ok=True)
+            gguf_files.clear()
+            folder = self.gguf_dir or Path(self._tmp)
+            name = Path(str(self.model_info["name"])).stem
+            gguf_files[setup.weight_dtype] = export_gguf(self.model, folder / f"{name}-{setup.weight_dtype}.gguf",
+                                                         setup.weight_dtype, progress=self.progress is not False)
+        return backends.LlamaCppRunner(gguf_files[setup.weight_dtype], setup.kv_cache, setup.flash_attn,
+                                       self.threads, n_ctx=self.max_seq_len)
+
+    def _measure(self, setup: Setup, gguf_files: dict, ids, bar) -> list:
+        runs = []
+        runner = self._runner(setup, gguf_files)
+        try:
+            with self._interruptible():
+                runner.run(ids, min(WARMUP_DECODE_TOKENS, self.gen_length))
+                bar.update(1)
+                for _ in range(self.repeats):
+                    runs.append(runner.run(ids, self.gen_length))
+                    bar.update(1)
+        finally:
+            runner.close()
+        return runs
+
+    def run(self) -> list[dict]:
+        """Calibrates, measures every setup, appends one record each; returns the records."""
+        ids = random_tokens(1, self.prompt_length, self.model.config.vocab_size, seed=self.config["seed"])
+        cal = self.measure_ceilings()
+        bandwidth = cal["bandwidth_gbps"]["median"]
+        measured: list[dict] = []
+        gguf_files: dict[str, Path] = {}
+        self._tmp = tempfile.mkdtemp(prefix="celerinfer-gguf-")
+        try:
+            with self._bar(len(self.setups) * (1 + self.repeats), "compare") as bar:
+                for setup in self.setups:
+                    bar.set_postfix_str(setup.label)
+                    runs = self._measure(setup, gguf_files, ids, bar)
+                    if runs:
+                        nbytes = weight_bytes_per_token(self.model.config, setup.weight_dtype, self.prompt_length)
+                        metrics = speed_metrics(runs, self.prompt_length, self.gen_length, nbytes, bandwidth)
+                        metrics.update(ratios(setup, metrics, measured))
+                        measured.append(self._record(BENCHMARK, setup.version, self._params(**setup.params()),
+                                                     metrics, self._status()))
+                    if self.interrupted:
+                        break
+        finally:
+            shutil.rmtree(self._tmp, ignore_errors=True)
+        return measured
+
+
+# ---- the report ------------------------------------------------------------------------------
+
+def _fmt(x, spec: str = ".1f", suffix: str = "") -> str:
+    return "-" if x is None else f"{x:{spec}}{suffix}"
+
+
+def format_table(records: list[dict]) -> str:
+    """A markdown table of compare records (in the order given) and the calibration they used."""
+    rows = [r for r in records if r.get("benchmark") == BENCHMARK]
+    if not rows:
+        return "(no compare records)"
+    p = rows[0]["params"]
+    pp, tg = f"pp{p['prompt_length']}", f"tg{p['gen_length']}"
+    lines = [f"| setup | {pp} tok/s | {tg} tok/s | weight GB/s in decode | % of bandwidth | "
+             f"{pp} vs llama.cpp | {tg} vs llama.cpp | {pp} vs torch | {tg} vs torch |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        m = r["metrics"]
+        vs_l, vs_t = m.get("vs_llama_cpp") or {}, m.get("vs_torch") or {}
+        mark = " (interrupted)" if r.get("status") == "interrupted" else ""
+        lines.append(f"| {r['params']['label']}{mark} | {_fmt(m['pp_tokens_per_s']['median'])} | "
+                     f"{_fmt(m['tg_tokens_per_s']['median'], '.2f')} | {_fmt(m['decode_weight_gbps'], '.2f')} | "
+                     f"{_fmt(m['bandwidth_fraction'] and 100 * m['bandwidth_fraction'], '.0f', '%')} | "
+                     f"{_fmt(vs_l.get('pp'), '.2f', 'x')} | {_fmt(vs_l.get('tg'), '.2f', 'x')} | "
+                     f"{_fmt(vs_t.get('pp'), '.2f', 'x')} | {_fmt(vs_t.get('tg'), '.2f', 'x')} |")
+    first = rows[0]
+    bw = first["metrics"].get("bandwidth_gbps")
+    head = (f"model {first['model']['name']} ({first['model']['num_parameters'] / 1e6:.3g}M parameters), "
+            f"{first['threads']} threads, prompt {p['prompt_length']}, {p['gen_length']} decode tokens, "
+            f"median of {p['num_measure_runs']} runs; memory bandwidth (triad, this run) {_fmt(bw, '.2f')} GB/s")
+    return head + "\n\n" + "\n".join(lines)
+
+
+def run_compare(preset: str | None = None, model: str | None = None, prompt_length: int | None = None,
+                gen_length: int = DEFAULT_GEN, repeats: int = 3, long: bool = False, threads: int | None = None,
+                seed: int | None = None, log_file=None, progress: bool | None = None, **options) -> CompareRun:
+    """Runs the comparison and returns the CompareRun (its .records, .setups, .skipped).
+    long: a 2048-token prompt (unless prompt_length is given). options: backend_names,
+    weight_dtypes, versions, llama_kv, gguf_dir (see :class:`CompareRun`)."""
+    if prompt_length is None:
+        prompt_length = LONG_PROMPT if long else DEFAULT_PROMPT
+    if not model and not preset:
+        preset = DEFAULT_PRESET
+    config = load_config(preset=preset, overrides={"model": model, "threads": threads, "seed": seed})
+    run = CompareRun(config, prompt_length, gen_length, repeats, log_file=log_file, progress=progress,
+                     **{k: v for k, v in options.items() if v is not None})
+    try:
+        run.run()
+    except KeyboardInterrupt:  # between setups: what was measured is already in the log
+        run.interrupted = True
+    return run
+
+
+def add_arguments(parser) -> None:
+    """The `bench compare` flags (the bench command's --preset, --model, --prompt-length,
+    --threads, --seed, --version, --log-file, --clear-log, --no-progress, --plot, --out-dir also apply)."""
+    g = parser.add_argument_group("bench compare", "options of `celerinfer bench compare`")
+    g.add_argument("--gen-len", type=int, default=DEFAULT_GEN, help=f"compare: decode tokens (default {DEFAULT_GEN})")
+    g.add_argument("--repeats", type=int, default=3, help="compare: timed runs per setup, after a warm-up (default 3)")
+    g.add_argument("--long", action="store_true", help=f"compare: a {LONG_PROMPT}-token prompt (long context)")
+    g.add_argument("--backends", nargs="+", choices=backends.BACKENDS, help="compare: which (default all installed)")
+    g.add_argument("--weight-dtypes", nargs="+", choices=tuple(MATCHING_GGUF),
+                   help="compare: celerinfer weight dtypes, and llama.cpp's matching GGUF types (default all supported)")
+    g.add_argument("--llama-kv", nargs="+", choices=tuple(backends.LLAMA_KV_TYPES),
+                   help=f"compare: llama.cpp KV cache types (default {' '.join(DEFAULT_LLAMA_KV)})")
+    g.add_argument("--gguf-dir", help="compare: keep the GGUF exports in this folder (default: a temporary one)")
+
+
+def cli_compare(args, log_file) -> int:
+    """`celerinfer bench compare`: runs, prints the table, returns the exit status."""
+    import sys
+
+    if [b for b in args.benchmarks if b != BENCHMARK]:
+        raise ValueError("compare runs alone: `celerinfer bench compare [options]`")
+    run = run_compare(preset=args.preset, model=args.model, prompt_length=args.prompt_length,
+                      gen_length=args.gen_len, repeats=args.repeats, long=args.long, threads=args.threads,
+                      seed=args.seed, log_file=log_file, progress=False if args.no_progress else None,
+                      backend_names=args.backends, weight_dtypes=args.weight_dtypes, versions=args.version,
+                      llama_kv=args.llama_kv, gguf_dir=args.gguf_dir)
+    for name, reason in run.skipped.items():
+        print(f"skipped {name}: {reason}", file=sys.stderr)
+    print(format_table(run.records))
+    print(f"\n{len(run.records)} records appended to {run.log_file} (run {run.run_id})")
+    if run.interrupted:
+        print("interrupted: the setups measured before Ctrl-C are kept", file=sys.stderr)
+        return 130
+    return 0
+
+
+__all__ = ["CompareRun", "Setup", "add_arguments", "cli_compare", "format_table", "plan", "ratios", "run_compare",
+           "speed_metrics", "weight_bytes_per_token"]

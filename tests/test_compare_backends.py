@@ -1,0 +1,184 @@
+"""`celerinfer bench compare`: the setups it plans, the metrics and ratios it derives from the
+measured times, the records it writes, Ctrl-C, the CLI and the plots. No speed is asserted."""
+
+import math
+
+import pytest
+
+import celerinfer
+from celerinfer import calibration, results
+from celerinfer.bench import backends, compare
+from celerinfer.cli import main
+
+pytest.importorskip("torch", reason="the comparison's PyTorch baseline needs torch")
+
+FLAGS = {v["name"]: v for v in celerinfer.versions()}
+HAVE_LLAMA = backends.unavailable("llama.cpp") is None
+TINY = dict(preset="tiny", prompt_length=12, gen_length=4, repeats=2, progress=False)
+
+
+@pytest.fixture(autouse=True)
+def quick_calibration(monkeypatch, tmp_path):
+    """A small triad working set and a private calibration cache."""
+    monkeypatch.setattr(calibration, "default_triad_mib", lambda: 8.0)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+
+
+def test_plan_orders_references_first_and_matches_formats():
+    setups = compare.plan(["celerinfer", "torch", "llama.cpp"], ["f32", "bf16", "int8"], ["v1", "v5", "v2"],
+                          ["f16", "q8_0"], FLAGS)
+    labels = [s.label for s in setups]
+    assert labels == [
+        "torch f32 / fp32 KV",
+        "llama.cpp f32 / f16 KV", "llama.cpp f32 / q8_0 KV + FA",
+        "llama.cpp f16 / f16 KV", "llama.cpp f16 / q8_0 KV + FA",
+        "llama.cpp q8_0 / f16 KV", "llama.cpp q8_0 / q8_0 KV + FA",
+        "celerinfer f32 / v1 (fp32 KV)", "celerinfer bf16 / v1 (fp32 KV)", "celerinfer int8 / v1 (fp32 KV)",
+        "celerinfer int8 / v5 (fp16 KV)", "celerinfer int8 / v2 (int8 KV)"]
+    assert {s.format_class for s in setups if s.weight_dtype in ("bf16", "f16")} == {"16-bit"}
+    assert compare.plan(["celerinfer"], ["f32"], ["v6"], [], FLAGS)[0].kv_cache == "int8-kivi"
+    with pytest.raises(ValueError, match="has no KV cache"):
+        compare.plan(["celerinfer"], ["f32"], ["v0"], [], FLAGS)
+    with pytest.raises(ValueError, match="unknown weight dtype 'fp8'"):
+        compare.plan(["celerinfer"], ["fp8"], ["v1"], [], FLAGS)
+    with pytest.raises(ValueError, match="unknown backend 'vllm'"):
+        compare.plan(["vllm"], ["f32"], ["v1"], [], FLAGS)
+
+
+def test_weight_bytes_scale_with_the_format():
+    config = celerinfer.ModelConfig(**compare.PRESETS["1b"]["model"])
+    f32 = compare.weight_bytes_per_token(config, "f32", 512)
+    # every weight but the embedding table (one row is read), fp32
+    assert f32 == pytest.approx(4 * (config.num_parameters - (config.vocab_size - 1) * config.hidden_size))
+    assert compare.weight_bytes_per_token(config, "f16", 512) == pytest.approx(f32 / 2)
+    assert compare.weight_bytes_per_token(config, "q8_0", 512) == pytest.approx(f32 * 34 / 128)
+
+
+def test_speed_metrics_and_ratios_come_from_the_samples():
+    runs = [(2_000_000, [1_000_000] * 4), (4_000_000, [2_000_000] * 4)]  # 2 ms / 4 ms prefill of 8 tokens
+    m = compare.speed_metrics(runs, prompt_length=8, gen_length=4, weight_bytes=1e6, bandwidth_gbps=10.0)
+    assert m["pp_tokens_per_s"]["samples"] == [4000.0, 2000.0] and m["pp_tokens_per_s"]["median"] == 3000.0
+    assert m["tg_tokens_per_s"]["samples"] == [1000.0, 500.0]
+    assert m["decode_ms_per_token"]["n"] == 8
+    assert m["decode_weight_gbps"] == pytest.approx(1e6 * 750 / 1e9)
+    assert m["bandwidth_fraction"] == pytest.approx(m["decode_weight_gbps"] / 10.0)
+
+    def record(setup, pp, tg):
+        return {"params": setup.params(), "metrics": {"pp_tokens_per_s": {"median": pp},
+                                                      "tg_tokens_per_s": {"median": tg}}}
+
+    torch_ref = record(compare.Setup("torch", "f32", "fp32"), 1000.0, 100.0)
+    slow = record(compare.Setup("llama.cpp", "q8_0", "f16"), 1500.0, 400.0)
+    fast = record(compare.Setup("llama.cpp", "q8_0", "q8_0", flash_attn=True), 1200.0, 500.0)
+    other = record(compare.Setup("llama.cpp", "f32", "f16"), 9e9, 9e9)
+    setup = compare.Setup("celerinfer", "int8", "fp32", "v1")
+    r = compare.ratios(setup, m, [torch_ref, slow, fast, other])
+    assert r["vs_torch"] == {"pp": 3.0, "tg": 7.5}
+    assert r["vs_llama_cpp"] == {"pp": 2.0, "tg": 1.5, "pp_reference": slow["params"]["label"],
+                                 "tg_reference": fast["params"]["label"]}
+    assert compare.ratios(compare.Setup("torch", "f32", "fp32"), m, [torch_ref]) == {"vs_torch": None,
+                                                                                   "vs_llama_cpp": None}
+
+
+def _check_records(run, log):
+    stored = results.read_records(log)
+    assert [r["benchmark"] for r in stored] == ["calibrate"] + ["compare"] * len(run.setups)
+    bandwidth = stored[0]["metrics"]["bandwidth_gbps"]["median"]
+    by_label = {r["params"]["label"]: r for r in stored[1:]}
+    assert list(by_label) == [s.label for s in run.setups]
+    torch_rec = by_label["torch f32 / fp32 KV"]
+    for r in stored[1:]:
+        m, p = r["metrics"], r["params"]
+        assert r["run_id"] == run.run_id and r["status"] == "ok" and r["threads"] == run.threads
+        assert p["prompt_length"] == 12 and p["gen_length"] == 4 and p["num_measure_runs"] == 2
+        assert m["pp_tokens_per_s"]["n"] == 2 and m["decode_ms_per_token"]["n"] == 2 * 4
+        assert m["bandwidth_gbps"] == bandwidth
+        assert math.isclose(m["bandwidth_fraction"], m["decode_weight_gbps"] / bandwidth)
+        if p["backend"] == "celerinfer":
+            assert r["version"] in FLAGS and r["version_flags"]["name"] == r["version"]
+        else:
+            assert r["version"] is None
+        if p["backend"] != "torch":
+            for phase, metric in (("pp", "pp_tokens_per_s"), ("tg", "tg_tokens_per_s")):
+                want = m[metric]["median"] / torch_rec["metrics"][metric]["median"]
+                assert math.isclose(m["vs_torch"][phase], want)
+    return stored
+
+
+@pytest.mark.slow
+def test_tiny_run_records_every_setup(tmp_path):
+    log = tmp_path / "results.jsonl"
+    names = ("celerinfer", "torch", "llama.cpp") if HAVE_LLAMA else ("celerinfer", "torch")
+    run = compare.run_compare(**TINY, log_file=log, backend_names=names, versions=["v1", "v5", "v6"],
+                              llama_kv=["f16", "q8_0"])
+    assert not run.interrupted
+    stored = _check_records(run, log)
+    backends_run = {r["params"]["backend"] for r in stored[1:]}
+    assert backends_run == set(names)
+    celer = [r for r in stored[1:] if r["params"]["backend"] == "celerinfer"]
+    assert [r["version"] for r in celer][-2:] == ["v5", "v6"]
+    if HAVE_LLAMA:
+        for r in celer:
+            fmt = compare.MATCHING_GGUF[r["params"]["weight_dtype"]]
+            refs = [x for x in stored[1:] if x["params"]["backend"] == "llama.cpp"
+                    and x["params"]["weight_dtype"] == fmt]
+            best = max(x["metrics"]["tg_tokens_per_s"]["median"] for x in refs)
+            assert math.isclose(r["metrics"]["vs_llama_cpp"]["tg"], r["metrics"]["tg_tokens_per_s"]["median"] / best)
+    table = compare.format_table(stored)
+    for r in stored[1:]:
+        assert r["params"]["label"] in table
+    from celerinfer import plots
+
+    written = plots.make_plots(stored, tmp_path / "plots")
+    assert {"compare_backends", "compare_speedup"} <= set(written)
+
+
+@pytest.mark.skipif(HAVE_LLAMA, reason="llama-cpp-python is installed: the skip path does not apply")
+def test_a_missing_backend_is_skipped_with_its_reason(tmp_path):
+    run = compare.run_compare(**TINY, log_file=tmp_path / "r.jsonl", backend_names=("celerinfer", "llama.cpp"),
+                              versions=["v1"])
+    assert "llama.cpp" in run.skipped and "pip install" in run.skipped["llama.cpp"]
+    assert [s.backend for s in run.setups] == ["celerinfer"]
+
+
+def test_ctrl_c_keeps_the_finished_setups(tmp_path, monkeypatch):
+    calls = []
+    real_run = backends.CelerinferRunner.run
+
+    def run_then_interrupt(self, ids, n):
+        calls.append(n)
+        if len(calls) > 2:  # celerinfer v1: the warm-up, one timed run, then Ctrl-C in the second
+            raise KeyboardInterrupt
+        return real_run(self, ids, n)
+
+    monkeypatch.setattr(backends.CelerinferRunner, "run", run_then_interrupt)
+    monkeypatch.setattr(backends.TorchRunner, "run", lambda self, ids, n: (1_000_000, [500_000] * n))
+    log = tmp_path / "r.jsonl"
+    code = main(["bench", "compare", "--preset", "tiny", "--prompt-length", "12", "--gen-len", "4", "--repeats", "2",
+                 "--backends", "torch", "celerinfer", "--version", "v1", "v5", "--log-file", str(log),
+                 "--no-progress"])
+    assert code == 130
+    stored = results.read_records(log)
+    labels = [r["params"]["label"] for r in stored if r["benchmark"] == "compare"]
+    assert labels == ["torch f32 / fp32 KV", "celerinfer f32 / v1 (fp32 KV)"]
+    assert stored[-1]["status"] == "interrupted" and stored[-1]["metrics"]["pp_tokens_per_s"]["n"] == 1
+
+
+def test_cli_prints_the_table_and_checks_its_input(tmp_path, capsys):
+    log = tmp_path / "r.jsonl"
+    args = ["bench", "compare", "--preset", "tiny", "--prompt-length", "12", "--gen-len", "3", "--repeats", "1",
+            "--backends", "celerinfer", "--version", "v1", "--log-file", str(log), "--no-progress"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "| celerinfer f32 / v1 (fp32 KV) |" in out and "pp12 tok/s" in out and "tg3 tok/s" in out
+    assert main(["bench", "compare", "latency", "--preset", "tiny"]) == 2
+    assert "compare runs alone" in capsys.readouterr().err
+    assert main([*args, "--version", "v0"]) == 2
+    assert "has no KV cache" in capsys.readouterr().err
+
+
+def test_a_preset_grows_to_fit_a_long_prompt(tmp_path):
+    run = compare.run_compare(preset="tiny", prompt_length=300, gen_length=2, repeats=1, progress=False,
+                              log_file=tmp_path / "r.jsonl", backend_names=("celerinfer",), versions=["v1"])
+    assert run.model.config.max_position_embeddings == 303
+    assert run.records[-1]["model"]["config"]["max_position_embeddings"] == 303
