@@ -30,16 +30,26 @@ CELER_AVX512 inline __m512 load_i8_masked(const int8_t* p, __mmask16 m) {
   return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_maskz_loadu_epi8(m, p)));
 }
 
+// Software prefetch distance in bytes: one stream per thread is not enough for the hardware
+// prefetcher alone to keep DRAM busy (it stops at page boundaries and runs only so far ahead).
+constexpr int64_t kPrefetchBytes = 2048;
+inline void prefetch(const void* p) { _mm_prefetch(static_cast<const char*>(p) + kPrefetchBytes, _MM_HINT_T0); }
+
 // Weight values 16 at a time, widened to f32, for f32 and bf16 rows.
 struct F32Row {
   const float* w;
   CELER_AVX512 __m512 load(int64_t k) const { return _mm512_loadu_ps(w + k); }
   CELER_AVX512 __m512 load_masked(int64_t k, __mmask16 m) const { return _mm512_maskz_loadu_ps(m, w + k); }
+  void prefetch32(int64_t k) const {  // the 128 bytes of 32 values
+    prefetch(w + k);
+    prefetch(w + k + 16);
+  }
 };
 struct Bf16Row {
   const uint16_t* w;
   CELER_AVX512 __m512 load(int64_t k) const { return load_bf16(w + k); }
   CELER_AVX512 __m512 load_masked(int64_t k, __mmask16 m) const { return load_bf16_masked(w + k, m); }
+  void prefetch32(int64_t k) const { prefetch(w + k); }  // the 64 bytes of 32 values
 };
 
 // dots[m] = sum_k row[k] * x_m[k]: two accumulators per activation row (32 values per pass).
@@ -49,6 +59,7 @@ CELER_AVX512 void dot_dense(Row row, int64_t K, const float* x, int64_t xs, floa
   for (int m = 0; m < M; ++m) acc0[m] = acc1[m] = _mm512_setzero_ps();
   int64_t k = 0;
   for (; k + 32 <= K; k += 32) {
+    row.prefetch32(k);
     const __m512 w0 = row.load(k), w1 = row.load(k + 16);
     for (int m = 0; m < M; ++m) {
       acc0[m] = _mm512_fmadd_ps(w0, _mm512_loadu_ps(x + m * xs + k), acc0[m]);
@@ -70,6 +81,8 @@ CELER_AVX512 void dot_q8(const int8_t* q, const uint16_t* scales, int64_t K, con
   for (int m = 0; m < M; ++m) acc[m] = _mm512_setzero_ps();
   int64_t k = 0, blk = 0;
   for (; k + kQ8Block <= K; k += kQ8Block, ++blk) {
+    if ((blk & 1) == 0) prefetch(q + k);  // one 64-byte line per two blocks
+    if ((blk & 31) == 0) prefetch(scales + blk);
     const __m512 q0 = load_i8(q + k), q1 = load_i8(q + k + 16);
     const __m512 s = _mm512_set1_ps(_cvtsh_ss(scales[blk]));
     for (int m = 0; m < M; ++m) {
