@@ -49,7 +49,7 @@ from celerinfer.cli import build_parser
 ROOT = Path(__file__).resolve().parents[1]
 GUIDE = ROOT / "docs" / "guide"
 PAGES = ("index", "install", "cli", "python-api", "checkpoints", "performance", "results", "plots", "compare",
-         "extending", "troubleshooting")
+         "extending", "troubleshooting", "cuda")
 SLOW_MARK = "(slow: not run by the doc test)"
 #: the only commands of the guide that are parsed but not run (too slow for the test suite)
 SLOW_EXCEPTIONS = {

@@ -7,6 +7,7 @@ from . import _core
 from ._core import get_num_threads, set_num_threads, set_simd_level, simd_level, simd_levels
 from .arrays import compare_arrays, load_npy, save_npy
 from .checkpoint import load_checkpoint
+from .cuda import cuda_device_count, cuda_status
 from .engine import WEIGHT_DTYPES, Engine, Generation, versions
 from .model import FormatError, Model, ModelConfig, load, random_model, random_tokens
 from .model_presets import MODEL_PRESETS, preset_config
@@ -26,6 +27,8 @@ __all__ = [
     "Model",
     "ModelConfig",
     "compare_arrays",
+    "cuda_device_count",
+    "cuda_status",
     "get_num_threads",
     "load",
     "load_checkpoint",

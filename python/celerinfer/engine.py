@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import _core
+from .cuda import device_unavailable_message
 from .model import Model, as_token_array
 
 PHASES = tuple(_core.phase_names())  # embedding, attention, mlp, head, other
@@ -94,7 +95,7 @@ class Engine:
         if not isinstance(model, Model):
             raise TypeError(f"model must be a celerinfer.Model, got {type(model).__name__}")
         if device != "cpu":
-            raise ValueError(f"device {device!r} is not available: this build runs on 'cpu' only")
+            raise ValueError(device_unavailable_message(device))
         if threads is not None:
             if int(threads) < 1:
                 raise ValueError(f"threads must be >= 1, got {threads}")
