@@ -80,17 +80,26 @@ CELER_AVX512 void dot_q8(const int8_t* q, const uint16_t* scales, int64_t K, con
   __m512 acc[M];
   for (int m = 0; m < M; ++m) acc[m] = _mm512_setzero_ps();
   int64_t k = 0, blk = 0;
-  for (; k + kQ8Block <= K; k += kQ8Block, ++blk) {
-    if ((blk & 1) == 0) prefetch(q + k);  // one 64-byte line per two blocks
-    if ((blk & 31) == 0) prefetch(scales + blk);
+  // One full block: the int8 dot in f32, scaled once by the block's scale.
+  auto block = [&](__m512 s) CELER_AVX512 {
     const __m512 q0 = load_i8(q + k), q1 = load_i8(q + k + 16);
-    const __m512 s = _mm512_set1_ps(_cvtsh_ss(scales[blk]));
     for (int m = 0; m < M; ++m) {
       const __m512 t = _mm512_fmadd_ps(q1, _mm512_loadu_ps(x + m * xs + k + 16),
                                        _mm512_mul_ps(q0, _mm512_loadu_ps(x + m * xs + k)));
       acc[m] = _mm512_fmadd_ps(t, s, acc[m]);
     }
+  };
+  // 16 blocks at a time: their scales widened in one instruction, then broadcast from memory
+  // (a load, not a shuffle: the shuffle port is busy sign-extending the int8 values).
+  for (; k + 16 * kQ8Block <= K; ) {
+    alignas(64) float sc[16];
+    _mm512_store_ps(sc, _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i*)(scales + blk))));
+    for (int j = 0; j < 16; ++j, k += kQ8Block, ++blk) {
+      if ((j & 1) == 0) prefetch(q + k);  // one 64-byte line per two blocks
+      block(_mm512_set1_ps(sc[j]));
+    }
   }
+  for (; k + kQ8Block <= K; k += kQ8Block, ++blk) block(_mm512_set1_ps(_cvtsh_ss(scales[blk])));
   if (k < K) {  // a short last block
     const int64_t n = K - k;
     const __mmask16 m0 = n >= 16 ? __mmask16(0xFFFF) : tail_mask(n), m1 = n > 16 ? tail_mask(n - 16) : 0;
