@@ -36,6 +36,10 @@ def test_plan_orders_references_first_and_matches_formats():
         "celerinfer f32 / v1 (fp32 KV)", "celerinfer bf16 / v1 (fp32 KV)", "celerinfer int8 / v1 (fp32 KV)",
         "celerinfer int8 / v5 (fp16 KV)", "celerinfer int8 / v2 (int8 KV)"]
     assert {s.format_class for s in setups if s.weight_dtype in ("bf16", "f16")} == {"16-bit"}
+    # an Engine with f32 weights only: llama.cpp still runs every format, celerinfer f32 carries the versions
+    older = compare.plan(["celerinfer", "llama.cpp"], ["f32", "bf16", "int8"], ["v1", "v5"], ["f16"], FLAGS, ("f32",))
+    assert [s.label for s in older] == ["llama.cpp f32 / f16 KV", "llama.cpp f16 / f16 KV", "llama.cpp q8_0 / f16 KV",
+                                        "celerinfer f32 / v1 (fp32 KV)", "celerinfer f32 / v5 (fp16 KV)"]
     assert compare.plan(["celerinfer"], ["f32"], ["v6"], [], FLAGS)[0].kv_cache == "int8-kivi"
     with pytest.raises(ValueError, match="has no KV cache"):
         compare.plan(["celerinfer"], ["f32"], ["v0"], [], FLAGS)
@@ -112,6 +116,8 @@ def test_tiny_run_records_every_setup(tmp_path):
     run = compare.run_compare(**TINY, log_file=log, backend_names=names, versions=["v1", "v5", "v6"],
                               llama_kv=["f16", "q8_0"])
     assert not run.interrupted
+    if HAVE_LLAMA:  # tiny's head_dim is 16
+        assert "multiple of 32" in run.skipped["llama.cpp f32 / q8_0 KV + FA"]
     stored = _check_records(run, log)
     backends_run = {r["params"]["backend"] for r in stored[1:]}
     assert backends_run == set(names)

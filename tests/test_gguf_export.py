@@ -100,7 +100,8 @@ def llama_runner():
 
 @pytest.mark.slow
 def test_llama_cpp_logits_match_the_engine(model, llama_runner, tmp_path):
-    """f32 weights and an f32 KV cache: llama.cpp's logits equal the engine's to ~1e-5."""
+    """f32 weights and an f32 KV cache: llama.cpp's logits equal the engine's (measured: ~3e-7
+    of the largest logit; ~5e-2 without the RoPE row reordering)."""
     ids = celerinfer.random_tokens(1, 24, SMALL["vocab_size"], seed=5)
     path = export_gguf(model, tmp_path / "m.gguf", "f32")
     runner = llama_runner(path, "f32", flash_attn=False, threads=2, n_ctx=64, logits_all=True)
@@ -113,9 +114,12 @@ def test_llama_cpp_logits_match_the_engine(model, llama_runner, tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("dtype, kv, limit", [("f16", "f16", 2e-2), ("q8_0", "q8_0", 5e-2)])
-def test_llama_cpp_quantized_exports_stay_close(model, llama_runner, tmp_path, dtype, kv, limit):
-    """The 16- and 8-bit exports compute nearly the same logits (same argmax almost everywhere)."""
+@pytest.mark.parametrize("dtype, kv, limit", [("f16", "f16", 5e-3), ("q8_0", "f16", 5e-2), ("q8_0", "q8_0", 5e-2)])
+def test_llama_cpp_quantized_exports_stay_close(llama_runner, tmp_path, dtype, kv, limit):
+    """The 16- and 8-bit exports compute nearly the same logits (same argmax almost everywhere).
+    head_dim 32: llama.cpp's q8_0 KV cache stores whole 32-value blocks per head."""
+    config = celerinfer.ModelConfig(**{**SMALL, "num_attention_heads": 2, "num_key_value_heads": 1})
+    model = celerinfer.random_model(config, seed=12)
     ids = celerinfer.random_tokens(1, 24, SMALL["vocab_size"], seed=6)
     runner = llama_runner(export_gguf(model, tmp_path / f"m-{dtype}.gguf", dtype), kv, flash_attn=kv == "q8_0",
                           threads=2, n_ctx=64, logits_all=True)

@@ -16,6 +16,7 @@ same work.
 
 from __future__ import annotations
 
+import atexit
 import inspect
 import time
 
@@ -85,13 +86,23 @@ class TorchRunner:
         self.engine = None
 
 
+def _import_llama():
+    """llama_cpp.Llama. llama_cpp opens two /dev/null files at import and never closes them (a
+    ResourceWarning at exit, an error message under warnings-as-errors): close them at exit."""
+    from llama_cpp import Llama, _utils
+
+    if not getattr(_import_llama, "registered", False):
+        atexit.register(lambda: [f.close() for f in (_utils.outnull_file, _utils.errnull_file)])
+        _import_llama.registered = True
+    return Llama
+
+
 class LlamaCppRunner:
     """llama-cpp-python on a GGUF file; kv: "f32", "f16" or "q8_0" (type_k = type_v);
     flash_attn is required by llama.cpp for a quantized V cache."""
 
     def __init__(self, gguf_path, kv: str, flash_attn: bool, threads: int, n_ctx: int, logits_all: bool = False):
-        from llama_cpp import Llama
-
+        Llama = _import_llama()
         if kv not in LLAMA_KV_TYPES:
             raise ValueError(f"llama.cpp KV cache type must be one of {', '.join(LLAMA_KV_TYPES)}, got {kv!r}")
         self.llm = Llama(model_path=str(gguf_path), n_ctx=n_ctx, n_batch=LLAMA_BATCH, n_ubatch=LLAMA_BATCH,

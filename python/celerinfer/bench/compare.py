@@ -79,8 +79,10 @@ def kv_label(flags: dict) -> str:
     return flags["kv_dtype"] + ("-kivi" if flags.get("kv_quant") == "per_channel_kivi" else "")
 
 
-def plan(backend_names, weight_dtypes, versions, llama_kv, version_flags: dict) -> list[Setup]:
-    """The setups to measure, references first (see the module docstring)."""
+def plan(backend_names, weight_dtypes, versions, llama_kv, version_flags: dict,
+         engine_dtypes=tuple(MATCHING_GGUF)) -> list[Setup]:
+    """The setups to measure, references first (see the module docstring). llama.cpp runs the
+    GGUF format matching every weight dtype; celerinfer the ones its Engine has (engine_dtypes)."""
     for name in backend_names:
         if name not in backends.BACKENDS:
             raise ValueError(f"unknown backend {name!r}; known: {', '.join(backends.BACKENDS)}")
@@ -103,12 +105,13 @@ def plan(backend_names, weight_dtypes, versions, llama_kv, version_flags: dict) 
             for kv in llama_kv:
                 setups.append(Setup("llama.cpp", MATCHING_GGUF[w], kv, flash_attn=kv not in ("f32", "f16")))
     if "celerinfer" in backend_names:
-        compact = weight_dtypes[-1] if weight_dtypes else "f32"
+        own = [w for w in weight_dtypes if w in engine_dtypes]
+        compact = own[-1] if own else None
         if "v1" in versions:
-            for w in weight_dtypes:
+            for w in own:
                 setups.append(Setup("celerinfer", w, kv_label(version_flags["v1"]), "v1"))
         for v in versions:
-            if v != "v1":
+            if v != "v1" and compact:
                 setups.append(Setup("celerinfer", compact, kv_label(version_flags[v]), v))
     return setups
 
@@ -184,15 +187,16 @@ class CompareRun(BenchRun):
             else:
                 names.append(name)
         supported = backends.engine_weight_dtypes()
-        if weight_dtypes is None:
-            weight_dtypes = supported
-        for w in weight_dtypes:
-            if w not in supported and w in MATCHING_GGUF:
+        self.weight_dtypes = list(weight_dtypes or MATCHING_GGUF)
+        for w in self.weight_dtypes:
+            if w not in supported and w in MATCHING_GGUF and "celerinfer" in names:
                 self.skipped[f"celerinfer {w}"] = (f"this celerinfer build has no weight_dtype {w!r} "
                                                    f"(supported: {', '.join(supported)})")
-        self.weight_dtypes = list(weight_dtypes)
-        self.setups = plan(names, self.weight_dtypes, list(versions), list(llama_kv), self.version_flags)
-        self.setups = [s for s in self.setups if not (s.backend == "celerinfer" and s.weight_dtype not in supported)]
+        self.setups = plan(names, self.weight_dtypes, list(versions), list(llama_kv), self.version_flags, supported)
+        head_dim = self.model.config.hidden_size // self.model.config.num_attention_heads
+        for s in [s for s in self.setups if s.backend == "llama.cpp" and s.kv_cache == "q8_0" and head_dim % 32]:
+            self.skipped[s.label] = f"llama.cpp's q8_0 KV cache needs a head_dim multiple of 32 (this model: {head_dim})"
+            self.setups.remove(s)
         self.gguf_dir = Path(gguf_dir) if gguf_dir else None
         self.interrupted = False
 
@@ -260,7 +264,11 @@ class CompareRun(BenchRun):
             with self._bar(len(self.setups) * (1 + self.repeats), "compare") as bar:
                 for setup in self.setups:
                     bar.set_postfix_str(setup.label)
-                    runs = self._measure(setup, gguf_files, ids, bar)
+                    try:
+                        runs = self._measure(setup, gguf_files, ids, bar)
+                    except (RuntimeError, ValueError, OSError) as exc:  # one broken setup must not cost the others
+                        self.skipped[setup.label] = f"failed: {type(exc).__name__}: {exc}"
+                        continue
                     if runs:
                         nbytes = weight_bytes_per_token(self.model.config, setup.weight_dtype, self.prompt_length)
                         metrics = speed_metrics(runs, self.prompt_length, self.gen_length, nbytes, bandwidth)
@@ -336,7 +344,7 @@ def add_arguments(parser) -> None:
     g.add_argument("--long", action="store_true", help=f"compare: a {LONG_PROMPT}-token prompt (long context)")
     g.add_argument("--backends", nargs="+", choices=backends.BACKENDS, help="compare: which (default all installed)")
     g.add_argument("--weight-dtypes", nargs="+", choices=tuple(MATCHING_GGUF),
-                   help="compare: celerinfer weight dtypes, and llama.cpp's matching GGUF types (default all supported)")
+                   help="compare: celerinfer weight dtypes, and llama.cpp's matching GGUF types (default f32 bf16 int8)")
     g.add_argument("--llama-kv", nargs="+", choices=tuple(backends.LLAMA_KV_TYPES),
                    help=f"compare: llama.cpp KV cache types (default {' '.join(DEFAULT_LLAMA_KV)})")
     g.add_argument("--gguf-dir", help="compare: keep the GGUF exports in this folder (default: a temporary one)")
