@@ -44,7 +44,9 @@ WARMUP_DECODE_TOKENS = 4
 #: celerinfer weight dtype -> the GGUF weight format llama.cpp runs for the same bytes class
 MATCHING_GGUF = {"f32": "f32", "bf16": "f16", "int8": "q8_0"}
 #: bytes read per weight in decode (int8: 32 values + one fp32 scale; q8_0: + one fp16 scale)
-BYTES_PER_WEIGHT = {"f32": 4.0, "bf16": 2.0, "f16": 2.0, "int8": 36 / 32, "q8_0": 34 / 32}
+#: the engine weight dtype whose bytes per weight each format has (q8_0 and celerinfer's int8:
+#: one byte per value plus an fp16 scale per 32 values)
+SAME_BYTES_AS = {"f32": "f32", "bf16": "bf16", "f16": "bf16", "int8": "int8", "q8_0": "int8"}
 _FORMAT_CLASS = {"f32": "f32", "bf16": "16-bit", "f16": "16-bit", "int8": "8-bit", "q8_0": "8-bit"}
 
 
@@ -117,10 +119,9 @@ def plan(backend_names, weight_dtypes, versions, llama_kv, version_flags: dict,
 
 
 def weight_bytes_per_token(config: ModelConfig, weight_dtype: str, context_length: int) -> float:
-    """Weight bytes one decode step reads: the roofline model's fp32 weight bytes (every matrix
-    and norm once, one embedding row) scaled to the format's bytes per weight."""
-    fp32 = roofline.decode_cost(config, "v1", 1, context_length).weight_bytes
-    return fp32 * BYTES_PER_WEIGHT[weight_dtype] / roofline.FLOAT_BYTES
+    """Weight bytes one decode step reads (the roofline model: every matrix once in the format,
+    the norms in fp32, one embedding row)."""
+    return roofline.decode_cost(config, "v1", 1, context_length, weight_dtype=SAME_BYTES_AS[weight_dtype]).weight_bytes
 
 
 def speed_metrics(runs, prompt_length: int, gen_length: int, weight_bytes: float, bandwidth_gbps: float | None) -> dict:
