@@ -310,7 +310,9 @@ def format_table(records: list[dict]) -> str:
                      f"{_fmt(vs_t.get('pp'), '.2f', 'x')} | {_fmt(vs_t.get('tg'), '.2f', 'x')} |")
     first = rows[0]
     bw = first["metrics"].get("bandwidth_gbps")
-    head = (f"model {first['model']['name']} ({first['model']['num_parameters'] / 1e6:.3g}M parameters), "
+    n = first["model"]["num_parameters"]
+    size = f"{n / 1e9:.2f}B" if n >= 1e9 else f"{n / 1e6:.3g}M"
+    head = (f"model {first['model']['name']} ({size} parameters), "
             f"{first['threads']} threads, prompt {p['prompt_length']}, {p['gen_length']} decode tokens, "
             f"median of {p['num_measure_runs']} runs; memory bandwidth (triad, this run) {_fmt(bw, '.2f')} GB/s")
     return head + "\n\n" + "\n".join(lines)
