@@ -7,6 +7,7 @@
 
 #include "backend/cpu/linear.h"
 #include "backend/cpu/ops.h"
+#include "backend/cpu/quant.h"
 #include "backend/cpu/simd.h"
 #include "error.h"
 #include "harness.h"
@@ -136,4 +137,22 @@ TEST(weight_format_and_simd_names_round_trip) {
   CHECK_THROWS(ValueError, cpu::parse_weight_format("q4_k"));
   CHECK_THROWS(ValueError, cpu::parse_simd_level("sse9"));
   for (cpu::SimdLevel l : cpu::supported_simd_levels()) CHECK(cpu::parse_simd_level(cpu::simd_name(l)) == l);
+}
+
+TEST(fp16_row_conversions_match_the_scalar_ones_at_every_level) {
+  SimdGuard guard;
+  std::vector<float> x = celer_test::random_floats(37, 12, 70000.0f);  // past fp16's range too
+  for (float v : {0.0f, -0.0f, 1e-8f, -6.1e-5f, 5.96e-8f, 65504.0f, 65520.0f, INFINITY, -INFINITY, 1.0f / 3})
+    x.push_back(v);
+  for (cpu::SimdLevel level : cpu::supported_simd_levels()) {
+    cpu::set_simd_level(level);
+    std::vector<uint16_t> h(x.size());
+    std::vector<float> back(x.size());
+    cpu::f32_to_f16_row(x.data(), int64_t(x.size()), h.data());
+    cpu::f16_to_f32_row(h.data(), int64_t(h.size()), back.data());
+    for (size_t i = 0; i < x.size(); ++i) {
+      CHECK(h[i] == f32_to_f16(x[i]));
+      CHECK(back[i] == f16_to_f32(h[i]) || (std::isnan(back[i]) && std::isnan(f16_to_f32(h[i]))));
+    }
+  }
 }
