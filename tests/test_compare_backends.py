@@ -54,8 +54,14 @@ def test_weight_bytes_scale_with_the_format():
     f32 = compare.weight_bytes_per_token(config, "f32", 512)
     # every weight but the embedding table (one row is read), fp32
     assert f32 == pytest.approx(4 * (config.num_parameters - (config.vocab_size - 1) * config.hidden_size))
-    assert compare.weight_bytes_per_token(config, "f16", 512) == pytest.approx(f32 / 2)
-    assert compare.weight_bytes_per_token(config, "q8_0", 512) == pytest.approx(f32 * 34 / 128)
+    # the matrices in the format, the norms and the embedding row in fp32
+    H, L = config.hidden_size, config.num_hidden_layers
+    fp32_part = 4 * ((2 * L + 1) * H + H)
+    matrices = config.num_parameters - config.vocab_size * H - (2 * L + 1) * H
+    assert compare.weight_bytes_per_token(config, "f16", 512) == pytest.approx(2 * matrices + fp32_part)
+    assert compare.weight_bytes_per_token(config, "bf16", 512) == pytest.approx(2 * matrices + fp32_part)
+    for fmt in ("q8_0", "int8"):  # one byte plus an fp16 scale per 32 values
+        assert compare.weight_bytes_per_token(config, fmt, 512) == pytest.approx(matrices * 34 / 32 + fp32_part)
 
 
 def test_speed_metrics_and_ratios_come_from_the_samples():
@@ -144,7 +150,8 @@ def test_a_missing_backend_is_skipped_with_its_reason(tmp_path):
     run = compare.run_compare(**TINY, log_file=tmp_path / "r.jsonl", backend_names=("celerinfer", "llama.cpp"),
                               versions=["v1"])
     assert "llama.cpp" in run.skipped and "pip install" in run.skipped["llama.cpp"]
-    assert [s.backend for s in run.setups] == ["celerinfer"]
+    assert [s.backend for s in run.setups] == ["celerinfer"] * len(celerinfer.WEIGHT_DTYPES)
+    assert [s.weight_dtype for s in run.setups] == list(celerinfer.WEIGHT_DTYPES)
 
 
 def test_ctrl_c_keeps_the_finished_setups(tmp_path, monkeypatch):
