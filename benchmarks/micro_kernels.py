@@ -5,6 +5,10 @@ level, on TinyLlama-1.1B-shaped matrices, beside a STREAM triad measured in the 
   decode rows (M <= 8): the GEMV kernels; reported as GB/s of weights streamed (and % of triad)
   prefill rows (M > 8): the blocked GEMM; reported as GFLOP/s
 
+A matrix that fits the last-level cache is read from that cache on repeated runs, so its GB/s
+can exceed the triad's: judge decode bandwidth on matrices larger than the LLC (or in a real
+decode, `celerinfer bench compare`).
+
 Usage: python benchmarks/micro_kernels.py [--threads 2] [--reps 5] [--rows 1 512]
        [--formats f32 bf16 int8] [--levels avx512 ...] [--shape N K ...] [--json out.json]
 """

@@ -12,7 +12,7 @@ from .model import Model, as_token_array
 
 PHASES = tuple(_core.phase_names())  # embedding, attention, mlp, head, other
 #: Weight formats the linear layers can compute with (Engine's weight_dtype).
-WEIGHT_DTYPES = ("f32", "bf16", "int8")
+WEIGHT_DTYPES = tuple(_core.weight_dtypes())  # ("f32", "bf16", "int8")
 
 
 def versions() -> list[dict]:

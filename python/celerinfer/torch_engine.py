@@ -60,6 +60,8 @@ class TorchEngine:
                 raise ValueError(f"threads must be >= 1, got {threads}")
             torch.set_num_threads(int(threads))
         c = model.config
+        if c.architecture != "llama":
+            raise ValueError(f"the PyTorch baseline runs the llama architecture, not {c.architecture!r}")
         self.model = model  # keeps the shared weights alive
         self.max_seq_len = int(max_seq_len or c.max_position_embeddings)
         if not 1 <= self.max_seq_len <= c.max_position_embeddings:

@@ -42,6 +42,11 @@ void bind_engine(py::module_& m) {
     for (const VersionSpec& v : versions()) out.append(version_dict(v));
     return out;
   }, "The versions registry: one dict of flags per KV-cache strategy.");
+  m.def("weight_dtypes", [] {
+    std::vector<std::string> out;
+    for (cpu::WeightFormat f : cpu::weight_formats()) out.push_back(cpu::weight_format_name(f));
+    return out;
+  }, "The weight formats an Engine can compute with (its weight_dtype values).");
   m.def("phase_names", [] {
     py::list out;
     for (int p = 0; p < kNumPhases; ++p) out.append(phase_name(p));

@@ -1,10 +1,7 @@
 // AVX-512 dot-product kernels (AVX512F/BW/VL + F16C), compiled for that target whatever the
 // build's flags; gemv_rows calls them only when the CPU has them (simd.h).
 #if defined(__x86_64__)
-// GCC 12's AVX-512 intrinsics pass _mm512_undefined_*() values as don't-care operands, which
-// its flow analysis reports as uninitialized (a known false positive).
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#include "backend/cpu/quiet_intrinsics.h"
 #include <immintrin.h>
 
 #include "backend/cpu/gemv.h"

@@ -1,3 +1,4 @@
+#include "backend/cpu/quiet_intrinsics.h"
 #include "backend/cpu/linear.h"
 
 #include <Eigen/Core>

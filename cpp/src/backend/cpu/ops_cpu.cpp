@@ -1,3 +1,4 @@
+#include "backend/cpu/quiet_intrinsics.h"
 #include <Eigen/Core>
 #include <algorithm>
 #include <cmath>

@@ -17,8 +17,13 @@ std::string weight_format_name(WeightFormat format) {
   }
 }
 
+const std::vector<WeightFormat>& weight_formats() {
+  static const std::vector<WeightFormat> all{WeightFormat::F32, WeightFormat::BF16, WeightFormat::Q8};
+  return all;
+}
+
 WeightFormat parse_weight_format(const std::string& name) {
-  for (WeightFormat f : {WeightFormat::F32, WeightFormat::BF16, WeightFormat::Q8})
+  for (WeightFormat f : weight_formats())
     if (weight_format_name(f) == name) return f;
   throw ValueError("unknown weight dtype '" + name + "' (expected f32, bf16 or int8)");
 }
@@ -42,11 +47,13 @@ uint16_t quantize_block_q8(const float* w, int64_t n, int8_t* q) {
   for (int i = 0; i < kQ8Block; ++i) amax = std::max(amax, std::fabs(x[i]));
   const uint16_t bits = f32_to_f16(amax / 127.0f);
   const float scale = f16_to_f32(bits);  // quantize against the scale we keep
+  const float divisor = scale > 0.0f ? scale : 1.0f;
   int8_t out[kQ8Block];
   for (int i = 0; i < kQ8Block; ++i) {
     // x / scale rounded half to even: adding and subtracting 1.5 * 2^23 rounds any |v| < 2^22
     // in the default rounding mode, and unlike nearbyint it vectorizes.
-    const float v = scale > 0.0f ? x[i] / (scale > 0.0f ? scale : 1.0f) : 0.0f;
+    // A zero scale (all zeros, or max|w| below fp16's range) leaves |v| < 1e-5: it rounds to 0.
+    const float v = x[i] / divisor;
     const float r = (v + 12582912.0f) - 12582912.0f;
     out[i] = int8_t(std::min(127.0f, std::max(-127.0f, r)));
   }
@@ -72,6 +79,7 @@ PackedWeight pack_weight(const Tensor& w, WeightFormat format, const Tensor* bia
     require(bias->dtype == DType::F32 && bias->numel() == p.rows, "pack_weight: bias must be float32 (" +
                                                                        std::to_string(p.rows) + ")");
     p.bias = bias->f32();
+    p.bias_source = *bias;
   }
   const float* src = w.f32();
   const int64_t cols = p.cols;

@@ -8,6 +8,7 @@
 #pragma once
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "tensor.h"
 
@@ -18,6 +19,7 @@ enum class WeightFormat { F32, BF16, Q8 };
 constexpr int64_t kQ8Block = 32;
 
 std::string weight_format_name(WeightFormat format);  // "f32", "bf16", "int8"
+const std::vector<WeightFormat>& weight_formats();    // every format, f32 first
 WeightFormat parse_weight_format(const std::string& name);  // ValueError on an unknown name
 
 struct PackedWeight {
@@ -27,7 +29,7 @@ struct PackedWeight {
   Tensor values;               // BF16: uint16 (rows, cols); Q8: int8 (rows, cols)
   Tensor scales;               // Q8: fp16 bits (rows, blocks_per_row)
   const float* bias = nullptr;  // (rows) or null
-  Tensor source;  // keeps the F32 rows (and the bias) alive
+  Tensor source, bias_source;   // keep the F32 rows and the bias alive
 
   int64_t blocks_per_row() const { return (cols + kQ8Block - 1) / kQ8Block; }
   const uint16_t* bf16_row(int64_t r) const { return values.as<uint16_t>() + r * cols; }
@@ -38,7 +40,7 @@ struct PackedWeight {
 };
 
 // Packs a float32 (rows, cols) tensor; `bias` is an optional (rows) float32 tensor. F32 keeps
-// a view of `w` (which must outlive nothing: the tensor's storage is shared).
+// a view of `w` (the storage is shared, so `w` itself need not outlive the result).
 PackedWeight pack_weight(const Tensor& w, WeightFormat format, const Tensor* bias = nullptr);
 
 // Rows [r0, r1) as float32 into out ((r1 - r0), cols): the exact values the kernels use.
