@@ -3,7 +3,9 @@
 level, on TinyLlama-1.1B-shaped matrices, beside a STREAM triad measured in the same run.
 
   decode rows (M <= 8): the GEMV kernels; reported as GB/s of weights streamed (and % of triad)
-  prefill rows (M > 8): the blocked GEMM; reported as GFLOP/s
+  prefill rows (M > 8): the blocked GEMM; reported as GFLOP/s and, at the avx512 level, as % of
+      the multiply-add peak measured in the same run (the instruction the GEMM uses for that
+      format: f32 FMA, or vdpbf16ps for bf16 where the CPU has it; every thread, nothing loaded)
 
 A matrix that fits the last-level cache is read from that cache on repeated runs, so its GB/s
 can exceed the triad's: judge decode bandwidth on matrices larger than the LLC (or in a real
@@ -29,8 +31,22 @@ SHAPES = [("q_proj/o_proj", 2048, 2048), ("gate/up_proj", 5632, 2048), ("down_pr
           ("lm_head", 32000, 2048)]
 
 
+def multiply_add_peaks(formats, levels, reps) -> dict:
+    """(level, format) -> the GEMM's multiply-add peak in GFLOP/s (only at the avx512 level)."""
+    if "avx512" not in levels:
+        return {}
+    saved = celerinfer.simd_level()
+    try:
+        celerinfer.set_simd_level("avx512")
+        return {("avx512", fmt): summarize(_core.multiply_add_peak_gflops(fmt, reps), unit="GFLOP/s",
+                                           raw_unit=None)["median"] for fmt in formats}
+    finally:
+        celerinfer.set_simd_level(saved)
+
+
 def measure(shapes, rows, formats, levels, reps) -> list[dict]:
     out = []
+    peaks = multiply_add_peaks(formats, levels, reps)
     saved = celerinfer.simd_level()
     try:
         for level in levels:
@@ -39,10 +55,11 @@ def measure(shapes, rows, formats, levels, reps) -> list[dict]:
                 for fmt in formats:
                     for M in rows:
                         secs = summarize(_core.linear_seconds(M, N, K, reps, fmt), unit="s", raw_unit="s")["median"]
+                        peak = peaks.get((level, fmt))
                         out.append({"kernel": "gemv" if M <= 8 else "gemm", "level": level, "matrix": name,
                                     "N": N, "K": K, "M": M, "weight_dtype": fmt, "seconds": secs,
                                     "gbps": N * K * WEIGHT_VALUE_BYTES[fmt] / secs / 1e9,
-                                    "gflops": 2 * M * N * K / secs / 1e9})
+                                    "gflops": 2 * M * N * K / secs / 1e9, "peak_gflops": peak})
     finally:
         celerinfer.set_simd_level(saved)
     return out
@@ -67,11 +84,13 @@ def main(argv=None) -> int:
                       raw_unit=None)["median"]
     rows = measure(shapes, args.rows, args.formats, args.levels, args.reps)
     print(f"threads {celerinfer.get_num_threads()}, STREAM triad {triad:.1f} GB/s (same run)\n")
-    print("| kernel | simd | matrix | M | weights | ms | GB/s | % triad | GFLOP/s |")
-    print("|---|---|---|---:|---|---:|---:|---:|---:|")
+    print("| kernel | simd | matrix | M | weights | ms | GB/s | % triad | GFLOP/s | % peak |")
+    print("|---|---|---|---:|---|---:|---:|---:|---:|---:|")
     for r in rows:
+        peak = f"{100 * r['gflops'] / r['peak_gflops']:.0f}% of {r['peak_gflops']:.0f}" if r["peak_gflops"] else "-"
         print(f"| {r['kernel']} | {r['level']} | {r['matrix']} ({r['N']}x{r['K']}) | {r['M']} | {r['weight_dtype']} | "
-              f"{r['seconds'] * 1e3:.2f} | {r['gbps']:.1f} | {100 * r['gbps'] / triad:.0f}% | {r['gflops']:.1f} |")
+              f"{r['seconds'] * 1e3:.2f} | {r['gbps']:.1f} | {100 * r['gbps'] / triad:.0f}% | {r['gflops']:.1f} | "
+              f"{peak} |")
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"triad_gbps": triad, "threads": celerinfer.get_num_threads(), "rows": rows}, f, indent=1)

@@ -5,6 +5,8 @@ import importlib.util
 import json
 from pathlib import Path
 
+import pytest
+
 import celerinfer
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "micro_kernels.py"
@@ -31,3 +33,22 @@ def test_micro_kernels_table(tmp_path, capsys):
         assert abs(r["gflops"] - 2 * r["M"] * 70 * 45 / r["seconds"] / 1e9) < 1e-6 * r["gflops"]
     assert report["triad_gbps"] > 0
     assert "% triad" in capsys.readouterr().out
+    for r in rows:  # the % of peak exists where the GEMM is ours (avx512) and only there
+        assert (r["peak_gflops"] is not None) == (r["level"] == "avx512")
+
+
+def test_multiply_add_peak_is_measured_only_for_the_avx512_gemm():
+    from celerinfer import _core
+
+    saved = celerinfer.simd_level()
+    try:
+        celerinfer.set_simd_level("scalar")
+        with pytest.raises(ValueError, match="AVX-512"):
+            _core.multiply_add_peak_gflops("f32", 1)
+        if "avx512" in celerinfer.simd_levels():
+            celerinfer.set_simd_level("avx512")
+            for fmt in celerinfer.WEIGHT_DTYPES:
+                rates = _core.multiply_add_peak_gflops(fmt, 2)
+                assert len(rates) == 2 and all(r > 0 for r in rates)
+    finally:
+        celerinfer.set_simd_level(saved)

@@ -1,20 +1,21 @@
 """Weight formats (Engine(..., weight_dtype=...)) and the SIMD kernels behind them.
 
-Each format is held to the PyTorch reference run on the same rounded weights
-(celerinfer.weight_formats, written from the format's definition): the engine must compute the
-same function, so the tolerance is the fp32 parity bound, 1e-4 relative (measured ~3e-7). The
+Each format is held to the PyTorch reference run on the same rounded weights (and, for bf16,
+rounded linear inputs: celerinfer.weight_formats, written from the format's definition): the
+engine must compute the same function, so the tolerance is the fp32 parity bound, 1e-4
+relative (measured ~3e-7; for bf16, see conftest.assert_matches_twin). The
 rounding itself is checked against the float32 model from both sides: far enough to show the
 format is really used (bf16 > 1e-5, int8 > 1e-4) and close enough to be useful (bf16 < 1e-2,
 int8 < 2e-2; measured ~1e-3 and ~2e-3 on these models). Shapes are not multiples of the SIMD
 width (16 floats) nor of the int8 block (32): hidden 40, intermediate 100, vocab 77.
-Both code paths are covered: prefill (many rows: blocked GEMM over widened weights) through
+Both code paths are covered: prefill (many rows: the blocked GEMM) through
 forward(), decode (one row: the GEMV kernels) through score() and generate().
 """
 
 import numpy as np
 import pytest
 
-from conftest import make_inputs, max_rel_err, seed_for
+from conftest import assert_matches_twin, make_inputs, max_rel_err, seed_for
 
 torch = pytest.importorskip("torch", reason="parity tests compare against the PyTorch reference")
 import celerinfer  # noqa: E402
@@ -35,8 +36,7 @@ def _model(name, request):
 
 
 def _twin_logits(model, weight_dtype, ids, mask=None):
-    config, state = weight_formats.rounded_state_dict(model, weight_dtype)
-    ref = reference.ReferenceModel(config, state, rope=model.rope, dtype=torch.float64)
+    ref = weight_formats.reference_model(model, weight_dtype, rope=model.rope, dtype=torch.float64)
     with torch.no_grad():
         mask_t = None if mask is None else torch.from_numpy(mask != 0)
         return ref(torch.from_numpy(ids), mask_t).numpy()
@@ -49,7 +49,7 @@ def test_forward_matches_reference_on_rounded_weights(config, weight_dtype, requ
     ids, mask = make_inputs(rng, 2, 19, model.config.vocab_size, padding="left")
     got = celerinfer.Engine(model, weight_dtype=weight_dtype).forward(ids, mask)
     keep = mask.astype(bool)  # outputs at padded positions are unspecified
-    assert max_rel_err(got[keep], _twin_logits(model, weight_dtype, ids, mask)[keep]) <= TWIN_TOL
+    assert_matches_twin(got[keep], _twin_logits(model, weight_dtype, ids, mask)[keep], weight_dtype, TWIN_TOL)
     low, high = BOUNDS[weight_dtype]
     exact = celerinfer.Engine(model).forward(ids, mask)
     assert low <= max_rel_err(got[keep], exact[keep]) <= high
@@ -61,7 +61,7 @@ def test_decode_path_matches_reference(weight_dtype, request, rng):
     model = _model("gqa_untied", request)
     ids, _ = make_inputs(rng, 3, 21, model.config.vocab_size)
     got = celerinfer.Engine(model, weight_dtype=weight_dtype).score(ids, prefill_length=2)
-    assert max_rel_err(got, _twin_logits(model, weight_dtype, ids)) <= TWIN_TOL
+    assert_matches_twin(got, _twin_logits(model, weight_dtype, ids), weight_dtype, TWIN_TOL)
 
 
 @pytest.mark.parametrize("version", ["v1", "v2", "v3", "v5", "v6"])
@@ -72,14 +72,13 @@ def test_generation_step_logits_match_reference(version, weight_dtype, request, 
     model = _model("gqa_untied", request)
     ids, _ = make_inputs(rng, 2, 9, model.config.vocab_size)
     gen = celerinfer.Engine(model, version, weight_dtype=weight_dtype).generate(ids, 12, return_logits=True)
-    config, state = weight_formats.rounded_state_dict(model, weight_dtype)
-    ref = reference.ReferenceModel(config, state, rope=model.rope)
+    ref = weight_formats.reference_model(model, weight_dtype, rope=model.rope)
     with torch.no_grad():
         want = ref.score(torch.from_numpy(ids), torch.from_numpy(gen.new_tokens[:, :-1].copy()), version).numpy()
     # Step 0 is the prefill's last position; INT8 caches may flip a rounding: their twin bound.
     flags = {v["name"]: v for v in celerinfer.versions()}[version]
     tol = 2e-4 if flags["kv_dtype"] == "int8" else TWIN_TOL
-    assert max_rel_err(gen.logits[:, : want.shape[1]], want) <= tol
+    assert_matches_twin(gen.logits[:, : want.shape[1]], want, weight_dtype, tol)
 
 
 @pytest.mark.parametrize("weight_dtype", celerinfer.WEIGHT_DTYPES)

@@ -73,8 +73,7 @@ void Engine::reserve(int64_t batch, int64_t rows) {
     scratch_.clear();
   }
   const int64_t widest = std::max({c.hidden_size, c.q_dim(), c.intermediate_size});
-  if (weight_format_ != cpu::WeightFormat::F32 && !linear_scratch_.fits(int(threads), widest))
-    linear_scratch_.reserve(int(threads), widest);
+  linear_scratch_.reserve(int(threads), widest, batch_capacity_ * row_capacity_);
   if (int64_t(scratch_.size()) < threads) {
     scratch_.resize(size_t(threads));
     for (auto& s : scratch_) s.reserve(row_capacity_, c.num_attention_heads / c.num_key_value_heads, c.head_dim());

@@ -1,6 +1,7 @@
 // The linear layers over packed weights: every SIMD level and weight format against a plain
-// double-precision loop over the unpacked weights, on sizes that are not multiples of the
-// vector width, the Q8 block or the GEMM block; and the packing itself.
+// double-precision loop over the unpacked weights (and, for bf16, the inputs rounded to bf16),
+// on sizes that are not multiples of the vector width, the Q8 block, the GEMM tile, the
+// weight block or the K block (odd K included: bf16 pairs); and the packing itself.
 #include <cmath>
 #include <tuple>
 #include <vector>
@@ -39,7 +40,8 @@ TEST(linear_every_level_and_format_matches_naive) {
     cpu::set_simd_level(level);
     for (WeightFormat format : {WeightFormat::F32, WeightFormat::BF16, WeightFormat::Q8}) {
       for (auto [M, K, N] : {std::tuple{1, 1, 3}, {1, 31, 5}, {2, 33, 17}, {3, 64, 40}, {4, 100, 9}, {5, 47, 21},
-                             {9, 65, 70}, {17, 96, 130}, {1, 300, 67}}) {
+                             {9, 65, 70}, {17, 96, 130}, {1, 300, 67}, {25, 513, 97}, {40, 257, 33},
+                             {12, 256, 64}}) {
         Tensor w = random_matrix(N, K, 7 + uint64_t(K)), bias = random_matrix(1, N, 8);
         bias.shape = {N};
         const cpu::PackedWeight packed = cpu::pack_weight(w, format, &bias);
@@ -47,13 +49,16 @@ TEST(linear_every_level_and_format_matches_naive) {
         cpu::unpack_rows(packed, 0, N, plain.data());
         auto x = celer_test::random_floats(size_t(M * K), 3);
         cpu::LinearScratch scratch;
-        scratch.reserve(threads, K);
+        scratch.reserve(threads, K, M);
         std::vector<float> y(size_t(M * N), 0.5f);
         cpu::linear(packed, x.data(), M, y.data(), /*accumulate=*/true, &scratch);
         for (int m = 0; m < M; ++m)
           for (int n = 0; n < N; ++n) {
             double acc = 0;
-            for (int k = 0; k < K; ++k) acc += double(x[size_t(m * K + k)]) * plain[size_t(n * K + k)];
+            for (int k = 0; k < K; ++k) {
+              const float xv = x[size_t(m * K + k)];
+              acc += double(format == WeightFormat::BF16 ? bf16_to_f32(f32_to_bf16(xv)) : xv) * plain[size_t(n * K + k)];
+            }
             CHECK_NEAR(y[size_t(m * N + n)], acc + bias.f32()[n] + 0.5, 1e-4 * (1 + std::sqrt(double(K))));
           }
       }
@@ -79,14 +84,14 @@ TEST(linear_group_writes_each_output_like_separate_calls) {
 TEST(linear_results_do_not_depend_on_thread_count) {
   Tensor w = random_matrix(300, 130, 5);
   for (WeightFormat format : {WeightFormat::F32, WeightFormat::BF16, WeightFormat::Q8})
-    for (int64_t M : {1, 3, 20}) {
+    for (int64_t M : {1, 3, 20, 70}) {
       const cpu::PackedWeight packed = cpu::pack_weight(w, format);
       auto x = celer_test::random_floats(size_t(M * 130), 6);
       std::vector<std::vector<float>> outs;
       for (int threads : {1, 2, 3}) {
         set_num_threads(threads);
         cpu::LinearScratch scratch;
-        scratch.reserve(threads, 130);
+        scratch.reserve(threads, 130, M);
         outs.emplace_back(size_t(M * 300));
         cpu::linear(packed, x.data(), M, outs.back().data(), false, &scratch);
       }

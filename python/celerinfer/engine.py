@@ -84,8 +84,9 @@ class Engine:
     (None: keep it); max_seq_len bounds prompt + new tokens (None: the model's
     max_position_embeddings) and sizes the cache; weight_dtype is the format the linear layers
     compute with (:data:`WEIGHT_DTYPES`): "f32" uses the model's weights as they are, "bf16"
-    rounds them to bfloat16, "int8" quantizes them weight-only, symmetric per block of 32 values
-    with an fp16 scale (like llama.cpp's Q8_0); activations and accumulation stay float32.
+    rounds them and the layers' inputs to bfloat16 (products summed in float32, like llama.cpp's
+    BF16 type), "int8" quantizes them weight-only, symmetric per block of 32 values with an fp16
+    scale (like llama.cpp's Q8_0); otherwise activations and accumulation stay float32.
     Buffers are sized before the decode loop; nothing is allocated per token. One Engine is not
     for use from several threads at once.
     """

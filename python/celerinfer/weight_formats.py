@@ -3,7 +3,9 @@
 Written from the format's definition, not from the C++ code: the parity tests run the
 reference model on the weights as these functions round them and hold the engine to it.
 
-* ``bf16``: each value rounded to the nearest bfloat16 (ties to even).
+* ``bf16``: each value rounded to the nearest bfloat16 (ties to even); the linear layers'
+  inputs are rounded the same way (bf16 x bf16 products summed in float32, as llama.cpp's
+  BF16 type and the CPU's bf16 dot-product instructions compute).
 * ``int8``: per row, blocks of 32 consecutive values (the last may be shorter); per block
   ``scale = fp16(max|w| / 127)``, ``q = clamp(round_half_even(w / scale), -127, 127)``; the
   value is ``q * scale`` (like llama.cpp's Q8_0).
@@ -17,6 +19,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from . import reference
 from .model import config_to_dict
 
 Q8_BLOCK = 32
@@ -43,6 +46,8 @@ def round_q8(w: torch.Tensor) -> torch.Tensor:
 
 
 ROUNDERS = {"f32": lambda w: w.float(), "bf16": round_bf16, "int8": round_q8}
+#: Formats whose linear layers also round their inputs.
+ROUNDS_INPUTS = {"bf16"}
 
 
 def rounded_state_dict(model, weight_dtype: str) -> tuple[dict, dict]:
@@ -59,3 +64,19 @@ def rounded_state_dict(model, weight_dtype: str) -> tuple[dict, dict]:
     out["lm_head.weight"] = rnd(head)
     config["tie_word_embeddings"] = False
     return config, out
+
+
+def reference_model(model, weight_dtype: str, **kwargs) -> "reference.ReferenceModel":
+    """The PyTorch reference computing what the engine computes with `weight_dtype`: the
+    rounded weights of rounded_state_dict and, for bf16, inputs to every linear layer rounded
+    to bf16. kwargs go to ReferenceModel (rope, dtype)."""
+    config, state = rounded_state_dict(model, weight_dtype)
+    ref = reference.ReferenceModel(config, state, **kwargs)
+    if weight_dtype in ROUNDS_INPUTS:
+        def round_input(_module, args):
+            return (ROUNDERS[weight_dtype](args[0]).to(args[0].dtype),) + tuple(args[1:])
+
+        for module in ref.modules():
+            if isinstance(module, torch.nn.Linear):
+                module.register_forward_pre_hook(round_input)
+    return ref

@@ -38,6 +38,16 @@ traffic is not included), run on the engine's thread pool after one warm-up.)");
       py::arg("M"), py::arg("N"), py::arg("K"), py::arg("reps") = 10, py::arg("weight_dtype") = "f32",
       "Per-repetition seconds of the engine's linear layer on (M, K) x (N, K)^T with the weights packed "
       "as weight_dtype (f32, bf16, int8), after one warm-up.");
+  m.def(
+      "multiply_add_peak_gflops",
+      [](const std::string& weight_dtype, int reps) {
+        py::gil_scoped_release release;
+        return multiply_add_peak_gflops(weight_dtype, reps);
+      },
+      py::arg("weight_dtype") = "f32", py::arg("reps") = 5,
+      "Per-repetition GFLOP/s of the multiply-add instruction the AVX-512 prefill GEMM uses for weight_dtype "
+      "(f32 FMA; vdpbf16ps for bf16 where the CPU has it) on every engine thread, nothing loaded: the GEMM's "
+      "compute ceiling. ValueError below the avx512 SIMD level.");
   m.def("simd_level", [] { return cpu::simd_name(cpu::simd_level()); },
         "The SIMD level the CPU kernels use now: scalar, avx2 or avx512.");
   m.def("set_simd_level", [](const std::string& name) { cpu::set_simd_level(cpu::parse_simd_level(name)); },

@@ -9,8 +9,9 @@
 
 #include "backend/cpu/ops.h"
 #include "calibrate.h"
+#include "backend/cpu/gemm.h"
 #include "backend/cpu/linear.h"
-#include "threadpool.h"
+#include "backend/cpu/simd.h"
 #include "config.h"
 #include "error.h"
 #include "rng.h"
@@ -120,7 +121,7 @@ std::vector<double> linear_seconds(int64_t M, int64_t N, int64_t K, int reps, co
   for (int64_t i = 0; i < N * K; ++i) w.f32()[i] = rng.uniform_pm1();
   const cpu::PackedWeight packed = cpu::pack_weight(w, format);
   cpu::LinearScratch scratch;
-  scratch.reserve(thread_pool()->num_threads(), K);
+  scratch.reserve(thread_pool()->num_threads(), K, M);
 
   cpu::linear(packed, x.data(), M, y.data(), false, &scratch);  // warm-up
   std::vector<double> seconds;
@@ -136,6 +137,32 @@ std::vector<double> linear_seconds(int64_t M, int64_t N, int64_t K, int reps, co
 std::vector<double> matmul_gflops(int64_t M, int64_t N, int64_t K, int reps) {
   std::vector<double> rates = linear_seconds(M, N, K, reps, "f32");
   for (double& r : rates) r = 2.0 * double(M) * double(N) * double(K) / r * 1e-9;
+  return rates;
+}
+
+std::vector<double> multiply_add_peak_gflops(const std::string& weight_dtype, int reps) {
+  check_reps(reps);
+  const cpu::WeightFormat format = cpu::parse_weight_format(weight_dtype);
+  require(cpu::simd_level() == cpu::SimdLevel::Avx512,
+          "the multiply-add peak is measured for the AVX-512 GEMM; the SIMD level is " +
+              cpu::simd_name(cpu::simd_level()));
+  const bool pairs = cpu::gemm_uses_bf16_pairs(format);
+  const int threads = thread_pool()->num_threads();
+  const int64_t iterations = int64_t(1) << 22;  // ~15-30 ms per thread at 3 GHz
+  std::vector<float> sinks(size_t(threads) * 16);
+  auto run = [&] {
+    thread_pool()->parallel_for_threads(threads, [&](int64_t, int64_t, int thread) {
+      cpu::multiply_add_peak_loop(pairs, iterations, &sinks[size_t(thread) * 16]);
+    });
+  };
+  run();  // warm-up (and clock ramp-up)
+  const double flops = double(threads) * double(iterations) * double(cpu::kPeakLoopAccumulators) * (pairs ? 64 : 32);
+  std::vector<double> rates;
+  for (int r = 0; r < reps; ++r) {
+    const int64_t start = now_ns();
+    run();
+    rates.push_back(flops / seconds_since(start) * 1e-9);
+  }
   return rates;
 }
 

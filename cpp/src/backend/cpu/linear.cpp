@@ -4,8 +4,10 @@
 #include <Eigen/Core>
 #include <algorithm>
 
+#include "backend/cpu/gemm.h"
 #include "backend/cpu/gemv.h"
 #include "backend/cpu/ops.h"
+#include "error.h"
 #include "threadpool.h"
 
 namespace celer::cpu {
@@ -13,28 +15,30 @@ namespace celer::cpu {
 using RowMat = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
 using Strided = Eigen::OuterStride<>;
 
-void LinearScratch::reserve(int threads, int64_t max_cols) {
-  if (fits(threads, max_cols)) return;
+void LinearScratch::reserve(int threads, int64_t max_cols, int64_t max_rows) {
+  if (fits(threads, max_cols, max_rows)) return;
   max_cols_ = std::max(max_cols_, max_cols);
+  max_rows_ = std::max(max_rows_, max_rows);
   buffers_.resize(std::max(buffers_.size(), size_t(threads)));
-  for (auto& b : buffers_) b.resize(size_t(kGemmBlock * max_cols_));
+  for (auto& b : buffers_) b.resize(size_t(std::max(kGemmBlock * max_cols_, kGemmWeightScratch)));
+  activations_.resize(size_t(packed_activation_floats(max_rows_, max_cols_)));  // >= max_rows_ * max_cols_
 }
 
-bool LinearScratch::fits(int threads, int64_t max_cols) const {
-  return int(buffers_.size()) >= threads && max_cols_ >= max_cols;
+bool LinearScratch::fits(int threads, int64_t max_cols, int64_t max_rows) const {
+  return int(buffers_.size()) >= threads && max_cols_ >= max_cols && max_rows_ >= max_rows;
 }
 
 uint64_t LinearScratch::bytes() const {
-  uint64_t total = 0;
+  uint64_t total = activations_.size() * sizeof(float);
   for (const auto& b : buffers_) total += b.size() * sizeof(float);
   return total;
 }
 
 namespace {
 
-// Rows [r0, r1) of one output by the blocked GEMM.
-void gemm_block(const LinearOut& o, int64_t r0, int64_t r1, const float* x, int64_t x_stride, int64_t M,
-                float* scratch) {
+// Rows [r0, r1) of one output by an Eigen GEMM (the levels below avx512).
+void eigen_block(const LinearOut& o, int64_t r0, int64_t r1, const float* x, int64_t x_stride, int64_t M,
+                 float* scratch) {
   const PackedWeight& w = *o.w;
   const int64_t K = w.cols, nn = r1 - r0;
   const float* rows = w.f32 != nullptr ? w.f32 + r0 * K : scratch;
@@ -49,13 +53,10 @@ void gemm_block(const LinearOut& o, int64_t r0, int64_t r1, const float* x, int6
   if (w.bias != nullptr) Y.rowwise() += Eigen::Map<const Eigen::RowVectorXf>(w.bias + r0, nn);
 }
 
-}  // namespace
-
-void linear_group(std::initializer_list<LinearOut> outs, const float* x, int64_t x_stride, int64_t M,
-                  LinearScratch* scratch) {
-  // The group's rows, concatenated, cut into units: a unit never spans two outputs.
-  const bool gemv = M <= kGemvMaxRows;
-  const int64_t unit = gemv ? 16 : kGemmBlock;
+// The group's weight rows, concatenated and cut into units of `unit` rows (a unit never spans
+// two outputs), split between threads: fn(out, r0, r1, thread) for each thread's share.
+template <class F>
+void for_each_unit(std::initializer_list<LinearOut> outs, int64_t unit, int64_t M, F&& fn) {
   int64_t units = 0, work_per_unit = 0;
   for (const LinearOut& o : outs) {
     units += (o.w->rows + unit - 1) / unit;
@@ -63,25 +64,59 @@ void linear_group(std::initializer_list<LinearOut> outs, const float* x, int64_t
   }
   // A thread gets at least ~64K multiply-adds: below that, waking it costs more than it saves.
   const int64_t grain = std::max<int64_t>(1, (int64_t(1) << 16) / std::max<int64_t>(1, work_per_unit));
-  const SimdLevel level = simd_level();
   thread_pool()->parallel_for_threads(units, [&](int64_t u0, int64_t u1, int thread) {
     int64_t first = 0;  // index of the first unit of the current output
     for (const LinearOut& o : outs) {
       const int64_t n_units = (o.w->rows + unit - 1) / unit;
       const int64_t a = std::max(u0, first), b = std::min(u1, first + n_units);
-      if (a < b) {
-        const int64_t r0 = (a - first) * unit, r1 = std::min(o.w->rows, (b - first) * unit);
-        if (gemv) {
-          gemv_rows(*o.w, r0, r1, x, x_stride, M, o.y, o.y_stride, o.accumulate, level);
-        } else {
-          float* tile = o.w->f32 == nullptr ? scratch->block(thread) : nullptr;
-          for (int64_t r = r0; r < r1; r += kGemmBlock)
-            gemm_block(o, r, std::min(r1, r + kGemmBlock), x, x_stride, M, tile);
-        }
-      }
+      if (a < b) fn(o, (a - first) * unit, std::min(o.w->rows, (b - first) * unit), thread);
       first += n_units;
     }
   }, grain);
+}
+
+void gemm_avx512_group(std::initializer_list<LinearOut> outs, const float* x, int64_t x_stride, int64_t M,
+                       LinearScratch& scratch) {
+  const PackedWeight& w0 = *outs.begin()->w;
+  const bool pairs = gemm_uses_bf16_pairs(w0.format), round = w0.format == WeightFormat::BF16 && !pairs;
+  float* packed = scratch.activations();
+  thread_pool()->parallel_for(gemm_panels(M), [&](int64_t p0, int64_t p1) {
+    pack_activations(x, x_stride, M, w0.cols, pairs, round, p0, p1, packed);
+  });
+  const PackedActivations xa{packed, M, w0.cols, pairs};
+  for_each_unit(outs, kGemmPanelRows, M, [&](const LinearOut& o, int64_t r0, int64_t r1, int thread) {
+    for (int64_t r = r0; r < r1; r += kGemmPanelRows)
+      gemm_rows_avx512(*o.w, r, std::min(r1, r + kGemmPanelRows), xa, o.y, o.y_stride, o.accumulate,
+                       scratch.block(thread));
+  });
+}
+
+}  // namespace
+
+void linear_group(std::initializer_list<LinearOut> outs, const float* x, int64_t x_stride, int64_t M,
+                  LinearScratch* scratch) {
+  const PackedWeight& w0 = *outs.begin()->w;
+  for (const LinearOut& o : outs)  // (no require(): its message would allocate on every call)
+    if (o.w->format != w0.format || o.w->cols != w0.cols)
+      throw ValueError("linear_group: the outputs differ in weight format or input size");
+  LinearScratch temporary;
+  if (scratch == nullptr) scratch = &temporary;
+  scratch->reserve(thread_pool()->num_threads(), w0.cols, M);  // nothing to do once sized
+  const bool gemv = M <= kGemvMaxRows;
+  if (!gemv && gemm_avx512_active()) return gemm_avx512_group(outs, x, x_stride, M, *scratch);
+  if (w0.format == WeightFormat::BF16) {  // the bf16 format's inputs are bf16 too
+    float* rounded = scratch->activations();
+    for (int64_t m = 0; m < M; ++m)
+      for (int64_t k = 0; k < w0.cols; ++k) rounded[m * w0.cols + k] = bf16_to_f32(f32_to_bf16(x[m * x_stride + k]));
+    x = rounded;
+    x_stride = w0.cols;
+  }
+  const SimdLevel level = simd_level();
+  for_each_unit(outs, gemv ? 16 : kGemmBlock, M, [&](const LinearOut& o, int64_t r0, int64_t r1, int thread) {
+    if (gemv) return gemv_rows(*o.w, r0, r1, x, x_stride, M, o.y, o.y_stride, o.accumulate, level);
+    for (int64_t r = r0; r < r1; r += kGemmBlock)
+      eigen_block(o, r, std::min(r1, r + kGemmBlock), x, x_stride, M, scratch->block(thread));
+  });
 }
 
 void matmul_nt(float* y, const float* x, const float* w, int64_t M, int64_t K, int64_t N, bool accumulate) {

@@ -1,7 +1,9 @@
 // Linear layers over packed weights: y (M, N) = x (M, K) @ W^T (+ bias) (+ y), threaded.
 //  - A few activation rows (decode): the SIMD GEMV kernels (gemv.h) stream each weight once.
-//  - Many rows (prefill): blocks of 64 weight rows, each one Eigen GEMM; bf16/int8 blocks are
-//    widened to f32 into per-thread scratch first, so the conversion is paid once per block.
+//  - Many rows (prefill): at the avx512 level our own packed GEMM (gemm.h); below it, blocks of
+//    64 weight rows, each one Eigen GEMM over the block widened to f32 in per-thread scratch.
+// The bf16 format rounds its inputs to bf16 as well (gemm.h says why): every path computes on
+// the same rounded values, so the paths differ only in the order of f32 sums.
 // Several weights that read the same x (Q/K/V, gate/up) run as one group: one parallel
 // section, x read once per block. Results do not depend on the number of threads.
 #pragma once
@@ -18,17 +20,20 @@ constexpr int64_t kGemvMaxRows = 8;
 // Weight rows per GEMM block.
 constexpr int64_t kGemmBlock = 64;
 
-// Per-thread space for widened weight blocks; sized before a decode loop, never per token.
+// Space for packed or rounded activations (max_rows x max_cols) and per-thread weight
+// blocks; sized before a decode loop, never per token.
 class LinearScratch {
  public:
-  void reserve(int threads, int64_t max_cols);
+  void reserve(int threads, int64_t max_cols, int64_t max_rows);
+  bool fits(int threads, int64_t max_cols, int64_t max_rows) const;
   float* block(int thread) { return buffers_[size_t(thread)].data(); }
+  float* activations() { return activations_.data(); }
   uint64_t bytes() const;
-  bool fits(int threads, int64_t max_cols) const;
 
  private:
   std::vector<std::vector<float>> buffers_;
-  int64_t max_cols_ = 0;
+  std::vector<float> activations_;
+  int64_t max_cols_ = 0, max_rows_ = 0;
 };
 
 // One output of a group: y (M, w.rows) with row stride y_stride.
@@ -39,9 +44,9 @@ struct LinearOut {
   bool accumulate = false;
 };
 
-// Runs every output on the same x (M, K), K = each w.cols, row stride x_stride. `scratch`
-// must fit the threads and K when a weight is not f32 and M > kGemvMaxRows (may be null
-// otherwise).
+// Runs every output on the same x (M, K), K = each w.cols, row stride x_stride; the outputs
+// share one weight format. `scratch` is grown when it does not fit the threads, M and K
+// (null: a temporary one).
 void linear_group(std::initializer_list<LinearOut> outs, const float* x, int64_t x_stride, int64_t M,
                   LinearScratch* scratch);
 

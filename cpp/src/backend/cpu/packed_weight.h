@@ -1,6 +1,6 @@
 // A weight matrix (N output rows, K inputs) in the format the engine computes with:
 //   F32   the model's own float32 rows (no copy);
-//   BF16  bfloat16, rounded to nearest even;
+//   BF16  bfloat16, rounded to nearest even (linear.h rounds the layer's inputs too);
 //   Q8    weight-only INT8, symmetric per block of 32 consecutive values of a row (like
 //         llama.cpp's Q8_0): scale = fp16(max|w| / 127), q = clamp(round(w / scale), +-127);
 //         the value is q * scale. A row's last block may be shorter.

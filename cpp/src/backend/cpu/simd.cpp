@@ -38,6 +38,15 @@ SimdLevel best_simd_level() {
   return best;
 }
 
+bool cpu_has_avx512_bf16() {
+#if defined(__x86_64__) || defined(__i386__)
+  static const bool has = best_simd_level() == SimdLevel::Avx512 && __builtin_cpu_supports("avx512bf16");
+  return has;
+#else
+  return false;
+#endif
+}
+
 SimdLevel simd_level() { return SimdLevel(current().load(std::memory_order_relaxed)); }
 
 void set_simd_level(SimdLevel level) {

@@ -16,5 +16,8 @@ void set_simd_level(SimdLevel level);  // ValueError when the CPU lacks it
 std::string simd_name(SimdLevel level);
 SimdLevel parse_simd_level(const std::string& name);  // ValueError on an unknown name
 std::vector<SimdLevel> supported_simd_levels();
+// Whether the CPU has AVX512_BF16 (vdpbf16ps: bf16 pair dot products into f32), which the bf16
+// prefill GEMM uses at the avx512 level.
+bool cpu_has_avx512_bf16();
 
 }  // namespace celer::cpu

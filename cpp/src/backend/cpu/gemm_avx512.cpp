@@ -1,0 +1,271 @@
+// The AVX-512 prefill GEMM (gemm.h), compiled for that target whatever the build's flags;
+// linear.cpp calls it only when the CPU has AVX-512 and the level is avx512.
+#include "backend/cpu/quiet_intrinsics.h"
+#include "backend/cpu/gemm.h"
+
+#include <algorithm>
+#include <cstring>
+
+#include "backend/cpu/simd.h"
+
+namespace celer::cpu {
+
+namespace {
+// Units of a K block: one input (f32) or a pair of inputs (bf16 pairs, one 32-bit unit).
+int64_t block_units(int64_t kcb, bool pairs) { return pairs ? (kcb + 1) / 2 : kcb; }
+
+uint32_t bf16_pair(float lo, float hi) { return uint32_t(f32_to_bf16(lo)) | uint32_t(f32_to_bf16(hi)) << 16; }
+}  // namespace
+
+bool gemm_avx512_active() { return simd_level() == SimdLevel::Avx512; }
+
+bool gemm_uses_bf16_pairs(WeightFormat format) { return format == WeightFormat::BF16 && cpu_has_avx512_bf16(); }
+
+int64_t gemm_panels(int64_t M) { return (M + kGemmMr - 1) / kGemmMr; }
+
+int64_t packed_activation_floats(int64_t M, int64_t K) { return gemm_panels(M) * kGemmMr * K; }
+
+// Layout: K block by K block; within a block, panel by panel; within a panel, unit by unit,
+// the kGemmMr rows' values side by side (zeros past row M or past the block's inputs).
+void pack_activations(const float* x, int64_t xs, int64_t M, int64_t K, bool pairs, bool round_bf16, int64_t p0,
+                      int64_t p1, float* out) {
+  const int64_t P = gemm_panels(M);
+  for (int64_t k0 = 0; k0 < K; k0 += kGemmKc) {
+    const int64_t kcb = std::min(kGemmKc, K - k0), units = block_units(kcb, pairs);
+    float* block = out + P * kGemmMr * block_units(k0, pairs);  // earlier blocks are all full
+    for (int64_t p = p0; p < p1; ++p) {
+      float* panel = block + p * kGemmMr * units;
+      for (int64_t i = 0; i < kGemmMr; ++i) {
+        const int64_t m = p * kGemmMr + i;
+        const float* row = x + m * xs + k0;
+        for (int64_t u = 0; u < units; ++u) {
+          float v = 0.0f;
+          if (m < M && pairs) {
+            const uint32_t bits = bf16_pair(row[2 * u], 2 * u + 1 < kcb ? row[2 * u + 1] : 0.0f);
+            std::memcpy(&v, &bits, 4);
+          } else if (m < M) {
+            v = round_bf16 ? bf16_to_f32(f32_to_bf16(row[u])) : row[u];
+          }
+          panel[u * kGemmMr + i] = v;
+        }
+      }
+    }
+  }
+}
+
+}  // namespace celer::cpu
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+
+#define CELER_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,fma,f16c")))
+#define CELER_AVX512_BF16 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16,fma,f16c")))
+
+namespace celer::cpu {
+namespace {
+
+CELER_AVX512 inline __mmask16 first_n(int64_t n) {  // the first n of 16 lanes, n clipped to [0, 16]
+  return n >= 16 ? __mmask16(0xFFFF) : n <= 0 ? __mmask16(0) : __mmask16((1u << n) - 1u);
+}
+
+// Transposes 16 rows of 16 32-bit values in place.
+CELER_AVX512 inline void transpose16(__m512 r[16]) {
+  __m512 t[16];
+  for (int i = 0; i < 16; i += 2) {
+    t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
+    t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
+  }
+  // Per 128-bit lane L, u[4g + c] holds column 4L + c of rows 4g..4g+3.
+  __m512 u[16];
+  for (int g = 0; g < 16; g += 4) {
+    const __m512d a = _mm512_castps_pd(t[g]), b = _mm512_castps_pd(t[g + 1]);
+    const __m512d c = _mm512_castps_pd(t[g + 2]), d = _mm512_castps_pd(t[g + 3]);
+    u[g] = _mm512_castpd_ps(_mm512_unpacklo_pd(a, c));
+    u[g + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a, c));
+    u[g + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(b, d));
+    u[g + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(b, d));
+  }
+  // A 4x4 transpose of 128-bit lanes for each c.
+  for (int c = 0; c < 4; ++c) {
+    const __m512 v0 = _mm512_shuffle_f32x4(u[c], u[4 + c], 0x44), v1 = _mm512_shuffle_f32x4(u[c], u[4 + c], 0xEE);
+    const __m512 v2 = _mm512_shuffle_f32x4(u[8 + c], u[12 + c], 0x44);
+    const __m512 v3 = _mm512_shuffle_f32x4(u[8 + c], u[12 + c], 0xEE);
+    r[c] = _mm512_shuffle_f32x4(v0, v2, 0x88);
+    r[4 + c] = _mm512_shuffle_f32x4(v0, v2, 0xDD);
+    r[8 + c] = _mm512_shuffle_f32x4(v1, v3, 0x88);
+    r[12 + c] = _mm512_shuffle_f32x4(v1, v3, 0xDD);
+  }
+}
+
+// Units [u0, u0 + 16) of weight row r in K block k0 (kcb inputs), as 16 32-bit lanes: f32
+// values, or bf16 pairs; zeros past the block.
+CELER_AVX512 __m512 load_units(const PackedWeight& w, int64_t r, int64_t k0, int64_t kcb, int64_t u0, bool pairs) {
+  const int64_t K = w.cols;
+  switch (w.format) {
+    case WeightFormat::F32:
+      return _mm512_maskz_loadu_ps(first_n(kcb - u0), w.f32 + r * K + k0 + u0);
+    case WeightFormat::BF16: {
+      const uint16_t* p = w.bf16_row(r) + k0;
+      if (pairs) {
+        const int64_t n = std::clamp<int64_t>(kcb - 2 * u0, 0, 32);
+        const __mmask32 m = n >= 32 ? __mmask32(0xFFFFFFFFu) : __mmask32((1u << n) - 1u);
+        return _mm512_castsi512_ps(_mm512_maskz_loadu_epi16(m, p + 2 * u0));
+      }
+      const __m256i h = _mm256_maskz_loadu_epi16(first_n(kcb - u0), p + u0);
+      return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+    }
+    case WeightFormat::Q8: {  // 16 values inside one block of 32 (k0 and u0 are multiples of 16)
+      const __m128i q = _mm_maskz_loadu_epi8(first_n(kcb - u0), w.q8_row(r) + k0 + u0);
+      const float scale = _cvtsh_ss(w.q8_scales(r)[(k0 + u0) / kQ8Block]);
+      return _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(q)), _mm512_set1_ps(scale));
+    }
+  }
+  return _mm512_setzero_ps();
+}
+
+// Weight rows [r0, r1) x K block [k0, k0 + kcb) into kGemmNr-wide panels: panel q holds, unit
+// by unit, rows r0 + 32q .. r0 + 32q + 31 side by side (zeros past r1).
+CELER_AVX512 void pack_weight_block(const PackedWeight& w, int64_t r0, int64_t r1, int64_t k0, int64_t kcb, bool pairs,
+                                    float* out) {
+  const int64_t units = block_units(kcb, pairs);
+  __m512 v[16];
+  for (int64_t g = 0; g * 16 < r1 - r0; ++g) {  // 16 rows at a time
+    float* panel = out + (g / 2) * units * kGemmNr + (g % 2) * 16;
+    for (int64_t u0 = 0; u0 < units; u0 += 16) {
+      for (int i = 0; i < 16; ++i) {
+        const int64_t r = r0 + g * 16 + i;
+        v[i] = r < r1 ? load_units(w, r, k0, kcb, u0, pairs) : _mm512_setzero_ps();
+      }
+      transpose16(v);
+      for (int64_t u = u0; u < std::min(units, u0 + 16); ++u) _mm512_storeu_ps(panel + u * kGemmNr, v[u - u0]);
+    }
+  }
+}
+
+// How a tile's sums meet y: the first K block adds the bias and, when accumulating, the old
+// y; later blocks add to y.
+struct TileStore {
+  float* y;
+  int64_t ys;
+  int rows;           // valid activation rows (<= kGemmMr)
+  __mmask16 m0, m1;   // valid outputs in each half of the tile
+  bool add_old;
+  const float* bias;  // null, or the bias of the tile's first output
+};
+
+CELER_AVX512 inline void store_tile(const __m512 (&acc)[kGemmMr][2], const TileStore& s) {
+  const __m512 b0 = s.bias ? _mm512_maskz_loadu_ps(s.m0, s.bias) : _mm512_setzero_ps();
+  const __m512 b1 = s.bias ? _mm512_maskz_loadu_ps(s.m1, s.bias + 16) : _mm512_setzero_ps();
+#pragma GCC unroll 12
+  for (int i = 0; i < kGemmMr; ++i) {  // constant bounds keep acc in registers
+    if (i >= s.rows) break;
+    float* y = s.y + i * s.ys;
+    __m512 c0 = _mm512_add_ps(acc[i][0], b0), c1 = _mm512_add_ps(acc[i][1], b1);
+    if (s.add_old) {
+      c0 = _mm512_add_ps(c0, _mm512_maskz_loadu_ps(s.m0, y));
+      c1 = _mm512_add_ps(c1, _mm512_maskz_loadu_ps(s.m1, y + 16));
+    }
+    _mm512_mask_storeu_ps(y, s.m0, c0);
+    _mm512_mask_storeu_ps(y + 16, s.m1, c1);
+  }
+}
+
+// The kGemmMr x kGemmNr tile over `units` units: f32 FMAs.
+CELER_AVX512 void tile_f32(const float* a, const float* b, int64_t units, const TileStore& s) {
+  __m512 acc[kGemmMr][2];
+#pragma GCC unroll 12
+  for (int i = 0; i < kGemmMr; ++i) acc[i][0] = acc[i][1] = _mm512_setzero_ps();
+  for (int64_t u = 0; u < units; ++u, a += kGemmMr, b += kGemmNr) {
+    const __m512 w0 = _mm512_loadu_ps(b), w1 = _mm512_loadu_ps(b + 16);
+#pragma GCC unroll 12
+    for (int i = 0; i < kGemmMr; ++i) {
+      const __m512 x = _mm512_set1_ps(a[i]);
+      acc[i][0] = _mm512_fmadd_ps(x, w0, acc[i][0]);
+      acc[i][1] = _mm512_fmadd_ps(x, w1, acc[i][1]);
+    }
+  }
+  store_tile(acc, s);
+}
+
+// The same over bf16 pairs: each vdpbf16ps adds two products per output.
+CELER_AVX512_BF16 void tile_bf16_pairs(const float* a, const float* b, int64_t units, const TileStore& s) {
+  __m512 acc[kGemmMr][2];
+#pragma GCC unroll 12
+  for (int i = 0; i < kGemmMr; ++i) acc[i][0] = acc[i][1] = _mm512_setzero_ps();
+  const uint32_t* a32 = reinterpret_cast<const uint32_t*>(a);
+  for (int64_t u = 0; u < units; ++u, a32 += kGemmMr, b += kGemmNr) {
+    const __m512bh w0 = (__m512bh)_mm512_loadu_ps(b), w1 = (__m512bh)_mm512_loadu_ps(b + 16);
+#pragma GCC unroll 12
+    for (int i = 0; i < kGemmMr; ++i) {
+      const __m512bh x = (__m512bh)_mm512_set1_epi32(int(a32[i]));
+      acc[i][0] = _mm512_dpbf16_ps(acc[i][0], x, w0);
+      acc[i][1] = _mm512_dpbf16_ps(acc[i][1], x, w1);
+    }
+  }
+  store_tile(acc, s);
+}
+
+template <bool Pairs>
+CELER_AVX512_BF16 void peak_loop(int64_t iterations, float* sink) {
+  __m512 acc[kPeakLoopAccumulators];
+  const __m512 a = _mm512_set1_ps(0.5f), b = _mm512_set1_ps(0.25f);
+#pragma GCC unroll 12
+  for (int i = 0; i < kPeakLoopAccumulators; ++i) acc[i] = _mm512_set1_ps(float(i));
+  for (int64_t n = 0; n < iterations; ++n) {
+#pragma GCC unroll 12
+    for (int i = 0; i < kPeakLoopAccumulators; ++i)
+      acc[i] = Pairs ? _mm512_dpbf16_ps(acc[i], (__m512bh)a, (__m512bh)b) : _mm512_fmadd_ps(a, acc[i], b);
+  }
+  __m512 sum = _mm512_setzero_ps();
+#pragma GCC unroll 12
+  for (int i = 0; i < kPeakLoopAccumulators; ++i) sum = _mm512_add_ps(sum, acc[i]);
+  *sink = _mm512_reduce_add_ps(sum);
+}
+
+}  // namespace
+
+void multiply_add_peak_loop(bool pairs, int64_t iterations, float* sink) {
+  if (pairs)
+    peak_loop<true>(iterations, sink);
+  else
+    peak_loop<false>(iterations, sink);
+}
+
+CELER_AVX512 void gemm_rows_avx512(const PackedWeight& w, int64_t r0, int64_t r1, const PackedActivations& x,
+                                   float* y, int64_t y_stride, bool accumulate, float* scratch) {
+  const int64_t K = w.cols, M = x.M, P = gemm_panels(M);
+  const bool pairs = x.pairs;
+  const float* packed = static_cast<const float*>(x.data);
+  for (int64_t k0 = 0; k0 < K; k0 += kGemmKc) {
+    const int64_t kcb = std::min(kGemmKc, K - k0), units = block_units(kcb, pairs);
+    pack_weight_block(w, r0, r1, k0, kcb, pairs, scratch);
+    const float* block = packed + P * kGemmMr * block_units(k0, pairs);
+    for (int64_t p = 0; p < P; ++p) {
+      const float* a = block + p * kGemmMr * units;
+      for (int64_t q = 0; q * kGemmNr < r1 - r0; ++q) {
+        const int64_t c0 = r0 + q * kGemmNr, cols = std::min(kGemmNr, r1 - c0);
+        TileStore s{y + p * kGemmMr * y_stride + c0, y_stride, int(std::min(kGemmMr, M - p * kGemmMr)),
+                    first_n(cols), first_n(cols - 16), k0 > 0 || accumulate,
+                    k0 == 0 && w.bias != nullptr ? w.bias + c0 : nullptr};
+        const float* b = scratch + q * units * kGemmNr;
+        if (pairs)
+          tile_bf16_pairs(a, b, units, s);
+        else
+          tile_f32(a, b, units, s);
+      }
+    }
+  }
+}
+
+}  // namespace celer::cpu
+#else
+#include <stdexcept>
+namespace celer::cpu {
+void multiply_add_peak_loop(bool, int64_t, float*) {
+  throw std::logic_error("the AVX-512 peak loop is not built for this architecture");
+}
+void gemm_rows_avx512(const PackedWeight&, int64_t, int64_t, const PackedActivations&, float*, int64_t, bool, float*) {
+  throw std::logic_error("the AVX-512 GEMM is not built for this architecture");  // never chosen: no AVX-512 here
+}
+}  // namespace celer::cpu
+#endif
