@@ -64,5 +64,8 @@ inline uint16_t f32_to_bf16(float f) {
   x += 0x7fff + ((x >> 16) & 1);  // round to nearest even
   return uint16_t(x >> 16);
 }
+// Two values as a pair of bf16 in one 32-bit word, `lo` in the low half: the operand layout of
+// bf16 dot-product instructions (vdpbf16ps).
+inline uint32_t bf16_pair(float lo, float hi) { return uint32_t(f32_to_bf16(lo)) | uint32_t(f32_to_bf16(hi)) << 16; }
 
 }  // namespace celer

@@ -1,6 +1,6 @@
 // The prefill GEMM at the avx512 level: y (M, N) = x (M, K) @ W^T, our own kernels.
 //  - x is packed once per call into panels of kGemmMr rows, K-block by K-block;
-//  - each thread packs kGemmBlock weight rows x kGemmKc inputs at a time (transposed, widened
+//  - each thread packs kGemmPanelRows weight rows x kGemmKc units at a time (transposed, widened
 //    from bf16/int8 as needed) into its own scratch, where they stay in L1/L2 while every
 //    activation panel streams past;
 //  - a register tile of kGemmMr x kGemmNr outputs (24 of the 32 zmm registers) accumulates
@@ -18,7 +18,7 @@ namespace celer::cpu {
 
 constexpr int64_t kGemmMr = 12;   // activation rows per register tile
 constexpr int64_t kGemmNr = 32;   // weight rows per register tile (two zmm of outputs)
-constexpr int64_t kGemmKc = 256;  // inputs per K block
+constexpr int64_t kGemmKc = 256;  // 32-bit units per K block: f32 inputs, or bf16 pairs
 constexpr int64_t kGemmPanelRows = 64;  // weight rows a thread packs at a time (2 tiles wide)
 
 // x (M, K) packed for the kernels; `pairs` when the values are bf16 pairs (dot-product form).

@@ -13,8 +13,8 @@ namespace celer::cpu {
 namespace {
 // Units of a K block: one input (f32) or a pair of inputs (bf16 pairs, one 32-bit unit).
 int64_t block_units(int64_t kcb, bool pairs) { return pairs ? (kcb + 1) / 2 : kcb; }
-
-uint32_t bf16_pair(float lo, float hi) { return uint32_t(f32_to_bf16(lo)) | uint32_t(f32_to_bf16(hi)) << 16; }
+// Inputs per full K block: the same bytes of packed weights either way.
+int64_t block_inputs(bool pairs) { return pairs ? 2 * kGemmKc : kGemmKc; }
 }  // namespace
 
 bool gemm_avx512_active() { return simd_level() == SimdLevel::Avx512; }
@@ -30,8 +30,8 @@ int64_t packed_activation_floats(int64_t M, int64_t K) { return gemm_panels(M) *
 void pack_activations(const float* x, int64_t xs, int64_t M, int64_t K, bool pairs, bool round_bf16, int64_t p0,
                       int64_t p1, float* out) {
   const int64_t P = gemm_panels(M);
-  for (int64_t k0 = 0; k0 < K; k0 += kGemmKc) {
-    const int64_t kcb = std::min(kGemmKc, K - k0), units = block_units(kcb, pairs);
+  for (int64_t k0 = 0; k0 < K; k0 += block_inputs(pairs)) {
+    const int64_t kcb = std::min(block_inputs(pairs), K - k0), units = block_units(kcb, pairs);
     float* block = out + P * kGemmMr * block_units(k0, pairs);  // earlier blocks are all full
     for (int64_t p = p0; p < p1; ++p) {
       float* panel = block + p * kGemmMr * units;
@@ -63,6 +63,8 @@ void pack_activations(const float* x, int64_t xs, int64_t M, int64_t K, bool pai
 
 namespace celer::cpu {
 namespace {
+
+constexpr int kNrVecs = int(kGemmNr / 16);  // zmm vectors across a tile
 
 CELER_AVX512 inline __mmask16 first_n(int64_t n) {  // the first n of 16 lanes, n clipped to [0, 16]
   return n >= 16 ? __mmask16(0xFFFF) : n <= 0 ? __mmask16(0) : __mmask16((1u << n) - 1u);
@@ -130,7 +132,7 @@ CELER_AVX512 void pack_weight_block(const PackedWeight& w, int64_t r0, int64_t r
   const int64_t units = block_units(kcb, pairs);
   __m512 v[16];
   for (int64_t g = 0; g * 16 < r1 - r0; ++g) {  // 16 rows at a time
-    float* panel = out + (g / 2) * units * kGemmNr + (g % 2) * 16;
+    float* panel = out + (g / kNrVecs) * units * kGemmNr + (g % kNrVecs) * 16;
     for (int64_t u0 = 0; u0 < units; u0 += 16) {
       for (int i = 0; i < 16; ++i) {
         const int64_t r = r0 + g * 16 + i;
@@ -147,41 +149,45 @@ CELER_AVX512 void pack_weight_block(const PackedWeight& w, int64_t r0, int64_t r
 struct TileStore {
   float* y;
   int64_t ys;
-  int rows;           // valid activation rows (<= kGemmMr)
-  __mmask16 m0, m1;   // valid outputs in each half of the tile
+  int rows;                // valid activation rows (<= kGemmMr)
+  __mmask16 mask[kNrVecs];  // valid outputs in each vector of the tile
   bool add_old;
   const float* bias;  // null, or the bias of the tile's first output
 };
 
-CELER_AVX512 inline void store_tile(const __m512 (&acc)[kGemmMr][2], const TileStore& s) {
-  const __m512 b0 = s.bias ? _mm512_maskz_loadu_ps(s.m0, s.bias) : _mm512_setzero_ps();
-  const __m512 b1 = s.bias ? _mm512_maskz_loadu_ps(s.m1, s.bias + 16) : _mm512_setzero_ps();
+CELER_AVX512 inline void store_tile(const __m512 (&acc)[kGemmMr][kNrVecs], const TileStore& s) {
+  __m512 bias[kNrVecs];
+  for (int j = 0; j < kNrVecs; ++j)
+    bias[j] = s.bias ? _mm512_maskz_loadu_ps(s.mask[j], s.bias + 16 * j) : _mm512_setzero_ps();
 #pragma GCC unroll 12
   for (int i = 0; i < kGemmMr; ++i) {  // constant bounds keep acc in registers
     if (i >= s.rows) break;
     float* y = s.y + i * s.ys;
-    __m512 c0 = _mm512_add_ps(acc[i][0], b0), c1 = _mm512_add_ps(acc[i][1], b1);
-    if (s.add_old) {
-      c0 = _mm512_add_ps(c0, _mm512_maskz_loadu_ps(s.m0, y));
-      c1 = _mm512_add_ps(c1, _mm512_maskz_loadu_ps(s.m1, y + 16));
+#pragma GCC unroll 4
+    for (int j = 0; j < kNrVecs; ++j) {
+      __m512 c = _mm512_add_ps(acc[i][j], bias[j]);
+      if (s.add_old) c = _mm512_add_ps(c, _mm512_maskz_loadu_ps(s.mask[j], y + 16 * j));
+      _mm512_mask_storeu_ps(y + 16 * j, s.mask[j], c);
     }
-    _mm512_mask_storeu_ps(y, s.m0, c0);
-    _mm512_mask_storeu_ps(y + 16, s.m1, c1);
   }
 }
 
 // The kGemmMr x kGemmNr tile over `units` units: f32 FMAs.
 CELER_AVX512 void tile_f32(const float* a, const float* b, int64_t units, const TileStore& s) {
-  __m512 acc[kGemmMr][2];
+  __m512 acc[kGemmMr][kNrVecs];
 #pragma GCC unroll 12
-  for (int i = 0; i < kGemmMr; ++i) acc[i][0] = acc[i][1] = _mm512_setzero_ps();
+  for (int i = 0; i < kGemmMr; ++i)
+#pragma GCC unroll 4
+    for (int j = 0; j < kNrVecs; ++j) acc[i][j] = _mm512_setzero_ps();
   for (int64_t u = 0; u < units; ++u, a += kGemmMr, b += kGemmNr) {
-    const __m512 w0 = _mm512_loadu_ps(b), w1 = _mm512_loadu_ps(b + 16);
+    __m512 w[kNrVecs];
+#pragma GCC unroll 4
+    for (int j = 0; j < kNrVecs; ++j) w[j] = _mm512_loadu_ps(b + 16 * j);
 #pragma GCC unroll 12
     for (int i = 0; i < kGemmMr; ++i) {
       const __m512 x = _mm512_set1_ps(a[i]);
-      acc[i][0] = _mm512_fmadd_ps(x, w0, acc[i][0]);
-      acc[i][1] = _mm512_fmadd_ps(x, w1, acc[i][1]);
+#pragma GCC unroll 4
+      for (int j = 0; j < kNrVecs; ++j) acc[i][j] = _mm512_fmadd_ps(x, w[j], acc[i][j]);
     }
   }
   store_tile(acc, s);
@@ -189,17 +195,21 @@ CELER_AVX512 void tile_f32(const float* a, const float* b, int64_t units, const 
 
 // The same over bf16 pairs: each vdpbf16ps adds two products per output.
 CELER_AVX512_BF16 void tile_bf16_pairs(const float* a, const float* b, int64_t units, const TileStore& s) {
-  __m512 acc[kGemmMr][2];
+  __m512 acc[kGemmMr][kNrVecs];
 #pragma GCC unroll 12
-  for (int i = 0; i < kGemmMr; ++i) acc[i][0] = acc[i][1] = _mm512_setzero_ps();
+  for (int i = 0; i < kGemmMr; ++i)
+#pragma GCC unroll 4
+    for (int j = 0; j < kNrVecs; ++j) acc[i][j] = _mm512_setzero_ps();
   const uint32_t* a32 = reinterpret_cast<const uint32_t*>(a);
   for (int64_t u = 0; u < units; ++u, a32 += kGemmMr, b += kGemmNr) {
-    const __m512bh w0 = (__m512bh)_mm512_loadu_ps(b), w1 = (__m512bh)_mm512_loadu_ps(b + 16);
+    __m512bh w[kNrVecs];
+#pragma GCC unroll 4
+    for (int j = 0; j < kNrVecs; ++j) w[j] = (__m512bh)_mm512_loadu_ps(b + 16 * j);
 #pragma GCC unroll 12
     for (int i = 0; i < kGemmMr; ++i) {
       const __m512bh x = (__m512bh)_mm512_set1_epi32(int(a32[i]));
-      acc[i][0] = _mm512_dpbf16_ps(acc[i][0], x, w0);
-      acc[i][1] = _mm512_dpbf16_ps(acc[i][1], x, w1);
+#pragma GCC unroll 4
+      for (int j = 0; j < kNrVecs; ++j) acc[i][j] = _mm512_dpbf16_ps(acc[i][j], x, w[j]);
     }
   }
   store_tile(acc, s);
@@ -236,17 +246,17 @@ CELER_AVX512 void gemm_rows_avx512(const PackedWeight& w, int64_t r0, int64_t r1
   const int64_t K = w.cols, M = x.M, P = gemm_panels(M);
   const bool pairs = x.pairs;
   const float* packed = static_cast<const float*>(x.data);
-  for (int64_t k0 = 0; k0 < K; k0 += kGemmKc) {
-    const int64_t kcb = std::min(kGemmKc, K - k0), units = block_units(kcb, pairs);
+  for (int64_t k0 = 0; k0 < K; k0 += block_inputs(pairs)) {
+    const int64_t kcb = std::min(block_inputs(pairs), K - k0), units = block_units(kcb, pairs);
     pack_weight_block(w, r0, r1, k0, kcb, pairs, scratch);
     const float* block = packed + P * kGemmMr * block_units(k0, pairs);
     for (int64_t p = 0; p < P; ++p) {
       const float* a = block + p * kGemmMr * units;
       for (int64_t q = 0; q * kGemmNr < r1 - r0; ++q) {
         const int64_t c0 = r0 + q * kGemmNr, cols = std::min(kGemmNr, r1 - c0);
-        TileStore s{y + p * kGemmMr * y_stride + c0, y_stride, int(std::min(kGemmMr, M - p * kGemmMr)),
-                    first_n(cols), first_n(cols - 16), k0 > 0 || accumulate,
-                    k0 == 0 && w.bias != nullptr ? w.bias + c0 : nullptr};
+        TileStore s{y + p * kGemmMr * y_stride + c0, y_stride, int(std::min(kGemmMr, M - p * kGemmMr)), {},
+                    k0 > 0 || accumulate, k0 == 0 && w.bias != nullptr ? w.bias + c0 : nullptr};
+        for (int j = 0; j < kNrVecs; ++j) s.mask[j] = first_n(cols - 16 * j);
         const float* b = scratch + q * units * kGemmNr;
         if (pairs)
           tile_bf16_pairs(a, b, units, s);

@@ -4,22 +4,49 @@
 
 namespace celer::cpu {
 
-void gemv_rows(const PackedWeight& w, int64_t r0, int64_t r1, const float* x, int64_t x_stride, int64_t M,
-               float* y, int64_t y_stride, bool accumulate, SimdLevel level) {
-  auto dot_rows = level == SimdLevel::Avx512 ? kernels::dot_rows_avx512
-                  : level == SimdLevel::Avx2 ? kernels::dot_rows_avx2
-                                             : kernels::dot_rows_scalar;
+namespace {
+// y[m * y_stride + r] = dots + bias (+ old y) for rows [r0, r1), kGemvRows activation rows at
+// a time; dot(r, m0, mm, dots) fills dots[0..mm) for activation rows m0..m0+mm.
+template <class Dot>
+void gemv_loop(const PackedWeight& w, int64_t r0, int64_t r1, int64_t M, float* y, int64_t y_stride, bool accumulate,
+               Dot dot) {
   float dots[kGemvRows];
   for (int64_t r = r0; r < r1; ++r) {
     const float bias = w.bias != nullptr ? w.bias[r] : 0.0f;
     for (int64_t m0 = 0; m0 < M; m0 += kGemvRows) {
       const int64_t mm = std::min(kGemvRows, M - m0);
-      dot_rows(w, r, x + m0 * x_stride, x_stride, mm, dots);
+      dot(r, m0, mm, dots);
       for (int64_t i = 0; i < mm; ++i) {
         float& out = y[(m0 + i) * y_stride + r];
         out = dots[i] + bias + (accumulate ? out : 0.0f);
       }
     }
+  }
+}
+}  // namespace
+
+void gemv_rows(const PackedWeight& w, int64_t r0, int64_t r1, const float* x, int64_t x_stride, int64_t M,
+               float* y, int64_t y_stride, bool accumulate, SimdLevel level) {
+  auto dot_rows = level == SimdLevel::Avx512 ? kernels::dot_rows_avx512
+                  : level == SimdLevel::Avx2 ? kernels::dot_rows_avx2
+                                             : kernels::dot_rows_scalar;
+  gemv_loop(w, r0, r1, M, y, y_stride, accumulate, [&](int64_t r, int64_t m0, int64_t mm, float* dots) {
+    dot_rows(w, r, x + m0 * x_stride, x_stride, mm, dots);
+  });
+}
+
+void gemv_rows_bf16_pairs(const PackedWeight& w, int64_t r0, int64_t r1, const uint32_t* x_pairs,
+                          int64_t pairs_stride, int64_t M, float* y, int64_t y_stride, bool accumulate) {
+  gemv_loop(w, r0, r1, M, y, y_stride, accumulate, [&](int64_t r, int64_t m0, int64_t mm, float* dots) {
+    kernels::dot_rows_bf16_pairs_avx512(w, r, x_pairs + m0 * pairs_stride, pairs_stride, mm, dots);
+  });
+}
+
+void pack_bf16_pair_rows(const float* x, int64_t xs, int64_t M, int64_t K, uint32_t* out) {
+  const int64_t pairs = (K + 1) / 2;
+  for (int64_t m = 0; m < M; ++m) {
+    const float* row = x + m * xs;
+    for (int64_t p = 0; p < pairs; ++p) out[m * pairs + p] = bf16_pair(row[2 * p], 2 * p + 1 < K ? row[2 * p + 1] : 0.0f);
   }
 }
 

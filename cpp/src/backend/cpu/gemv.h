@@ -20,11 +20,22 @@ constexpr int64_t kGemvRows = 4;
 void gemv_rows(const PackedWeight& w, int64_t r0, int64_t r1, const float* x, int64_t x_stride, int64_t M,
                float* y, int64_t y_stride, bool accumulate, SimdLevel level);
 
+// The same for bf16 weights on inputs already rounded to bf16 pairs (bf16_pair in tensor.h):
+// x_pairs holds M rows of (K + 1) / 2 pairs, row stride pairs_stride. vdpbf16ps: only for a
+// CPU with AVX512_BF16 at the avx512 level (gemm_uses_bf16_pairs).
+void gemv_rows_bf16_pairs(const PackedWeight& w, int64_t r0, int64_t r1, const uint32_t* x_pairs,
+                          int64_t pairs_stride, int64_t M, float* y, int64_t y_stride, bool accumulate);
+// x (M, K), row stride xs, as bf16 pairs into out (M rows of (K + 1) / 2; an odd K's last pair
+// has a zero high half).
+void pack_bf16_pair_rows(const float* x, int64_t xs, int64_t M, int64_t K, uint32_t* out);
+
 // The per-level kernels: dots[m] = dot(x_m, row) for M <= kGemvRows activation rows.
 namespace kernels {
 void dot_rows_scalar(const PackedWeight& w, int64_t row, const float* x, int64_t x_stride, int64_t M, float* dots);
 void dot_rows_avx2(const PackedWeight& w, int64_t row, const float* x, int64_t x_stride, int64_t M, float* dots);
 void dot_rows_avx512(const PackedWeight& w, int64_t row, const float* x, int64_t x_stride, int64_t M, float* dots);
+void dot_rows_bf16_pairs_avx512(const PackedWeight& w, int64_t row, const uint32_t* x_pairs, int64_t pairs_stride,
+                                int64_t M, float* dots);
 }  // namespace kernels
 
 }  // namespace celer::cpu

@@ -104,6 +104,14 @@ void linear_group(std::initializer_list<LinearOut> outs, const float* x, int64_t
   scratch->reserve(thread_pool()->num_threads(), w0.cols, M);  // nothing to do once sized
   const bool gemv = M <= kGemvMaxRows;
   if (!gemv && gemm_avx512_active()) return gemm_avx512_group(outs, x, x_stride, M, *scratch);
+  if (gemv && gemm_avx512_active() && gemm_uses_bf16_pairs(w0.format)) {  // vdpbf16ps on input pairs
+    uint32_t* pairs = reinterpret_cast<uint32_t*>(scratch->activations());
+    const int64_t stride = (w0.cols + 1) / 2;
+    pack_bf16_pair_rows(x, x_stride, M, w0.cols, pairs);
+    return for_each_unit(outs, 16, M, [&](const LinearOut& o, int64_t r0, int64_t r1, int) {
+      gemv_rows_bf16_pairs(*o.w, r0, r1, pairs, stride, M, o.y, o.y_stride, o.accumulate);
+    });
+  }
   if (w0.format == WeightFormat::BF16) {  // the bf16 format's inputs are bf16 too
     float* rounded = scratch->activations();
     for (int64_t m = 0; m < M; ++m)
