@@ -3,6 +3,7 @@ measured times, the records it writes, Ctrl-C, the CLI and the plots. No speed i
 
 import math
 
+import numpy as np
 import pytest
 
 import celerinfer
@@ -93,7 +94,7 @@ def test_speed_metrics_and_ratios_come_from_the_samples():
 def _check_records(run, log):
     stored = results.read_records(log)
     assert [r["benchmark"] for r in stored] == ["calibrate"] + ["compare"] * len(run.setups)
-    bandwidth = stored[0]["metrics"]["bandwidth_gbps"]["median"]
+    calibrated = stored[0]["metrics"]["bandwidth_gbps"]["median"]
     by_label = {r["params"]["label"]: r for r in stored[1:]}
     assert list(by_label) == [s.label for s in run.setups]
     torch_rec = by_label["torch f32 / fp32 KV"]
@@ -102,8 +103,10 @@ def _check_records(run, log):
         assert r["run_id"] == run.run_id and r["status"] == "ok" and r["threads"] == run.threads
         assert p["prompt_length"] == 12 and p["gen_length"] == 4 and p["num_measure_runs"] == 2
         assert m["pp_tokens_per_s"]["n"] == 2 and m["decode_ms_per_token"]["n"] == 2 * 4
-        assert m["bandwidth_gbps"] == bandwidth
-        assert math.isclose(m["bandwidth_fraction"], m["decode_weight_gbps"] / bandwidth)
+        rounds = m["bandwidth_gbps_rounds"]  # the calibration, then one triad between rounds
+        assert rounds[0] == calibrated and len(rounds) == p["num_measure_runs"]
+        assert m["bandwidth_gbps"] == pytest.approx(float(np.median(rounds)))
+        assert math.isclose(m["bandwidth_fraction"], m["decode_weight_gbps"] / m["bandwidth_gbps"])
         if p["backend"] == "celerinfer":
             assert r["version"] in FLAGS and r["version_flags"]["name"] == r["version"]
         else:
@@ -154,13 +157,38 @@ def test_a_missing_backend_is_skipped_with_its_reason(tmp_path):
     assert [s.weight_dtype for s in run.setups] == list(celerinfer.WEIGHT_DTYPES)
 
 
-def test_ctrl_c_keeps_the_finished_setups(tmp_path, monkeypatch):
+def test_setups_run_round_robin(tmp_path, monkeypatch):
+    """Round r runs every setup once (a burst of load hits one run of each, not every run of
+    one); the triad is re-measured between rounds and the records use the median."""
+    order = []
+
+    def fake_once(self, setup, gguf_files, ids):
+        order.append(setup.label)
+        return (1_000_000, [500_000] * self.gen_length)
+
+    monkeypatch.setattr(compare.CompareRun, "_measure_once", fake_once)
+    triads = iter([10.0, 30.0])
+    monkeypatch.setattr(compare.CompareRun, "_triad_gbps", lambda self, cal: next(triads))
+    run = compare.run_compare(**{**TINY, "repeats": 3}, log_file=tmp_path / "r.jsonl",
+                              backend_names=("torch", "celerinfer"), versions=["v1"], weight_dtypes=["f32", "int8"])
+    labels = [s.label for s in run.setups]
+    assert order == labels * 3
+    stored = [r for r in results.read_records(tmp_path / "r.jsonl") if r["benchmark"] == "compare"]
+    assert [r["params"]["label"] for r in stored] == labels
+    first = stored[0]["metrics"]
+    assert first["bandwidth_gbps_rounds"][1:] == [10.0, 30.0]
+    assert first["bandwidth_gbps"] == sorted(first["bandwidth_gbps_rounds"])[1]
+    assert all(r["metrics"]["pp_tokens_per_s"]["n"] == 3 for r in stored)
+
+
+def test_ctrl_c_keeps_the_timed_runs(tmp_path, monkeypatch):
     calls = []
     real_run = backends.CelerinferRunner.run
 
     def run_then_interrupt(self, ids, n):
         calls.append(n)
-        if len(calls) > 2:  # celerinfer v1: the warm-up, one timed run, then Ctrl-C in the second
+        # round 1: celerinfer f32 v1's warm-up and timed run, then Ctrl-C in bf16's warm-up
+        if len(calls) > 2:
             raise KeyboardInterrupt
         return real_run(self, ids, n)
 

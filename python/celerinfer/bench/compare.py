@@ -1,11 +1,13 @@
 """`celerinfer bench compare`: celerinfer against PyTorch eager and llama.cpp on the same weights.
 
 For one model (a preset's random weights or a model file) and one thread count, every setup
-(backend x weight format x KV cache) is timed the same way (:mod:`.backends`): a warm-up, then
-``repeats`` runs of a prefill of ``prompt_length`` tokens ("pp", tokens/s = prompt_length /
-prefill time) followed by ``gen_length`` decode steps ("tg", tokens/s = gen_length / their total
-time). The machine's memory bandwidth is measured in the same run (a ``calibrate`` record), so
-each decode speed is also expressed as the share of that bandwidth its weight traffic uses.
+(backend x weight format x KV cache) is timed the same way (:mod:`.backends`), in ``repeats``
+rounds that each run every setup once (a warm-up, then a prefill of ``prompt_length`` tokens:
+"pp", tokens/s = prompt_length / prefill time; then ``gen_length`` decode steps: "tg",
+tokens/s = gen_length / their total time). Round-robin keeps the ratios fair on a shared
+machine. The memory bandwidth is measured in the same run (a ``calibrate`` record, and a
+short triad between rounds), so each decode speed is also expressed as the share of that
+bandwidth its weight traffic uses.
 
 Setups, in the order measured (references first, so each record can carry its ratios):
 
@@ -17,8 +19,8 @@ Setups, in the order measured (references first, so each record can carry its ra
 3. ``celerinfer``: every weight dtype with ``v1`` (fp32 cache); the other versions (default v5
    fp16 and v2 INT8 caches) with the most compact weight dtype.
 
-One ``compare`` record per setup (``docs/results_schema.md``), appended as soon as it is
-measured: Ctrl-C keeps every finished setup, and the one cut short when it had a timed run.
+One ``compare`` record per setup (``docs/results_schema.md``), appended after the last round:
+Ctrl-C stops the rounds and keeps every timed run so far.
 """
 
 from __future__ import annotations
@@ -28,7 +30,9 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from .. import roofline, stats
+import numpy as np
+
+from .. import _core, roofline, stats
 from ..model import ModelConfig, random_model, random_tokens
 from . import backends
 from .config import load_config
@@ -225,13 +229,9 @@ class CompareRun(BenchRun):
             return backends.CelerinferRunner(self.model, setup.version, setup.weight_dtype, self.max_seq_len)
         if setup.backend == "torch":
             return backends.TorchRunner(self.model, self.threads, self.max_seq_len)
-        if setup.weight_dtype not in gguf_files:
+        if setup.weight_dtype not in gguf_files:  # exported once, kept for every round of the run
             from ..gguf_export import export_gguf
 
-            for old in gguf_files.values():  # one export on disk at a time (a 1B f32 file is 4.4 GB)
-                if self.gguf_dir is None:
-                    old.unlink(missing_ok=True)
-            gguf_files.clear()
             folder = self.gguf_dir or Path(self._tmp)
             name = Path(str(self.model_info["name"])).stem
             gguf_files[setup.weight_dtype] = export_gguf(self.model, folder / f"{name}-{setup.weight_dtype}.gguf",
@@ -239,47 +239,66 @@ class CompareRun(BenchRun):
         return backends.LlamaCppRunner(gguf_files[setup.weight_dtype], setup.kv_cache, setup.flash_attn,
                                        self.threads, n_ctx=self.max_seq_len)
 
-    def _measure(self, setup: Setup, gguf_files: dict, ids, bar) -> list:
-        runs = []
+    def _measure_once(self, setup: Setup, gguf_files: dict, ids):
+        """One timed run of a setup, after a short warm-up run of the same prompt; None when
+        interrupted (Ctrl-C) before it finished."""
         runner = self._runner(setup, gguf_files)
         try:
             with self._interruptible():
                 runner.run(ids, min(WARMUP_DECODE_TOKENS, self.gen_length))
-                bar.update(1)
-                for _ in range(self.repeats):
-                    runs.append(runner.run(ids, self.gen_length))
-                    bar.update(1)
+                return runner.run(ids, self.gen_length)
         finally:
             runner.close()
-        return runs
+
+    def _triad_gbps(self, cal: dict) -> float:
+        """The triad bandwidth again, briefly, on the calibration's working set."""
+        return float(np.median(_core.stream_triad(max(1, int(cal["triad_bytes"]) // 12), 3)))
 
     def run(self) -> list[dict]:
-        """Calibrates, measures every setup, appends one record each; returns the records."""
+        """Calibrates, then measures the setups round-robin: round r runs every setup once, so
+        a burst of load from another process on a shared machine slows one run of every setup
+        instead of every run of one setup (the ratios stay fair). The triad is re-measured
+        between rounds and its median over the run is the bandwidth. Appends one record per
+        setup; returns the records."""
         ids = random_tokens(1, self.prompt_length, self.model.config.vocab_size, seed=self.config["seed"])
         cal = self.measure_ceilings()
-        bandwidth = cal["bandwidth_gbps"]["median"]
-        measured: list[dict] = []
+        bandwidths = [cal["bandwidth_gbps"]["median"]]
+        runs: dict[str, list] = {s.label: [] for s in self.setups}
+        active = list(self.setups)
         gguf_files: dict[str, Path] = {}
         self._tmp = tempfile.mkdtemp(prefix="celerinfer-gguf-")
         try:
-            with self._bar(len(self.setups) * (1 + self.repeats), "compare") as bar:
-                for setup in self.setups:
-                    bar.set_postfix_str(setup.label)
-                    try:
-                        runs = self._measure(setup, gguf_files, ids, bar)
-                    except (RuntimeError, ValueError, OSError) as exc:  # one broken setup must not cost the others
-                        self.skipped[setup.label] = f"failed: {type(exc).__name__}: {exc}"
-                        continue
-                    if runs:
-                        nbytes = weight_bytes_per_token(self.model.config, setup.weight_dtype, self.prompt_length)
-                        metrics = speed_metrics(runs, self.prompt_length, self.gen_length, nbytes, bandwidth)
-                        metrics.update(ratios(setup, metrics, measured))
-                        measured.append(self._record(BENCHMARK, setup.version, self._params(**setup.params()),
-                                                     metrics, self._status()))
+            with self._bar(len(self.setups) * self.repeats, "compare") as bar:
+                for round_index in range(self.repeats):
+                    for setup in list(active):
+                        bar.set_postfix_str(f"round {round_index + 1}: {setup.label}")
+                        try:
+                            run = self._measure_once(setup, gguf_files, ids)
+                        except (RuntimeError, ValueError, OSError) as exc:  # one broken setup must not cost the others
+                            self.skipped[setup.label] = f"failed: {type(exc).__name__}: {exc}"
+                            active.remove(setup)
+                            continue
+                        if run is not None:
+                            runs[setup.label].append(run)
+                        bar.update(1)
+                        if self.interrupted:
+                            break
                     if self.interrupted:
                         break
+                    if round_index + 1 < self.repeats:
+                        bandwidths.append(self._triad_gbps(cal))
         finally:
             shutil.rmtree(self._tmp, ignore_errors=True)
+        bandwidth = float(np.median(bandwidths))
+        measured: list[dict] = []
+        for setup in self.setups:
+            if runs[setup.label] and setup.label not in self.skipped:
+                nbytes = weight_bytes_per_token(self.model.config, setup.weight_dtype, self.prompt_length)
+                metrics = speed_metrics(runs[setup.label], self.prompt_length, self.gen_length, nbytes, bandwidth)
+                metrics["bandwidth_gbps_rounds"] = bandwidths
+                metrics.update(ratios(setup, metrics, measured))
+                measured.append(self._record(BENCHMARK, setup.version, self._params(**setup.params()),
+                                             metrics, self._status()))
         return measured
 
 

@@ -58,8 +58,8 @@ void pack_activations(const float* x, int64_t xs, int64_t M, int64_t K, bool pai
 #if defined(__x86_64__)
 #include <immintrin.h>
 
-#define CELER_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,fma,f16c")))
-#define CELER_AVX512_BF16 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16,fma,f16c")))
+#define CELER_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,fma,f16c")))
+#define CELER_AVX512_BF16 __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16,fma,f16c")))
 
 namespace celer::cpu {
 namespace {
@@ -215,16 +215,17 @@ CELER_AVX512_BF16 void tile_bf16_pairs(const float* a, const float* b, int64_t u
   store_tile(acc, s);
 }
 
-template <bool Pairs>
-CELER_AVX512_BF16 void peak_loop(int64_t iterations, float* sink) {
+// `step` is one multiply-add into an accumulator; kPeakLoopAccumulators independent chains
+// hide its latency. Compiled for the wider target so that both steps inline into the loop (the
+// f32 one contains FMAs only, so it runs on CPUs without AVX512_BF16).
+template <class Step>
+CELER_AVX512_BF16 void peak_loop(int64_t iterations, float* sink, Step step) {
   __m512 acc[kPeakLoopAccumulators];
-  const __m512 a = _mm512_set1_ps(0.5f), b = _mm512_set1_ps(0.25f);
 #pragma GCC unroll 12
   for (int i = 0; i < kPeakLoopAccumulators; ++i) acc[i] = _mm512_set1_ps(float(i));
   for (int64_t n = 0; n < iterations; ++n) {
 #pragma GCC unroll 12
-    for (int i = 0; i < kPeakLoopAccumulators; ++i)
-      acc[i] = Pairs ? _mm512_dpbf16_ps(acc[i], (__m512bh)a, (__m512bh)b) : _mm512_fmadd_ps(a, acc[i], b);
+    for (int i = 0; i < kPeakLoopAccumulators; ++i) acc[i] = step(acc[i]);
   }
   __m512 sum = _mm512_setzero_ps();
 #pragma GCC unroll 12
@@ -232,13 +233,23 @@ CELER_AVX512_BF16 void peak_loop(int64_t iterations, float* sink) {
   *sink = _mm512_reduce_add_ps(sum);
 }
 
+CELER_AVX512 void fma_peak_loop(int64_t iterations, float* sink) {
+  const __m512 a = _mm512_set1_ps(0.5f), b = _mm512_set1_ps(0.25f);
+  peak_loop(iterations, sink, [&](__m512 c) CELER_AVX512 { return _mm512_fmadd_ps(a, c, b); });
+}
+
+CELER_AVX512_BF16 void dpbf16_peak_loop(int64_t iterations, float* sink) {
+  const __m512bh a = (__m512bh)_mm512_set1_ps(0.5f), b = (__m512bh)_mm512_set1_ps(0.25f);
+  peak_loop(iterations, sink, [&](__m512 c) CELER_AVX512_BF16 { return _mm512_dpbf16_ps(c, a, b); });
+}
+
 }  // namespace
 
 void multiply_add_peak_loop(bool pairs, int64_t iterations, float* sink) {
   if (pairs)
-    peak_loop<true>(iterations, sink);
+    dpbf16_peak_loop(iterations, sink);
   else
-    peak_loop<false>(iterations, sink);
+    fma_peak_loop(iterations, sink);
 }
 
 CELER_AVX512 void gemm_rows_avx512(const PackedWeight& w, int64_t r0, int64_t r1, const PackedActivations& x,
