@@ -172,8 +172,10 @@ CELER_AVX512 inline void store_tile(const __m512 (&acc)[kGemmMr][kNrVecs], const
   }
 }
 
-// The kGemmMr x kGemmNr tile over `units` units: f32 FMAs.
-CELER_AVX512 void tile_f32(const float* a, const float* b, int64_t units, const TileStore& s) {
+// The kGemmMr x kGemmNr tile over `units` units: f32 FMAs, or over bf16 pairs vdpbf16ps (two
+// products per output). Compiled for the wider target; the f32 tile holds FMAs only.
+template <bool Pairs>
+CELER_AVX512_BF16 void tile(const float* a, const float* b, int64_t units, const TileStore& s) {
   __m512 acc[kGemmMr][kNrVecs];
 #pragma GCC unroll 12
   for (int i = 0; i < kGemmMr; ++i)
@@ -185,31 +187,14 @@ CELER_AVX512 void tile_f32(const float* a, const float* b, int64_t units, const 
     for (int j = 0; j < kNrVecs; ++j) w[j] = _mm512_loadu_ps(b + 16 * j);
 #pragma GCC unroll 12
     for (int i = 0; i < kGemmMr; ++i) {
-      const __m512 x = _mm512_set1_ps(a[i]);
+      const __m512 x = _mm512_set1_ps(a[i]);  // a value, or a pair's 32 bits
 #pragma GCC unroll 4
-      for (int j = 0; j < kNrVecs; ++j) acc[i][j] = _mm512_fmadd_ps(x, w[j], acc[i][j]);
-    }
-  }
-  store_tile(acc, s);
-}
-
-// The same over bf16 pairs: each vdpbf16ps adds two products per output.
-CELER_AVX512_BF16 void tile_bf16_pairs(const float* a, const float* b, int64_t units, const TileStore& s) {
-  __m512 acc[kGemmMr][kNrVecs];
-#pragma GCC unroll 12
-  for (int i = 0; i < kGemmMr; ++i)
-#pragma GCC unroll 4
-    for (int j = 0; j < kNrVecs; ++j) acc[i][j] = _mm512_setzero_ps();
-  const uint32_t* a32 = reinterpret_cast<const uint32_t*>(a);
-  for (int64_t u = 0; u < units; ++u, a32 += kGemmMr, b += kGemmNr) {
-    __m512bh w[kNrVecs];
-#pragma GCC unroll 4
-    for (int j = 0; j < kNrVecs; ++j) w[j] = (__m512bh)_mm512_loadu_ps(b + 16 * j);
-#pragma GCC unroll 12
-    for (int i = 0; i < kGemmMr; ++i) {
-      const __m512bh x = (__m512bh)_mm512_set1_epi32(int(a32[i]));
-#pragma GCC unroll 4
-      for (int j = 0; j < kNrVecs; ++j) acc[i][j] = _mm512_dpbf16_ps(acc[i][j], x, w[j]);
+      for (int j = 0; j < kNrVecs; ++j) {
+        if constexpr (Pairs)
+          acc[i][j] = _mm512_dpbf16_ps(acc[i][j], (__m512bh)x, (__m512bh)w[j]);
+        else
+          acc[i][j] = _mm512_fmadd_ps(x, w[j], acc[i][j]);
+      }
     }
   }
   store_tile(acc, s);
@@ -270,9 +255,9 @@ CELER_AVX512 void gemm_rows_avx512(const PackedWeight& w, int64_t r0, int64_t r1
         for (int j = 0; j < kNrVecs; ++j) s.mask[j] = first_n(cols - 16 * j);
         const float* b = scratch + q * units * kGemmNr;
         if (pairs)
-          tile_bf16_pairs(a, b, units, s);
+          tile<true>(a, b, units, s);
         else
-          tile_f32(a, b, units, s);
+          tile<false>(a, b, units, s);
       }
     }
   }
