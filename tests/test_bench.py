@@ -172,7 +172,8 @@ def test_ctrl_c_stops_cleanly_and_keeps_the_records(tmp_path):
     log = tmp_path / "interrupted.jsonl"
     env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")}
     proc = subprocess.Popen([sys.executable, "-m", "celerinfer", "bench", "latency", "--preset", "tiny", "--T-values",
-                             *map(str, range(8, 200, 8)), "--log-file", str(log), "--no-progress"],
+                             *map(str, range(8, 200, 8)), "--num-measure-runs", "50", "--log-file", str(log),
+                             "--no-progress"],  # minutes of work: SIGINT always lands mid-run
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     deadline = time.time() + 120
     while time.time() < deadline and (not log.exists() or not log.read_text().strip()):
