@@ -173,8 +173,11 @@ def test_ctrl_c_stops_cleanly_and_keeps_the_records(tmp_path):
     env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")}
     proc = subprocess.Popen([sys.executable, "-m", "celerinfer", "bench", "latency", "--preset", "tiny", "--T-values",
                              *map(str, range(8, 200, 8)), "--num-measure-runs", "50", "--log-file", str(log),
-                             "--no-progress"],  # minutes of work: SIGINT always lands mid-run
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+                             "--no-progress"],  # ~20 s of work: SIGINT always lands mid-run
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                            # a shell that started pytest in the background (`cmd &`) left SIGINT
+                            # ignored, and children inherit that: give the child Ctrl-C back
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 120
     while time.time() < deadline and (not log.exists() or not log.read_text().strip()):
         time.sleep(0.05)
