@@ -17,7 +17,6 @@ same work.
 from __future__ import annotations
 
 import atexit
-import inspect
 import time
 
 import numpy as np
@@ -50,19 +49,9 @@ def unavailable(backend: str) -> str | None:
     return None
 
 
-def engine_weight_dtypes() -> tuple[str, ...]:
-    """The weight dtypes this build's Engine accepts (("f32",) before weight_dtype existed)."""
-    if "weight_dtype" not in inspect.signature(Engine).parameters:
-        return ("f32",)
-    return ("f32", "bf16", "int8")
-
-
 class CelerinferRunner:
     def __init__(self, model, version: str, weight_dtype: str, max_seq_len: int):
-        kwargs = {} if weight_dtype == "f32" else {"weight_dtype": weight_dtype}
-        if weight_dtype not in engine_weight_dtypes():
-            raise ValueError(f"this celerinfer build has no weight_dtype {weight_dtype!r}")
-        self.engine = Engine(model, version, max_seq_len=max_seq_len, **kwargs)
+        self.engine = Engine(model, version, max_seq_len=max_seq_len, weight_dtype=weight_dtype)
 
     def run(self, ids: np.ndarray, decode_tokens: int) -> tuple[int, list[int]]:
         steps = self.engine.generate(ids, decode_tokens + 1).step_table[:, len(PHASES)]  # step totals (ns)

@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import _core, roofline, stats
+from ..engine import WEIGHT_DTYPES
 from ..model import ModelConfig, random_model, random_tokens
 from . import backends
 from .config import load_config
@@ -89,18 +90,14 @@ def plan(backend_names, weight_dtypes, versions, llama_kv, version_flags: dict,
          engine_dtypes=tuple(MATCHING_GGUF)) -> list[Setup]:
     """The setups to measure, references first (see the module docstring). llama.cpp runs the
     GGUF format matching every weight dtype; celerinfer the ones its Engine has (engine_dtypes)."""
-    for name in backend_names:
-        if name not in backends.BACKENDS:
-            raise ValueError(f"unknown backend {name!r}; known: {', '.join(backends.BACKENDS)}")
-    for w in weight_dtypes:
-        if w not in MATCHING_GGUF:
-            raise ValueError(f"unknown weight dtype {w!r}; known: {', '.join(MATCHING_GGUF)}")
-    for kv in llama_kv:
-        if kv not in backends.LLAMA_KV_TYPES:
-            raise ValueError(f"unknown llama.cpp KV cache type {kv!r}; known: {', '.join(backends.LLAMA_KV_TYPES)}")
+    for what, names, known in (("backend", backend_names, backends.BACKENDS),
+                               ("weight dtype", weight_dtypes, MATCHING_GGUF),
+                               ("llama.cpp KV cache type", llama_kv, backends.LLAMA_KV_TYPES),
+                               ("version", versions, version_flags)):
+        for name in names:
+            if name not in known:
+                raise ValueError(f"unknown {what} {name!r}; known: {', '.join(known)}")
     for v in versions:
-        if v not in version_flags:
-            raise ValueError(f"unknown version {v!r}; known: {', '.join(version_flags)}")
         if not version_flags[v]["use_cache"]:
             raise ValueError(f"{v} has no KV cache: the comparison times cached decoding")
     setups = []
@@ -191,7 +188,7 @@ class CompareRun(BenchRun):
                 self.skipped[name] = reason
             else:
                 names.append(name)
-        supported = backends.engine_weight_dtypes()
+        supported = WEIGHT_DTYPES  # the formats this build's engine has
         self.weight_dtypes = list(weight_dtypes or MATCHING_GGUF)
         for w in self.weight_dtypes:
             if w not in supported and w in MATCHING_GGUF and "celerinfer" in names:

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "backend/cpu/lane_masks.h"
 #include "backend/cpu/simd.h"
 
 namespace celer::cpu {
@@ -66,10 +67,6 @@ namespace {
 
 constexpr int kNrVecs = int(kGemmNr / 16);  // zmm vectors across a tile
 
-CELER_AVX512 inline __mmask16 first_n(int64_t n) {  // the first n of 16 lanes, n clipped to [0, 16]
-  return n >= 16 ? __mmask16(0xFFFF) : n <= 0 ? __mmask16(0) : __mmask16((1u << n) - 1u);
-}
-
 // Transposes 16 rows of 16 32-bit values in place.
 CELER_AVX512 inline void transpose16(__m512 r[16]) {
   __m512 t[16];
@@ -105,19 +102,17 @@ CELER_AVX512 __m512 load_units(const PackedWeight& w, int64_t r, int64_t k0, int
   const int64_t K = w.cols;
   switch (w.format) {
     case WeightFormat::F32:
-      return _mm512_maskz_loadu_ps(first_n(kcb - u0), w.f32 + r * K + k0 + u0);
+      return _mm512_maskz_loadu_ps(first_lanes16(kcb - u0), w.f32 + r * K + k0 + u0);
     case WeightFormat::BF16: {
       const uint16_t* p = w.bf16_row(r) + k0;
       if (pairs) {
-        const int64_t n = std::clamp<int64_t>(kcb - 2 * u0, 0, 32);
-        const __mmask32 m = n >= 32 ? __mmask32(0xFFFFFFFFu) : __mmask32((1u << n) - 1u);
-        return _mm512_castsi512_ps(_mm512_maskz_loadu_epi16(m, p + 2 * u0));
+        return _mm512_castsi512_ps(_mm512_maskz_loadu_epi16(first_lanes32(kcb - 2 * u0), p + 2 * u0));
       }
-      const __m256i h = _mm256_maskz_loadu_epi16(first_n(kcb - u0), p + u0);
+      const __m256i h = _mm256_maskz_loadu_epi16(first_lanes16(kcb - u0), p + u0);
       return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
     }
     case WeightFormat::Q8: {  // 16 values inside one block of 32 (k0 and u0 are multiples of 16)
-      const __m128i q = _mm_maskz_loadu_epi8(first_n(kcb - u0), w.q8_row(r) + k0 + u0);
+      const __m128i q = _mm_maskz_loadu_epi8(first_lanes16(kcb - u0), w.q8_row(r) + k0 + u0);
       const float scale = _cvtsh_ss(w.q8_scales(r)[(k0 + u0) / kQ8Block]);
       return _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(q)), _mm512_set1_ps(scale));
     }
@@ -252,7 +247,7 @@ CELER_AVX512 void gemm_rows_avx512(const PackedWeight& w, int64_t r0, int64_t r1
         const int64_t c0 = r0 + q * kGemmNr, cols = std::min(kGemmNr, r1 - c0);
         TileStore s{y + p * kGemmMr * y_stride + c0, y_stride, int(std::min(kGemmMr, M - p * kGemmMr)), {},
                     k0 > 0 || accumulate, k0 == 0 && w.bias != nullptr ? w.bias + c0 : nullptr};
-        for (int j = 0; j < kNrVecs; ++j) s.mask[j] = first_n(cols - 16 * j);
+        for (int j = 0; j < kNrVecs; ++j) s.mask[j] = first_lanes16(cols - 16 * j);
         const float* b = scratch + q * units * kGemmNr;
         if (pairs)
           tile<true>(a, b, units, s);

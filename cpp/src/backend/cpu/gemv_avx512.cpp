@@ -4,9 +4,8 @@
 #include "backend/cpu/quiet_intrinsics.h"
 #include <immintrin.h>
 
-#include <algorithm>
-
 #include "backend/cpu/gemv.h"
+#include "backend/cpu/lane_masks.h"
 
 #define CELER_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,fma,f16c")))
 #define CELER_AVX512_BF16 __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16,fma,f16c")))
@@ -14,7 +13,6 @@
 namespace celer::cpu::kernels {
 namespace {
 
-CELER_AVX512 inline __mmask16 tail_mask(int64_t n) { return __mmask16((1u << n) - 1u); }  // n < 16
 
 // 16 bf16 values widened to f32: a bf16 is the top half of an f32.
 CELER_AVX512 inline __m512 load_bf16(const uint16_t* p) {
@@ -67,7 +65,7 @@ CELER_AVX512 void dot_dense(Row row, int64_t K, const float* x, int64_t xs, floa
     }
   }
   for (; k < K; k += 16) {  // the tail, masked: never reads past a row
-    const __mmask16 mask = K - k >= 16 ? __mmask16(0xFFFF) : tail_mask(K - k);
+    const __mmask16 mask = first_lanes16(K - k);
     const __m512 w0 = row.load_masked(k, mask);
     for (int m = 0; m < M; ++m) acc0[m] = _mm512_fmadd_ps(w0, _mm512_maskz_loadu_ps(mask, x + m * xs + k), acc0[m]);
   }
@@ -107,7 +105,7 @@ CELER_AVX512 void dot_q8(const int8_t* q, const uint16_t* scales, int64_t K, con
   for (; k + kQ8Block <= K; k += kQ8Block, ++blk) block(_mm512_set1_ps(_cvtsh_ss(scales[blk])), 0);
   if (k < K) {  // a short last block
     const int64_t n = K - k;
-    const __mmask16 m0 = n >= 16 ? __mmask16(0xFFFF) : tail_mask(n), m1 = n > 16 ? tail_mask(n - 16) : 0;
+    const __mmask16 m0 = first_lanes16(n), m1 = first_lanes16(n - 16);
     const __m512 q0 = load_i8_masked(q + k, m0), q1 = load_i8_masked(q + k + 16, m1);
     const __m512 s = _mm512_set1_ps(_cvtsh_ss(scales[blk]));
     for (int m = 0; m < M; ++m) {
@@ -137,9 +135,8 @@ CELER_AVX512_BF16 void dot_bf16_pairs(const uint16_t* w, int64_t K, const uint32
     }
   }
   for (; p < pairs; p += 16) {  // the tail, masked: never reads past a row
-    const int64_t values = std::min<int64_t>(32, K - 2 * p);
-    const __mmask32 wm = values >= 32 ? __mmask32(0xFFFFFFFFu) : __mmask32((1u << values) - 1u);
-    const __mmask16 xm = pairs - p >= 16 ? __mmask16(0xFFFF) : tail_mask(pairs - p);
+    const __mmask32 wm = first_lanes32(K - 2 * p);
+    const __mmask16 xm = first_lanes16(pairs - p);
     const __m512bh w0 = (__m512bh)_mm512_maskz_loadu_epi16(wm, w + 2 * p);
     for (int m = 0; m < M; ++m)
       acc0[m] = _mm512_dpbf16_ps(acc0[m], (__m512bh)_mm512_maskz_loadu_epi32(xm, x + m * xs + p), w0);
