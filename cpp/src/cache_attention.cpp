@@ -1,8 +1,13 @@
+#include "backend/cpu/quiet_intrinsics.h"
 #include "cache_attention.h"
 
 #include <Eigen/Core>
 #include <algorithm>
 #include <cmath>
+#include <cstring>
+
+#include "backend/cpu/attention_kernels.h"
+#include "backend/cpu/simd.h"
 
 namespace celer {
 
@@ -12,6 +17,7 @@ using Strided = Eigen::OuterStride<>;
 void AttentionScratch::reserve(int64_t n, int64_t group, int64_t D) {
   k_tile.resize(size_t(kAttentionTile * D));
   v_tile.resize(size_t(kAttentionTile * D));
+  key_columns.resize(size_t(D * cpu::kAttentionKeyBlock));
   scores.resize(size_t(std::max(n, group) * kAttentionTile));
   row_max.resize(size_t(group * n));
   row_sum.resize(size_t(group * n));
@@ -26,6 +32,8 @@ void cache_attention(const KVCache& cache, int64_t layer, int64_t b, int64_t kv_
   // group's heads are adjacent in q: one block of `group` rows, all at position p0. Otherwise
   // one block per head g: its n rows, row i at position p0 + i.
   const bool decode = n == 1;
+  // Decoding at the avx512 level: our own kernels for the two products (a few query rows).
+  const bool kernels = decode && D % 16 == 0 && cpu::simd_level() == cpu::SimdLevel::Avx512;
   const int64_t blocks = decode ? 1 : group, rows = decode ? group : n, stride = decode ? D : q_stride;
   auto offset = [&](int64_t blk) { return b * n * q_stride + (kv_head * group + blk) * D; };
   auto q_rows = [&](int64_t blk) { return Eigen::Map<const RowMat, 0, Strided>(q + offset(blk), rows, D, Strided(stride)); };
@@ -47,13 +55,17 @@ void cache_attention(const KVCache& cache, int64_t layer, int64_t b, int64_t kv_
       auto O = out_rows(blk).bottomRows(live);
       float* m = s.row_max.data() + blk * rows + first;
       float* l = s.row_sum.data() + blk * rows + first;
-      S.noalias() = (q_rows(blk).bottomRows(live) * K.transpose()) * scale;
+      if (kernels)
+        cpu::attention_scores_avx512(q + offset(blk), rows, kv.k, T, D, scale, S.data(), T, s.key_columns.data());
+      else
+        S.noalias() = (q_rows(blk).bottomRows(live) * K.transpose()) * scale;
       for (int64_t i = 0; i < live; ++i) {  // online softmax: rescale what earlier tiles summed
         const int64_t position = p0 + (decode ? 0 : first + i);
         const int64_t visible = std::min(T, position + 1 - t0);
         auto row = S.row(i).array();
-        for (int64_t j = 0; j < visible; ++j)
-          if (!key_valid[t0 + j]) row[j] = -INFINITY;
+        if (std::memchr(key_valid + t0, 0, size_t(visible)) != nullptr)  // padding to mask
+          for (int64_t j = 0; j < visible; ++j)
+            if (!key_valid[t0 + j]) row[j] = -INFINITY;
         row.tail(T - visible).setConstant(-INFINITY);
         const float tile_max = row.maxCoeff();
         if (tile_max == -INFINITY) {  // nothing visible in this tile
@@ -67,7 +79,10 @@ void cache_attention(const KVCache& cache, int64_t layer, int64_t b, int64_t kv_
         m[i] = new_max;
         O.row(i) *= correction;
       }
-      O.noalias() += S * V;
+      if (kernels)
+        cpu::attention_values_avx512(S.data(), T, rows, kv.v, T, D, out + offset(blk), stride);
+      else
+        O.noalias() += S * V;
     }
   }
   for (int64_t blk = 0; blk < blocks; ++blk) {

@@ -6,6 +6,7 @@
 #include <tuple>
 #include <vector>
 
+#include "backend/cpu/gemm.h"
 #include "backend/cpu/linear.h"
 #include "backend/cpu/ops.h"
 #include "backend/cpu/quant.h"
@@ -26,18 +27,29 @@ Tensor random_matrix(int64_t rows, int64_t cols, uint64_t seed) {
   return t;
 }
 
-// Restores the SIMD level a test forced.
+// Restores the SIMD level and the bf16 GEMM path a test forced.
 struct SimdGuard {
   cpu::SimdLevel saved = cpu::simd_level();
-  ~SimdGuard() { cpu::set_simd_level(saved); }
+  ~SimdGuard() {
+    cpu::set_simd_level(saved);
+    cpu::set_gemm_bf16_pairs(-1);
+  }
 };
 }  // namespace
 
 TEST(linear_every_level_and_format_matches_naive) {
   SimdGuard guard;
   const int threads = thread_pool()->num_threads();
+  // Each level, and at avx512 bf16 both ways: vdpbf16ps on pairs (where the CPU has it) and
+  // weights widened to f32, whichever this CPU's timing would pick.
+  std::vector<std::pair<cpu::SimdLevel, int>> paths;
   for (cpu::SimdLevel level : cpu::supported_simd_levels()) {
+    paths.push_back({level, 0});
+    if (level == cpu::SimdLevel::Avx512 && cpu::cpu_has_avx512_bf16()) paths.push_back({level, 1});
+  }
+  for (auto [level, pairs] : paths) {
     cpu::set_simd_level(level);
+    cpu::set_gemm_bf16_pairs(pairs);
     for (WeightFormat format : {WeightFormat::F32, WeightFormat::BF16, WeightFormat::Q8}) {
       for (auto [M, K, N] : {std::tuple{1, 1, 3}, {1, 31, 5}, {2, 33, 17}, {3, 64, 40}, {4, 100, 9}, {5, 47, 21},
                              {9, 65, 70}, {17, 96, 130}, {1, 300, 67}, {25, 513, 97}, {40, 257, 33},

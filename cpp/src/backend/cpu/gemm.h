@@ -30,8 +30,12 @@ struct PackedActivations {
 
 // Whether the AVX-512 GEMM runs for weights of `format` (the CPU has AVX-512; level avx512).
 bool gemm_avx512_active();
-// Whether activations for `format` are packed as bf16 pairs (bf16 weights, CPU with AVX512_BF16).
+// Whether the GEMM multiplies bf16 weights by bf16 input pairs with vdpbf16ps (a CPU with
+// AVX512_BF16 where that outruns f32 FMAs; else the pack widens the weights to f32).
 bool gemm_uses_bf16_pairs(WeightFormat format);
+// For tests: 1 or 0 forces that choice (1 still needs AVX512_BF16), -1 (the default) leaves
+// it to the timing.
+void set_gemm_bf16_pairs(int choice);
 
 // Floats of space the packed activations of an (M, K) input take (pairs take half of it).
 int64_t packed_activation_floats(int64_t M, int64_t K);

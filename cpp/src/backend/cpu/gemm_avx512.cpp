@@ -4,6 +4,8 @@
 #include "backend/cpu/gemm.h"
 
 #include <algorithm>
+#include <atomic>
+#include <chrono>
 #include <cstring>
 
 #include "backend/cpu/lane_masks.h"
@@ -20,7 +22,43 @@ int64_t block_inputs(bool pairs) { return pairs ? 2 * kGemmKc : kGemmKc; }
 
 bool gemm_avx512_active() { return simd_level() == SimdLevel::Avx512; }
 
-bool gemm_uses_bf16_pairs(WeightFormat format) { return format == WeightFormat::BF16 && cpu_has_avx512_bf16(); }
+namespace {
+// Whether vdpbf16ps multiply-adds faster than f32 FMAs here: on AMD Zen 4 it does twice as many
+// per second (two products per lane, the FMAs' pipes); on Intel Sapphire Rapids half as many
+// (one port against the FMAs' two), and widening bf16 to f32 in the weight pack wins. Timed
+// once, on the calling thread, after a warm-up (Intel powers its upper AVX-512 units up on
+// demand), alternating the two loops and keeping each one's best of five ~0.3 ms runs: a
+// context switch cannot flip a factor of two.
+bool bf16_pairs_outrun_fmas() {
+  static const bool faster = [] {
+    constexpr int64_t kIterations = int64_t(1) << 15;
+    float sink = 0.0f;
+    auto seconds = [&](bool pairs) {
+      const auto start = std::chrono::steady_clock::now();
+      multiply_add_peak_loop(pairs, kIterations, &sink);
+      return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    };
+    for (int r = 0; r < 4; ++r) seconds(false);  // warm-up
+    double best_pairs = 1e30, best_fmas = 1e30;
+    for (int r = 0; r < 5; ++r) {
+      best_pairs = std::min(best_pairs, seconds(true));
+      best_fmas = std::min(best_fmas, seconds(false));
+    }
+    return 64.0 / best_pairs > 32.0 / best_fmas;  // flops per instruction / time
+  }();
+  return faster;
+}
+
+std::atomic<int> g_bf16_pairs_choice{-1};  // set_gemm_bf16_pairs
+}  // namespace
+
+void set_gemm_bf16_pairs(int choice) { g_bf16_pairs_choice.store(choice < 0 ? -1 : choice > 0 ? 1 : 0); }
+
+bool gemm_uses_bf16_pairs(WeightFormat format) {
+  if (format != WeightFormat::BF16 || !cpu_has_avx512_bf16()) return false;
+  const int choice = g_bf16_pairs_choice.load(std::memory_order_relaxed);
+  return choice >= 0 ? choice == 1 : bf16_pairs_outrun_fmas();
+}
 
 int64_t gemm_panels(int64_t M) { return (M + kGemmMr - 1) / kGemmMr; }
 
@@ -59,42 +97,13 @@ void pack_activations(const float* x, int64_t xs, int64_t M, int64_t K, bool pai
 #if defined(__x86_64__)
 #include <immintrin.h>
 
-#define CELER_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,fma,f16c")))
-#define CELER_AVX512_BF16 __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16,fma,f16c")))
+#include "backend/cpu/avx512.h"
+
 
 namespace celer::cpu {
 namespace {
 
 constexpr int kNrVecs = int(kGemmNr / 16);  // zmm vectors across a tile
-
-// Transposes 16 rows of 16 32-bit values in place.
-CELER_AVX512 inline void transpose16(__m512 r[16]) {
-  __m512 t[16];
-  for (int i = 0; i < 16; i += 2) {
-    t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
-    t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
-  }
-  // Per 128-bit lane L, u[4g + c] holds column 4L + c of rows 4g..4g+3.
-  __m512 u[16];
-  for (int g = 0; g < 16; g += 4) {
-    const __m512d a = _mm512_castps_pd(t[g]), b = _mm512_castps_pd(t[g + 1]);
-    const __m512d c = _mm512_castps_pd(t[g + 2]), d = _mm512_castps_pd(t[g + 3]);
-    u[g] = _mm512_castpd_ps(_mm512_unpacklo_pd(a, c));
-    u[g + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a, c));
-    u[g + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(b, d));
-    u[g + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(b, d));
-  }
-  // A 4x4 transpose of 128-bit lanes for each c.
-  for (int c = 0; c < 4; ++c) {
-    const __m512 v0 = _mm512_shuffle_f32x4(u[c], u[4 + c], 0x44), v1 = _mm512_shuffle_f32x4(u[c], u[4 + c], 0xEE);
-    const __m512 v2 = _mm512_shuffle_f32x4(u[8 + c], u[12 + c], 0x44);
-    const __m512 v3 = _mm512_shuffle_f32x4(u[8 + c], u[12 + c], 0xEE);
-    r[c] = _mm512_shuffle_f32x4(v0, v2, 0x88);
-    r[4 + c] = _mm512_shuffle_f32x4(v0, v2, 0xDD);
-    r[8 + c] = _mm512_shuffle_f32x4(v1, v3, 0x88);
-    r[12 + c] = _mm512_shuffle_f32x4(v1, v3, 0xDD);
-  }
-}
 
 // Units [u0, u0 + 16) of weight row r in K block k0 (kcb inputs), as 16 32-bit lanes: f32
 // values, or bf16 pairs; zeros past the block.
@@ -120,6 +129,20 @@ CELER_AVX512 __m512 load_units(const PackedWeight& w, int64_t r, int64_t k0, int
   return _mm512_setzero_ps();
 }
 
+// Asks for row r's inputs [k, k + n) in L2. The pack reads each of its rows in a short run (1 KiB
+// of f32), rows far apart: the hardware prefetcher does not see those runs coming, so the pack
+// names the next K block's runs while this block is multiplied.
+CELER_AVX512 inline void prefetch_row_inputs(const PackedWeight& w, int64_t r, int64_t k, int64_t n) {
+  const char* p = nullptr;
+  int64_t bytes = 0;
+  switch (w.format) {
+    case WeightFormat::F32: p = reinterpret_cast<const char*>(w.f32 + r * w.cols + k), bytes = n * 4; break;
+    case WeightFormat::BF16: p = reinterpret_cast<const char*>(w.bf16_row(r) + k), bytes = n * 2; break;
+    case WeightFormat::Q8: p = reinterpret_cast<const char*>(w.q8_row(r) + k), bytes = n; break;
+  }
+  for (int64_t b = 0; b < bytes; b += 64) _mm_prefetch(p + b, _MM_HINT_T1);
+}
+
 // Weight rows [r0, r1) x K block [k0, k0 + kcb) into kGemmNr-wide panels: panel q holds, unit
 // by unit, rows r0 + 32q .. r0 + 32q + 31 side by side (zeros past r1).
 CELER_AVX512 void pack_weight_block(const PackedWeight& w, int64_t r0, int64_t r1, int64_t k0, int64_t kcb, bool pairs,
@@ -132,6 +155,7 @@ CELER_AVX512 void pack_weight_block(const PackedWeight& w, int64_t r0, int64_t r
       for (int i = 0; i < 16; ++i) {
         const int64_t r = r0 + g * 16 + i;
         v[i] = r < r1 ? load_units(w, r, k0, kcb, u0, pairs) : _mm512_setzero_ps();
+        if (u0 == 0 && r < r1 && k0 + kcb < w.cols) prefetch_row_inputs(w, r, k0 + kcb, std::min(kcb, w.cols - k0 - kcb));
       }
       transpose16(v);
       for (int64_t u = u0; u < std::min(units, u0 + 16); ++u) _mm512_storeu_ps(panel + u * kGemmNr, v[u - u0]);
@@ -177,7 +201,9 @@ CELER_AVX512_BF16 void tile(const float* a, const float* b, int64_t units, const
 #pragma GCC unroll 4
     for (int j = 0; j < kNrVecs; ++j) acc[i][j] = _mm512_setzero_ps();
   for (int64_t u = 0; u < units; ++u, a += kGemmMr, b += kGemmNr) {
-    __m512 w[kNrVecs];
+    __m512 w[kNrVecs];  // (the packed weights come from L2: ask for them 8 units ahead)
+    _mm_prefetch(reinterpret_cast<const char*>(b + 8 * kGemmNr), _MM_HINT_T0);
+    _mm_prefetch(reinterpret_cast<const char*>(b + 8 * kGemmNr + 16), _MM_HINT_T0);
 #pragma GCC unroll 4
     for (int j = 0; j < kNrVecs; ++j) w[j] = _mm512_loadu_ps(b + 16 * j);
 #pragma GCC unroll 12
@@ -249,6 +275,9 @@ CELER_AVX512 void gemm_rows_avx512(const PackedWeight& w, int64_t r0, int64_t r1
                     k0 > 0 || accumulate, k0 == 0 && w.bias != nullptr ? w.bias + c0 : nullptr};
         for (int j = 0; j < kNrVecs; ++j) s.mask[j] = first_lanes16(cols - 16 * j);
         const float* b = scratch + q * units * kGemmNr;
+        if (s.add_old)  // the tile ends by adding to y: have its lines on the way meanwhile
+          for (int i = 0; i < s.rows; ++i)
+            for (int64_t c = 0; c < cols; c += 16) _mm_prefetch(reinterpret_cast<const char*>(s.y + i * y_stride + c), _MM_HINT_T0);
         if (pairs)
           tile<true>(a, b, units, s);
         else

@@ -5,20 +5,24 @@
 namespace celer::cpu {
 
 namespace {
-// y[m * y_stride + r] = dots + bias (+ old y) for rows [r0, r1), kGemvRows activation rows at
-// a time; dot(r, m0, mm, dots) fills dots[0..mm) for activation rows m0..m0+mm.
+// y[m * y_stride + r] = dots + bias (+ old y) for rows [r0, r1): kGemvRowBlock weight rows and
+// kGemvRows activation rows at a time; dot(r, nr, m0, mm, dots) fills dots[i * mm + m] for
+// weight rows r + i (i < nr) and activation rows m0 + m (m < mm).
 template <class Dot>
 void gemv_loop(const PackedWeight& w, int64_t r0, int64_t r1, int64_t M, float* y, int64_t y_stride, bool accumulate,
                Dot dot) {
-  float dots[kGemvRows];
-  for (int64_t r = r0; r < r1; ++r) {
-    const float bias = w.bias != nullptr ? w.bias[r] : 0.0f;
+  float dots[kGemvRowBlock * kGemvRows];
+  for (int64_t r = r0; r < r1; r += kGemvRowBlock) {
+    const int64_t nr = std::min(kGemvRowBlock, r1 - r);
     for (int64_t m0 = 0; m0 < M; m0 += kGemvRows) {
       const int64_t mm = std::min(kGemvRows, M - m0);
-      dot(r, m0, mm, dots);
-      for (int64_t i = 0; i < mm; ++i) {
-        float& out = y[(m0 + i) * y_stride + r];
-        out = dots[i] + bias + (accumulate ? out : 0.0f);
+      dot(r, nr, m0, mm, dots);
+      for (int64_t i = 0; i < nr; ++i) {
+        const float bias = w.bias != nullptr ? w.bias[r + i] : 0.0f;
+        for (int64_t m = 0; m < mm; ++m) {
+          float& out = y[(m0 + m) * y_stride + r + i];
+          out = dots[i * mm + m] + bias + (accumulate ? out : 0.0f);
+        }
       }
     }
   }
@@ -27,18 +31,20 @@ void gemv_loop(const PackedWeight& w, int64_t r0, int64_t r1, int64_t M, float* 
 
 void gemv_rows(const PackedWeight& w, int64_t r0, int64_t r1, const float* x, int64_t x_stride, int64_t M,
                float* y, int64_t y_stride, bool accumulate, SimdLevel level) {
-  auto dot_rows = level == SimdLevel::Avx512 ? kernels::dot_rows_avx512
-                  : level == SimdLevel::Avx2 ? kernels::dot_rows_avx2
-                                             : kernels::dot_rows_scalar;
-  gemv_loop(w, r0, r1, M, y, y_stride, accumulate, [&](int64_t r, int64_t m0, int64_t mm, float* dots) {
-    dot_rows(w, r, x + m0 * x_stride, x_stride, mm, dots);
+  if (level == SimdLevel::Avx512)
+    return gemv_loop(w, r0, r1, M, y, y_stride, accumulate, [&](int64_t r, int64_t nr, int64_t m0, int64_t mm, float* dots) {
+      kernels::dot_rows_avx512(w, r, nr, x + m0 * x_stride, x_stride, mm, dots);
+    });
+  auto dot_row = level == SimdLevel::Avx2 ? kernels::dot_rows_avx2 : kernels::dot_rows_scalar;
+  gemv_loop(w, r0, r1, M, y, y_stride, accumulate, [&](int64_t r, int64_t nr, int64_t m0, int64_t mm, float* dots) {
+    for (int64_t i = 0; i < nr; ++i) dot_row(w, r + i, x + m0 * x_stride, x_stride, mm, dots + i * mm);
   });
 }
 
 void gemv_rows_bf16_pairs(const PackedWeight& w, int64_t r0, int64_t r1, const uint32_t* x_pairs,
                           int64_t pairs_stride, int64_t M, float* y, int64_t y_stride, bool accumulate) {
-  gemv_loop(w, r0, r1, M, y, y_stride, accumulate, [&](int64_t r, int64_t m0, int64_t mm, float* dots) {
-    kernels::dot_rows_bf16_pairs_avx512(w, r, x_pairs + m0 * pairs_stride, pairs_stride, mm, dots);
+  gemv_loop(w, r0, r1, M, y, y_stride, accumulate, [&](int64_t r, int64_t nr, int64_t m0, int64_t mm, float* dots) {
+    kernels::dot_rows_bf16_pairs_avx512(w, r, nr, x_pairs + m0 * pairs_stride, pairs_stride, mm, dots);
   });
 }
 

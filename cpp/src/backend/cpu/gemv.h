@@ -13,6 +13,9 @@ namespace celer::cpu {
 // then comes from cache).
 constexpr int64_t kGemvRows = 4;
 
+// Weight rows per avx512 kernel call: one dispatch (format, M) per block of rows, not per row.
+constexpr int64_t kGemvRowBlock = 8;
+
 // For weight rows r in [r0, r1) and activation rows m < M:
 //   y[m * y_stride + r] = dot(x[m * x_stride ...], row r) + bias[r] (+ the old y when accumulate).
 // Each dot product is summed by one thread in a fixed order: results do not depend on how
@@ -22,20 +25,23 @@ void gemv_rows(const PackedWeight& w, int64_t r0, int64_t r1, const float* x, in
 
 // The same for bf16 weights on inputs already rounded to bf16 pairs (bf16_pair in tensor.h):
 // x_pairs holds M rows of (K + 1) / 2 pairs, row stride pairs_stride. vdpbf16ps: only for a
-// CPU with AVX512_BF16 at the avx512 level (gemm_uses_bf16_pairs).
+// CPU with AVX512_BF16 at the avx512 level (cpu_has_avx512_bf16).
 void gemv_rows_bf16_pairs(const PackedWeight& w, int64_t r0, int64_t r1, const uint32_t* x_pairs,
                           int64_t pairs_stride, int64_t M, float* y, int64_t y_stride, bool accumulate);
 // x (M, K), row stride xs, as bf16 pairs into out (M rows of (K + 1) / 2; an odd K's last pair
 // has a zero high half).
 void pack_bf16_pair_rows(const float* x, int64_t xs, int64_t M, int64_t K, uint32_t* out);
 
-// The per-level kernels: dots[m] = dot(x_m, row) for M <= kGemvRows activation rows.
+// The per-level kernels for M <= kGemvRows activation rows. Scalar and avx2, one weight row:
+// dots[m] = dot(x_m, row). avx512, nrows <= kGemvRowBlock weight rows from `row`:
+// dots[i * M + m] = dot(x_m, row + i).
 namespace kernels {
 void dot_rows_scalar(const PackedWeight& w, int64_t row, const float* x, int64_t x_stride, int64_t M, float* dots);
 void dot_rows_avx2(const PackedWeight& w, int64_t row, const float* x, int64_t x_stride, int64_t M, float* dots);
-void dot_rows_avx512(const PackedWeight& w, int64_t row, const float* x, int64_t x_stride, int64_t M, float* dots);
-void dot_rows_bf16_pairs_avx512(const PackedWeight& w, int64_t row, const uint32_t* x_pairs, int64_t pairs_stride,
-                                int64_t M, float* dots);
+void dot_rows_avx512(const PackedWeight& w, int64_t row, int64_t nrows, const float* x, int64_t x_stride, int64_t M,
+                     float* dots);
+void dot_rows_bf16_pairs_avx512(const PackedWeight& w, int64_t row, int64_t nrows, const uint32_t* x_pairs,
+                                int64_t pairs_stride, int64_t M, float* dots);
 }  // namespace kernels
 
 }  // namespace celer::cpu
