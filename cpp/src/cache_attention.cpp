@@ -47,6 +47,7 @@ void cache_attention(const KVCache& cache, int64_t layer, int64_t b, int64_t kv_
     // One dequantization per tile, shared by the group's query heads.
     const KVCache::Rows kv = cache.read(layer, b, kv_head, t0, t1, s.k_tile.data(), s.v_tile.data());
     Eigen::Map<const RowMat> K(kv.k, T, D), V(kv.v, T, D);
+    const bool padded = std::memchr(key_valid + t0, 0, size_t(T)) != nullptr;  // keys to mask out
     // Causal: a row at position p sees keys t <= p, so prefill rows before `first` see none
     // of this tile.
     const int64_t first = decode ? 0 : std::max<int64_t>(0, t0 - p0), live = rows - first;
@@ -63,7 +64,7 @@ void cache_attention(const KVCache& cache, int64_t layer, int64_t b, int64_t kv_
         const int64_t position = p0 + (decode ? 0 : first + i);
         const int64_t visible = std::min(T, position + 1 - t0);
         auto row = S.row(i).array();
-        if (std::memchr(key_valid + t0, 0, size_t(visible)) != nullptr)  // padding to mask
+        if (padded)
           for (int64_t j = 0; j < visible; ++j)
             if (!key_valid[t0 + j]) row[j] = -INFINITY;
         row.tail(T - visible).setConstant(-INFINITY);

@@ -95,10 +95,7 @@ void pack_activations(const float* x, int64_t xs, int64_t M, int64_t K, bool pai
 }  // namespace celer::cpu
 
 #if defined(__x86_64__)
-#include <immintrin.h>
-
 #include "backend/cpu/avx512.h"
-
 
 namespace celer::cpu {
 namespace {
@@ -151,11 +148,13 @@ CELER_AVX512 void pack_weight_block(const PackedWeight& w, int64_t r0, int64_t r
   __m512 v[16];
   for (int64_t g = 0; g * 16 < r1 - r0; ++g) {  // 16 rows at a time
     float* panel = out + (g / kNrVecs) * units * kGemmNr + (g % kNrVecs) * 16;
+    if (k0 + kcb < w.cols)
+      for (int64_t r = r0 + g * 16; r < std::min(r1, r0 + g * 16 + 16); ++r)
+        prefetch_row_inputs(w, r, k0 + kcb, std::min(kcb, w.cols - k0 - kcb));
     for (int64_t u0 = 0; u0 < units; u0 += 16) {
       for (int i = 0; i < 16; ++i) {
         const int64_t r = r0 + g * 16 + i;
         v[i] = r < r1 ? load_units(w, r, k0, kcb, u0, pairs) : _mm512_setzero_ps();
-        if (u0 == 0 && r < r1 && k0 + kcb < w.cols) prefetch_row_inputs(w, r, k0 + kcb, std::min(kcb, w.cols - k0 - kcb));
       }
       transpose16(v);
       for (int64_t u = u0; u < std::min(units, u0 + 16); ++u) _mm512_storeu_ps(panel + u * kGemmNr, v[u - u0]);

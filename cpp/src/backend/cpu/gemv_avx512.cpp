@@ -2,12 +2,9 @@
 // build's flags; gemv_rows calls them only when the CPU has them (simd.h).
 #if defined(__x86_64__)
 #include "backend/cpu/quiet_intrinsics.h"
-#include <immintrin.h>
-
 #include "backend/cpu/avx512.h"
 #include "backend/cpu/gemv.h"
 #include "backend/cpu/lane_masks.h"
-
 
 namespace celer::cpu::kernels {
 namespace {
