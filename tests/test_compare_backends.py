@@ -30,7 +30,7 @@ def test_plan_orders_references_first_and_matches_formats():
                           ["f16", "q8_0"], FLAGS)
     labels = [s.label for s in setups]
     assert labels == [
-        "torch f32 / fp32 KV",
+        "torch f32 / fp32 KV", "torch bf16 / bf16 KV",
         "llama.cpp f32 / f16 KV", "llama.cpp f32 / q8_0 KV + FA",
         "llama.cpp f16 / f16 KV", "llama.cpp f16 / q8_0 KV + FA",
         "llama.cpp q8_0 / f16 KV", "llama.cpp q8_0 / q8_0 KV + FA",
@@ -82,13 +82,20 @@ def test_speed_metrics_and_ratios_come_from_the_samples():
     slow = record(compare.Setup("llama.cpp", "q8_0", "f16"), 1500.0, 400.0)
     fast = record(compare.Setup("llama.cpp", "q8_0", "q8_0", flash_attn=True), 1200.0, 500.0)
     other = record(compare.Setup("llama.cpp", "f32", "f16"), 9e9, 9e9)
+    torch_bf16 = record(compare.Setup("torch", "bf16", "bf16"), 2000.0, 150.0)
     setup = compare.Setup("celerinfer", "int8", "fp32", "v1")
-    r = compare.ratios(setup, m, [torch_ref, slow, fast, other])
-    assert r["vs_torch"] == {"pp": 3.0, "tg": 7.5}
+    r = compare.ratios(setup, m, [torch_ref, torch_bf16, slow, fast, other])
+    assert r["vs_torch"] == {"pp": 3.0, "tg": 7.5}  # always torch fp32, the last torch record or not
+    assert r["vs_torch_same_format"] is None  # no torch setup in the 8-bit class
     assert r["vs_llama_cpp"] == {"pp": 2.0, "tg": 1.5, "pp_reference": slow["params"]["label"],
                                  "tg_reference": fast["params"]["label"]}
-    assert compare.ratios(compare.Setup("torch", "f32", "fp32"), m, [torch_ref]) == {"vs_torch": None,
-                                                                                   "vs_llama_cpp": None}
+    bf16 = compare.ratios(compare.Setup("celerinfer", "bf16", "fp32", "v1"), m, [torch_ref, torch_bf16])
+    assert bf16["vs_torch"] == {"pp": 3.0, "tg": 7.5} and bf16["vs_torch_same_format"] == {"pp": 1.5, "tg": 5.0}
+    assert compare.ratios(compare.Setup("torch", "f32", "fp32"), m, [torch_ref]) == {
+        "vs_torch": None, "vs_torch_same_format": None, "vs_llama_cpp": None}
+    # torch bf16 against torch fp32, and no same-format ratio of its own
+    assert compare.ratios(compare.Setup("torch", "bf16", "bf16"), m, [torch_ref]) == {
+        "vs_torch": {"pp": 3.0, "tg": 7.5}, "vs_torch_same_format": None, "vs_llama_cpp": None}
 
 
 def _check_records(run, log):
@@ -201,7 +208,7 @@ def test_ctrl_c_keeps_the_timed_runs(tmp_path, monkeypatch):
     assert code == 130
     stored = results.read_records(log)
     labels = [r["params"]["label"] for r in stored if r["benchmark"] == "compare"]
-    assert labels == ["torch f32 / fp32 KV", "celerinfer f32 / v1 (fp32 KV)"]
+    assert labels == ["torch f32 / fp32 KV", "torch bf16 / bf16 KV", "celerinfer f32 / v1 (fp32 KV)"]
     assert stored[-1]["status"] == "interrupted" and stored[-1]["metrics"]["pp_tokens_per_s"]["n"] == 1
 
 

@@ -27,6 +27,20 @@ def test_logits_match_the_reference(model):
     assert max_rel_err(logits, reference.logits(model, ids)) < 1e-4
 
 
+def test_bf16_logits_follow_the_reference_within_bf16_error(model):
+    """The bf16 cast (weights, activations, cache in bfloat16): logits near the fp32 reference,
+    within what 8 bits of mantissa allow (relative to the largest logit), and clearly not equal
+    to it (the cast happened)."""
+    ids = celerinfer.random_tokens(1, 12, SMALL["vocab_size"], seed=3)
+    engine = TorchEngine(model, dtype="bf16")
+    logits, want = engine.forward(ids), reference.logits(model, ids)
+    assert logits.dtype == np.float32 and engine.k_cache[0].dtype == torch.bfloat16
+    assert 1e-4 < max_rel_err(logits, want) < 5e-2
+    assert "dtype='bf16'" in repr(engine)
+    with pytest.raises(ValueError, match="dtype must be one of f32, bf16"):
+        TorchEngine(model, dtype="f16")
+
+
 def test_cached_decode_matches_a_full_forward(model):
     """The logits of each decode step equal the full forward pass's at that position."""
     ids = celerinfer.random_tokens(1, 9, SMALL["vocab_size"], seed=2)

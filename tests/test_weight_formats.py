@@ -19,7 +19,7 @@ from conftest import assert_matches_twin, make_inputs, max_rel_err, seed_for
 
 torch = pytest.importorskip("torch", reason="parity tests compare against the PyTorch reference")
 import celerinfer  # noqa: E402
-from celerinfer import reference, weight_formats  # noqa: E402
+from celerinfer import _core, reference, weight_formats  # noqa: E402
 
 TWIN_TOL = 1e-4
 BOUNDS = {"f32": (0.0, 1e-6), "bf16": (1e-5, 1e-2), "int8": (1e-4, 2e-2)}
@@ -100,6 +100,35 @@ def test_every_simd_level_gives_the_same_logits(weight_dtype, request, rng):
     for level, (fwd, scored) in results.items():
         assert max_rel_err(fwd, plain[0]) <= 1e-5, level
         assert max_rel_err(scored, plain[1]) <= 1e-5, level
+
+
+def test_every_bf16_gemm_path_gives_the_same_logits(request, rng):
+    """The bf16 prefill GEMM's paths this CPU has (weights widened to f32, vdpbf16ps pairs, AMX
+    tiles) agree: each multiplies the same bf16-rounded values exactly, only the order of the f32
+    sums differs. 37 positions: past the 8-row GEMV limit and over two 16-row AMX panels plus a
+    partial one."""
+    if celerinfer.simd_level() != "avx512":
+        pytest.skip(f"the bf16 GEMM paths are the avx512 level's; this run is at {celerinfer.simd_level()}")
+    model = _model("gqa_untied", request)
+    ids, _ = make_inputs(rng, 1, 37, model.config.vocab_size)
+    results = {}
+    try:
+        for path in _core.bf16_gemm_paths():
+            _core.set_bf16_gemm_path(path)
+            assert _core.bf16_gemm_path() == path
+            results[path] = celerinfer.Engine(model, weight_dtype="bf16").forward(ids)
+    finally:
+        _core.set_bf16_gemm_path(None)
+    assert _core.prefill_gemm("f32") == "avx512-fma"
+    for path, logits in results.items():
+        assert max_rel_err(logits, results["widened"]) <= 1e-5, path
+
+
+def test_unknown_bf16_gemm_path_is_refused():
+    with pytest.raises(ValueError, match="bf16 GEMM path"):
+        _core.set_bf16_gemm_path("tiles")
+    with pytest.raises(ValueError, match="unknown weight dtype"):
+        _core.prefill_gemm("q4_0")
 
 
 def test_weight_bytes_follow_the_format(request):

@@ -70,26 +70,29 @@ float* Tensor::f32() {
 }
 const float* Tensor::f32() const { return const_cast<Tensor*>(this)->f32(); }
 
+std::shared_ptr<void> zeroed_buffer(size_t bytes, bool huge_pages) {
+  constexpr size_t kHugePage = size_t(2) << 20;
+  const size_t align = huge_pages ? kHugePage : 64;
+  const size_t rounded = (std::max<size_t>(bytes, 1) + align - 1) / align * align;
+  void* p = std::aligned_alloc(align, rounded);
+  if (!p) throw ValueError("out of memory allocating " + std::to_string(bytes) + " bytes");
+#ifdef MADV_HUGEPAGE
+  if (huge_pages) madvise(p, rounded, MADV_HUGEPAGE);  // advice only: failure changes nothing
+#endif
+  std::memset(p, 0, rounded);
+  return std::shared_ptr<void>(p, std::free);
+}
+
 Tensor Tensor::zeros(DType dtype, Shape shape) {
   Tensor t;
   t.dtype = dtype;
   t.shape = std::move(shape);
-  size_t bytes = std::max<size_t>(t.nbytes(), 1);
+  const size_t bytes = std::max<size_t>(t.nbytes(), 1);
   // Large tensors (weights, caches) on transparent huge pages where the kernel offers them:
   // 512x fewer page faults when they are first written, and weight streams that the hardware
   // prefetcher follows across 2 MiB instead of stopping at every 4 KiB page.
-  constexpr size_t kHugePage = size_t(2) << 20;
-  const bool huge = bytes >= 4 * kHugePage;
-  const size_t align = huge ? kHugePage : 64;
-  const size_t rounded = (bytes + align - 1) / align * align;
-  void* p = std::aligned_alloc(align, rounded);
-  if (!p) throw ValueError("out of memory allocating " + std::to_string(bytes) + " bytes");
-#ifdef MADV_HUGEPAGE
-  if (huge) madvise(p, rounded, MADV_HUGEPAGE);  // advice only: failure changes nothing
-#endif
-  std::memset(p, 0, rounded);
-  t.owner = std::shared_ptr<void>(p, std::free);
-  t.data = p;
+  t.owner = zeroed_buffer(bytes, bytes >= (size_t(8) << 20));
+  t.data = t.owner.get();
   return t;
 }
 

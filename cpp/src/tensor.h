@@ -57,6 +57,10 @@ inline float bf16_to_f32(uint16_t h) {
   std::memcpy(&f, &bits, 4);
   return f;
 }
+// `bytes` of zeroed memory, 64-byte aligned; with `huge_pages`, 2 MiB aligned and on
+// transparent huge pages where the kernel offers them (Tensor::zeros says why).
+std::shared_ptr<void> zeroed_buffer(size_t bytes, bool huge_pages);
+
 inline uint16_t f32_to_bf16(float f) {
   uint32_t x;
   std::memcpy(&x, &f, 4);

@@ -32,7 +32,7 @@ struct SimdGuard {
   cpu::SimdLevel saved = cpu::simd_level();
   ~SimdGuard() {
     cpu::set_simd_level(saved);
-    cpu::set_gemm_bf16_pairs(-1);
+    cpu::set_gemm_bf16_path(nullptr);
   }
 };
 }  // namespace
@@ -40,20 +40,19 @@ struct SimdGuard {
 TEST(linear_every_level_and_format_matches_naive) {
   SimdGuard guard;
   const int threads = thread_pool()->num_threads();
-  // Each level, and at avx512 bf16 both ways: vdpbf16ps on pairs (where the CPU has it) and
-  // weights widened to f32, whichever this CPU's timing would pick.
-  std::vector<std::pair<cpu::SimdLevel, int>> paths;
-  for (cpu::SimdLevel level : cpu::supported_simd_levels()) {
-    paths.push_back({level, 0});
-    if (level == cpu::SimdLevel::Avx512 && cpu::cpu_has_avx512_bf16()) paths.push_back({level, 1});
-  }
-  for (auto [level, pairs] : paths) {
+  // Each level, and at avx512 every bf16 GEMM path this CPU can run: weights widened to f32,
+  // vdpbf16ps on pairs, AMX tiles.
+  std::vector<std::pair<cpu::SimdLevel, cpu::Bf16Gemm>> paths;
+  for (cpu::SimdLevel level : cpu::supported_simd_levels())
+    for (cpu::Bf16Gemm path : level == cpu::SimdLevel::Avx512 ? cpu::bf16_gemm_paths() : std::vector{cpu::Bf16Gemm::Widened})
+      paths.push_back({level, path});
+  for (auto [level, path] : paths) {
     cpu::set_simd_level(level);
-    cpu::set_gemm_bf16_pairs(pairs);
+    cpu::set_gemm_bf16_path(&path);
     for (WeightFormat format : {WeightFormat::F32, WeightFormat::BF16, WeightFormat::Q8}) {
       for (auto [M, K, N] : {std::tuple{1, 1, 3}, {1, 31, 5}, {2, 33, 17}, {3, 64, 40}, {4, 100, 9}, {5, 47, 21},
                              {9, 65, 70}, {17, 96, 130}, {1, 300, 67}, {25, 513, 97}, {40, 257, 33},
-                             {12, 256, 64}}) {
+                             {12, 256, 64}, {70, 1100, 130}}) {
         Tensor w = random_matrix(N, K, 7 + uint64_t(K)), bias = random_matrix(1, N, 8);
         bias.shape = {N};
         const cpu::PackedWeight packed = cpu::pack_weight(w, format, &bias);

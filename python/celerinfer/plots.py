@@ -1177,10 +1177,12 @@ def plot_compare_backends(records: list[dict], path=None, *, run_id: str | None 
 
 
 def plot_compare_speedup(records: list[dict], path=None, *, run_id: str | None = None) -> Figure | None:
-    """celerinfer's speed relative to llama.cpp's best setup of the same weight format and to
-    PyTorch eager fp32 (ratios stored in the compare records), for prefill and decode."""
+    """celerinfer's speed relative to llama.cpp's best setup of the same weight format, to
+    PyTorch eager fp32 and to PyTorch in the same format (bf16; ratios stored in the compare
+    records), for prefill and decode."""
     recs = [r for r in _compare_records(records, run_id) if r["params"].get("backend") == "celerinfer"]
-    refs = (("vs_llama_cpp", "vs llama.cpp (best, same format)"), ("vs_torch", "vs PyTorch eager fp32"))
+    refs = (("vs_llama_cpp", "vs llama.cpp (best, same format)"), ("vs_torch", "vs PyTorch eager fp32"),
+            ("vs_torch_same_format", "vs PyTorch eager bf16"))
     refs = [(key, title) for key, title in refs if any(isinstance(r["metrics"].get(key), dict) for r in recs)]
     if not refs:
         return None

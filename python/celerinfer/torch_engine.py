@@ -1,6 +1,8 @@
 """A PyTorch eager baseline for the llama model: what a careful user gets from plain PyTorch.
 
-fp32 weights shared with the celerinfer Model (no copy), a KV cache preallocated once per
+fp32 weights shared with the celerinfer Model (no copy), or with ``dtype="bf16"`` the model cast
+to bfloat16 as a user would (``model.to(torch.bfloat16)``: weights, activations and cache; on
+CPUs with AMX, PyTorch's oneDNN matmuls run on the tiles), a KV cache preallocated once per
 engine as (B, kv_heads, max_seq_len, head_dim) tensors per layer and written in place,
 ``torch.inference_mode()``, ``F.scaled_dot_product_attention`` and ``F.rms_norm``. GQA reads
 the cache as it is: the query heads of one KV head are stacked along the query axis
@@ -46,15 +48,24 @@ def _shared_tensor(array: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(array)
 
 
+#: the dtypes the baseline runs in
+DTYPES = {"f32": torch.float32, "bf16": torch.bfloat16}
+
+
 class TorchEngine:
-    """TorchEngine(model, max_seq_len=None, batch_size=1, threads=None): the model's fp32 weights
-    in eager PyTorch with a preallocated fp32 KV cache. threads: torch.set_num_threads (None:
-    keep the current setting)."""
+    """TorchEngine(model, max_seq_len=None, batch_size=1, threads=None, dtype="f32"): the model in
+    eager PyTorch with a preallocated KV cache, all in ``dtype`` (f32: the model's own weights,
+    no copy; bf16: a bfloat16 copy). threads: torch.set_num_threads (None: keep the current
+    setting)."""
 
     def __init__(self, model: Model, max_seq_len: int | None = None, batch_size: int = 1,
-                 threads: int | None = None):
+                 threads: int | None = None, dtype: str = "f32"):
         if not isinstance(model, Model):
             raise TypeError(f"model must be a celerinfer.Model, got {type(model).__name__}")
+        if dtype not in DTYPES:
+            raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
+        self.dtype = dtype
+        torch_dtype = DTYPES[dtype]
         if threads is not None:
             if int(threads) < 1:
                 raise ValueError(f"threads must be >= 1, got {threads}")
@@ -70,7 +81,7 @@ class TorchEngine:
         self.heads, self.kv_heads = c.num_attention_heads, c.num_key_value_heads
         self.head_dim = c.hidden_size // c.num_attention_heads
         self.eps = float(c.rms_norm_eps)
-        w = {name: _shared_tensor(a) for name, a in model.state_dict().items()}
+        w = {name: _shared_tensor(a).to(torch_dtype) for name, a in model.state_dict().items()}
         self.embed = w["model.embed_tokens.weight"]
         self.norm = w["model.norm.weight"]
         self.lm_head = w.get("lm_head.weight", self.embed)
@@ -82,10 +93,10 @@ class TorchEngine:
         else:
             cos, sin = (t[: self.max_seq_len].float() for t in rope_tables(self.head_dim, self.max_seq_len,
                                                                          float(c.rope_theta)))
-        self.cos, self.sin = cos, sin  # (max_seq_len, D)
+        self.cos, self.sin = cos.to(torch_dtype), sin.to(torch_dtype)  # (max_seq_len, D)
         shape = (self.batch_size, self.kv_heads, self.max_seq_len, self.head_dim)
-        self.k_cache = [torch.zeros(shape) for _ in self.layers]
-        self.v_cache = [torch.zeros(shape) for _ in self.layers]
+        self.k_cache = [torch.zeros(shape, dtype=torch_dtype) for _ in self.layers]
+        self.v_cache = [torch.zeros(shape, dtype=torch_dtype) for _ in self.layers]
         self.length = 0  # positions held by the cache
 
     @property
@@ -145,7 +156,7 @@ class TorchEngine:
         """Logits (B, S, vocab) float32 of every position of a fresh sequence (one prefill)."""
         self.reset()
         with torch.inference_mode():
-            return self._step(self._ids(input_ids), all_logits=True).numpy().copy()
+            return self._step(self._ids(input_ids), all_logits=True).float().numpy().copy()
 
     def generate(self, input_ids, max_new_tokens: int) -> TorchGeneration:
         """Greedy generation (argmax, ties to the lowest id) of max_new_tokens tokens after the
@@ -170,4 +181,4 @@ class TorchEngine:
 
     def __repr__(self) -> str:
         return (f"TorchEngine(max_seq_len={self.max_seq_len}, batch_size={self.batch_size}, "
-                f"threads={torch.get_num_threads()})")
+                f"threads={torch.get_num_threads()}, dtype={self.dtype!r})")

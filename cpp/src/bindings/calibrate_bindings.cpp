@@ -2,7 +2,11 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <optional>
+
+#include "backend/cpu/gemm.h"
 #include "backend/cpu/simd.h"
+#include "error.h"
 #include "calibrate.h"
 
 namespace py = pybind11;
@@ -46,8 +50,33 @@ traffic is not included), run on the engine's thread pool after one warm-up.)");
       },
       py::arg("weight_dtype") = "f32", py::arg("reps") = 5,
       "Per-repetition GFLOP/s of the multiply-add instruction the AVX-512 prefill GEMM uses for weight_dtype "
-      "(f32 FMA; vdpbf16ps for bf16 where the CPU has it) on every engine thread, nothing loaded: the GEMM's "
-      "compute ceiling. ValueError below the avx512 SIMD level.");
+      "(f32 FMA; for bf16 AMX tile products or vdpbf16ps where the CPU has them: prefill_gemm()) on every "
+      "engine thread, nothing loaded: the GEMM's compute ceiling. ValueError below the avx512 SIMD level.");
+  m.def("bf16_gemm_paths", [] {
+    std::vector<std::string> out;
+    for (cpu::Bf16Gemm p : cpu::bf16_gemm_paths()) out.push_back(cpu::bf16_gemm_name(p));
+    return out;
+  }, "The ways this CPU can run the bf16 prefill GEMM at the avx512 level: widened (weights widened to f32, "
+     "f32 FMAs), pairs (vdpbf16ps, AVX512_BF16), amx (AMX tiles).");
+  m.def("bf16_gemm_path", [] { return cpu::bf16_gemm_name(cpu::gemm_bf16_path()); },
+        "The bf16 prefill GEMM's path now (forced, or the fastest this CPU has).");
+  m.def("set_bf16_gemm_path", [](const std::optional<std::string>& name) {
+    if (!name) return cpu::set_gemm_bf16_path(nullptr);
+    for (cpu::Bf16Gemm p : {cpu::Bf16Gemm::Widened, cpu::Bf16Gemm::Pairs, cpu::Bf16Gemm::Amx})
+      if (cpu::bf16_gemm_name(p) == *name) return cpu::set_gemm_bf16_path(&p);
+    throw ValueError("unknown bf16 GEMM path '" + *name + "' (expected widened, pairs or amx)");
+  }, py::arg("path"), "Force the bf16 prefill GEMM's path (None: the default choice); ValueError when this CPU "
+     "cannot run it. For tests and measurements.");
+  m.def("prefill_gemm", [](const std::string& weight_dtype) -> std::string {
+    const cpu::WeightFormat format = cpu::parse_weight_format(weight_dtype);
+    if (!cpu::gemm_avx512_active()) return "eigen";
+    switch (cpu::gemm_instruction(format)) {
+      case cpu::Bf16Gemm::Amx: return "amx-bf16";
+      case cpu::Bf16Gemm::Pairs: return "avx512-vdpbf16ps";
+      default: return "avx512-fma";
+    }
+  }, py::arg("weight_dtype"), "The kernel the prefill GEMM runs for weight_dtype now: amx-bf16, "
+     "avx512-vdpbf16ps, avx512-fma, or eigen (below the avx512 SIMD level).");
   m.def("simd_level", [] { return cpu::simd_name(cpu::simd_level()); },
         "The SIMD level the CPU kernels use now: scalar, avx2 or avx512.");
   m.def("set_simd_level", [](const std::string& name) { cpu::set_simd_level(cpu::parse_simd_level(name)); },

@@ -62,10 +62,10 @@ class CelerinferRunner:
 
 
 class TorchRunner:
-    def __init__(self, model, threads: int, max_seq_len: int):
+    def __init__(self, model, threads: int, max_seq_len: int, dtype: str = "f32"):
         from ..torch_engine import TorchEngine
 
-        self.engine = TorchEngine(model, max_seq_len=max_seq_len, threads=threads)
+        self.engine = TorchEngine(model, max_seq_len=max_seq_len, threads=threads, dtype=dtype)
 
     def run(self, ids: np.ndarray, decode_tokens: int) -> tuple[int, list[int]]:
         gen = self.engine.generate(ids, decode_tokens + 1)

@@ -11,7 +11,9 @@ bandwidth its weight traffic uses.
 
 Setups, in the order measured (references first, so each record can carry its ratios):
 
-1. ``torch``: eager fp32 with a KV cache (:mod:`celerinfer.torch_engine`).
+1. ``torch``: eager fp32 with a KV cache (:mod:`celerinfer.torch_engine`), and when bf16 is
+   among the weight dtypes, the model cast to bf16 (PyTorch's own bf16 path: oneDNN, on AMX
+   tiles where the CPU has them), the same-format reference for celerinfer's bf16.
 2. ``llama.cpp``: the GGUF export of the same weights in the format matching each celerinfer
    weight dtype (f32 -> f32, bf16 -> f16, int8 -> q8_0), with each KV cache type of
    ``llama_kv`` (f16: llama.cpp's default; q8_0 runs with flash attention, which llama.cpp
@@ -103,6 +105,8 @@ def plan(backend_names, weight_dtypes, versions, llama_kv, version_flags: dict,
     setups = []
     if "torch" in backend_names:
         setups.append(Setup("torch", "f32", "fp32"))
+        if "bf16" in weight_dtypes:
+            setups.append(Setup("torch", "bf16", "bf16"))
     if "llama.cpp" in backend_names:
         for w in weight_dtypes:
             for kv in llama_kv:
@@ -148,14 +152,21 @@ def _median(record: dict, metric: str) -> float:
 
 def ratios(setup: Setup, metrics: dict, earlier: list[dict]) -> dict:
     """This setup's pp and tg speeds over the references measured before it (records):
-    ``vs_torch`` (torch fp32) and, for celerinfer, ``vs_llama_cpp``: the fastest llama.cpp setup
-    of the same weight format class, per metric (its label in ``*_reference``). None: no reference."""
-    out = {"vs_torch": None, "vs_llama_cpp": None}
+    ``vs_torch`` (torch fp32); for celerinfer, ``vs_torch_same_format`` (torch in the same
+    weight format class, when it was measured and is not fp32) and ``vs_llama_cpp``: the
+    fastest llama.cpp setup of the same weight format class, per metric (its label in
+    ``*_reference``). None: no reference."""
+    out = {"vs_torch": None, "vs_torch_same_format": None, "vs_llama_cpp": None}
     pp, tg = metrics["pp_tokens_per_s"]["median"], metrics["tg_tokens_per_s"]["median"]
-    torch_refs = [r for r in earlier if r["params"]["backend"] == "torch"]
-    if torch_refs and setup.backend != "torch":
-        ref = torch_refs[-1]
-        out["vs_torch"] = {"pp": pp / _median(ref, "pp_tokens_per_s"), "tg": tg / _median(ref, "tg_tokens_per_s")}
+
+    def over(ref: dict) -> dict:
+        return {"pp": pp / _median(ref, "pp_tokens_per_s"), "tg": tg / _median(ref, "tg_tokens_per_s")}
+
+    torch_refs = {_FORMAT_CLASS[r["params"]["weight_dtype"]]: r for r in earlier if r["params"]["backend"] == "torch"}
+    if "f32" in torch_refs and not (setup.backend == "torch" and setup.weight_dtype == "f32"):
+        out["vs_torch"] = over(torch_refs["f32"])
+    if setup.backend == "celerinfer" and setup.format_class != "f32" and setup.format_class in torch_refs:
+        out["vs_torch_same_format"] = over(torch_refs[setup.format_class])
     llama = [r for r in earlier if r["params"]["backend"] == "llama.cpp"
              and _FORMAT_CLASS[r["params"]["weight_dtype"]] == setup.format_class]
     if llama and setup.backend == "celerinfer":
@@ -225,7 +236,7 @@ class CompareRun(BenchRun):
         if setup.backend == "celerinfer":
             return backends.CelerinferRunner(self.model, setup.version, setup.weight_dtype, self.max_seq_len)
         if setup.backend == "torch":
-            return backends.TorchRunner(self.model, self.threads, self.max_seq_len)
+            return backends.TorchRunner(self.model, self.threads, self.max_seq_len, setup.weight_dtype)
         if setup.weight_dtype not in gguf_files:  # exported once, kept for every round of the run
             from ..gguf_export import export_gguf
 
@@ -313,17 +324,17 @@ def format_table(records: list[dict]) -> str:
     p = rows[0]["params"]
     pp, tg = f"pp{p['prompt_length']}", f"tg{p['gen_length']}"
     lines = [f"| setup | {pp} tok/s | {tg} tok/s | weight GB/s in decode | % of bandwidth | "
-             f"{pp} vs llama.cpp | {tg} vs llama.cpp | {pp} vs torch | {tg} vs torch |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             f"{pp} vs llama.cpp | {tg} vs llama.cpp | {pp} vs torch fp32 | {tg} vs torch fp32 | "
+             f"{pp} vs torch same format | {tg} vs torch same format |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         m = r["metrics"]
-        vs_l, vs_t = m.get("vs_llama_cpp") or {}, m.get("vs_torch") or {}
+        vs = [m.get(key) or {} for key in ("vs_llama_cpp", "vs_torch", "vs_torch_same_format")]
         mark = " (interrupted)" if r.get("status") == "interrupted" else ""
         lines.append(f"| {r['params']['label']}{mark} | {_fmt(m['pp_tokens_per_s']['median'])} | "
                      f"{_fmt(m['tg_tokens_per_s']['median'], '.2f')} | {_fmt(m['decode_weight_gbps'], '.2f')} | "
                      f"{_fmt(m['bandwidth_fraction'] and 100 * m['bandwidth_fraction'], '.0f', '%')} | "
-                     f"{_fmt(vs_l.get('pp'), '.2f', 'x')} | {_fmt(vs_l.get('tg'), '.2f', 'x')} | "
-                     f"{_fmt(vs_t.get('pp'), '.2f', 'x')} | {_fmt(vs_t.get('tg'), '.2f', 'x')} |")
+                     + " | ".join(f"{_fmt(v.get(k), '.2f', 'x')}" for v in vs for k in ("pp", "tg")) + " |")
     first = rows[0]
     bw = first["metrics"].get("bandwidth_gbps")
     n = first["model"]["num_parameters"]

@@ -146,17 +146,20 @@ std::vector<double> multiply_add_peak_gflops(const std::string& weight_dtype, in
   require(cpu::simd_level() == cpu::SimdLevel::Avx512,
           "the multiply-add peak is measured for the AVX-512 GEMM; the SIMD level is " +
               cpu::simd_name(cpu::simd_level()));
-  const bool pairs = cpu::gemm_uses_bf16_pairs(format);
+  const cpu::Bf16Gemm instruction = cpu::gemm_instruction(format);
   const int threads = thread_pool()->num_threads();
-  const int64_t iterations = int64_t(1) << 22;  // ~15-30 ms per thread at 3 GHz
+  // ~15-30 ms per thread at 3 GHz (an AMX tile product does 256x a vector FMA's work)
+  const int64_t iterations = instruction == cpu::Bf16Gemm::Amx ? int64_t(1) << 19 : int64_t(1) << 22;
   std::vector<float> sinks(size_t(threads) * 16);
+  std::vector<double> flops_per_thread(static_cast<size_t>(threads));
   auto run = [&] {
     thread_pool()->parallel_for_threads(threads, [&](int64_t, int64_t, int thread) {
-      cpu::multiply_add_peak_loop(pairs, iterations, &sinks[size_t(thread) * 16]);
+      flops_per_thread[size_t(thread)] = cpu::multiply_add_peak_loop(instruction, iterations, &sinks[size_t(thread) * 16]);
     });
   };
   run();  // warm-up (and clock ramp-up)
-  const double flops = double(threads) * double(iterations) * double(cpu::kPeakLoopAccumulators) * (pairs ? 64 : 32);
+  double flops = 0;
+  for (double f : flops_per_thread) flops += f;
   std::vector<double> rates;
   for (int r = 0; r < reps; ++r) {
     const int64_t start = now_ns();

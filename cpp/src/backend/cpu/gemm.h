@@ -6,11 +6,14 @@
 //  - a register tile of kGemmMr x kGemmNr outputs (24 of the 32 zmm registers) accumulates
 //    with one FMA per loaded value.
 // The bf16 format multiplies bf16 activations by bf16 weights, as llama.cpp's BF16 type
-// does: with AVX512_BF16 the tile runs vdpbf16ps on pairs of inputs (twice the FMA rate),
-// otherwise the plain f32 tile on the same rounded values. Products of two bf16 values are
-// exact in f32, so the two differ only in the order of the f32 sums.
+// does, on one of three paths (Bf16Gemm): AMX tiles (tdpbf16ps, 16x16 outputs x 32 inputs per
+// instruction) where the CPU and the OS allow them; else vdpbf16ps on pairs of inputs where
+// that outruns f32 FMAs; else the plain f32 tile on the same rounded values. Products of two
+// bf16 values are exact in f32, so the paths differ only in the order of the f32 sums.
 #pragma once
 #include <cstdint>
+#include <string>
+#include <vector>
 
 #include "backend/cpu/packed_weight.h"
 
@@ -30,14 +33,27 @@ struct PackedActivations {
 
 // Whether the AVX-512 GEMM runs for weights of `format` (the CPU has AVX-512; level avx512).
 bool gemm_avx512_active();
-// Whether the GEMM multiplies bf16 weights by bf16 input pairs with vdpbf16ps (a CPU with
-// AVX512_BF16 where that outruns f32 FMAs; else the pack widens the weights to f32).
+// How the GEMM multiplies bf16 weights (at the avx512 level).
+enum class Bf16Gemm {
+  Widened,  // the pack widens the weights to f32; f32 FMAs
+  Pairs,    // vdpbf16ps on bf16 input pairs (AVX512_BF16)
+  Amx,      // AMX tiles (gemm_amx.cpp)
+};
+std::string bf16_gemm_name(Bf16Gemm path);  // "widened", "pairs", "amx"
+// The paths this CPU can run, Widened first.
+std::vector<Bf16Gemm> bf16_gemm_paths();
+// The path in use: the one set_gemm_bf16_path() forced, else AMX where available, else pairs
+// where vdpbf16ps outruns f32 FMAs (timed once), else widened.
+Bf16Gemm gemm_bf16_path();
+// For tests and measurements: forces `path` (ValueError when the CPU cannot run it); null
+// (the default) leaves the choice to gemm_bf16_path().
+void set_gemm_bf16_path(const Bf16Gemm* path);
+// Whether the GEMM packs weights of `format` as bf16 pairs (the pairs and the AMX paths).
 bool gemm_uses_bf16_pairs(WeightFormat format);
-// For tests: 1 or 0 forces that choice (1 still needs AVX512_BF16), -1 (the default) leaves
-// it to the timing.
-void set_gemm_bf16_pairs(int choice);
+bool gemm_uses_amx(WeightFormat format);
 
-// Floats of space the packed activations of an (M, K) input take (pairs take half of it).
+// Floats of space the packed activations of an (M, K) input take, in any layout (the AMX one
+// included).
 int64_t packed_activation_floats(int64_t M, int64_t K);
 int64_t gemm_panels(int64_t M);  // number of kGemmMr-row panels
 // Packs the row panels [p0, p1) of x (M, K), row stride xs, into `out` (sized by
@@ -54,10 +70,42 @@ constexpr int64_t kGemmWeightScratch = kGemmPanelRows * kGemmKc;
 void gemm_rows_avx512(const PackedWeight& w, int64_t r0, int64_t r1, const PackedActivations& x, float* y,
                       int64_t y_stride, bool accumulate, float* scratch);
 
-// The tiles' ceiling: `iterations` rounds of 12 independent multiply-adds per register on one
-// thread, nothing loaded: f32 FMAs (32 flops each), or vdpbf16ps (64 flops each) when `pairs`.
-// Writes a sum to *sink so nothing is optimized away. Only at the avx512 level.
-void multiply_add_peak_loop(bool pairs, int64_t iterations, float* sink);
-constexpr int64_t kPeakLoopAccumulators = 12;
+// A block of weight rows [r0, r1) x inputs [k0, k0 + kcb).
+struct WeightBlock {
+  int64_t r0 = 0, r1 = 0, k0 = 0, kcb = 0;
+};
+// Packs `block` for the tiles: kGemmNr-wide panels of `units_padded` units each (f32 values,
+// or bf16 pairs when `pairs`), zeros past r1 and past the block's inputs; `units_padded` >=
+// the block's units (the AMX tiles take 16 at a time). Meanwhile it asks for the rows of
+// `next` (the block the caller packs next; empty: none) in L2: the pack reads each row in a
+// short run, rows far apart, and the hardware prefetcher does not see those runs coming.
+void pack_weight_block(const PackedWeight& w, const WeightBlock& block, bool pairs, int64_t units_padded, float* out,
+                       const WeightBlock& next);
+
+// The multiply-add instruction the GEMM runs for weights of `format`: f32 FMAs (Widened) for
+// f32, int8 and widened bf16; else the bf16 path's.
+Bf16Gemm gemm_instruction(WeightFormat format);
+// That instruction's ceiling on one thread: `iterations` rounds of independent multiply-adds
+// in registers, nothing loaded. Returns the flops done; writes a sum to *sink so nothing is
+// optimized away. Only at the avx512 level.
+double multiply_add_peak_loop(Bf16Gemm instruction, int64_t iterations, float* sink);
+
+// --- AMX (gemm_amx.cpp): activations in rows of 16 x 32 bf16 tiles, weights as for pairs.
+constexpr int64_t kAmxRows = 16;        // activation rows per tile
+constexpr int64_t kAmxKc = 512;         // 32-bit units (bf16 pairs) per K block
+constexpr int64_t kAmxPanelRows = 128;  // weight rows packed at a time
+constexpr int64_t kAmxMaxRows = 512;    // activation rows per call (linear.cpp cuts longer inputs)
+constexpr int64_t kAmxWeightScratch = kAmxPanelRows * kAmxKc;  // floats of per-thread space
+int64_t amx_panels(int64_t M);    // number of kAmxRows-row panels
+// 32-bit words the AMX layout of an (M, K) input takes.
+int64_t amx_activation_words(int64_t M, int64_t K);
+// Packs the row panels [p0, p1) of x (M, K), row stride xs, rounded to bf16 pairs, into `out`.
+void pack_activations_amx(const float* x, int64_t xs, int64_t M, int64_t K, int64_t p0, int64_t p1, uint32_t* out);
+// As gemm_rows_avx512, on x packed by pack_activations_amx, for any rows [r0, r1) (a thread's
+// whole share: each K block of x is then read once); `scratch` holds kAmxWeightScratch floats.
+void gemm_rows_amx(const PackedWeight& w, int64_t r0, int64_t r1, const uint32_t* x, int64_t M, float* y,
+                   int64_t y_stride, bool accumulate, float* scratch);
+// The tiles' ceiling on one thread (multiply_add_peak_loop for bf16 on the AMX path).
+double amx_peak_loop(int64_t iterations, float* sink);
 
 }  // namespace celer::cpu

@@ -10,6 +10,7 @@
 
 #include "backend/cpu/lane_masks.h"
 #include "backend/cpu/simd.h"
+#include "error.h"
 
 namespace celer::cpu {
 
@@ -18,6 +19,7 @@ namespace {
 int64_t block_units(int64_t kcb, bool pairs) { return pairs ? (kcb + 1) / 2 : kcb; }
 // Inputs per full K block: the same bytes of packed weights either way.
 int64_t block_inputs(bool pairs) { return pairs ? 2 * kGemmKc : kGemmKc; }
+constexpr int64_t kPeakLoopAccumulators = 12;  // independent multiply-add chains
 }  // namespace
 
 bool gemm_avx512_active() { return simd_level() == SimdLevel::Avx512; }
@@ -35,7 +37,7 @@ bool bf16_pairs_outrun_fmas() {
     float sink = 0.0f;
     auto seconds = [&](bool pairs) {
       const auto start = std::chrono::steady_clock::now();
-      multiply_add_peak_loop(pairs, kIterations, &sink);
+      multiply_add_peak_loop(pairs ? Bf16Gemm::Pairs : Bf16Gemm::Widened, kIterations, &sink);
       return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     };
     for (int r = 0; r < 4; ++r) seconds(false);  // warm-up
@@ -49,20 +51,53 @@ bool bf16_pairs_outrun_fmas() {
   return faster;
 }
 
-std::atomic<int> g_bf16_pairs_choice{-1};  // set_gemm_bf16_pairs
+std::atomic<int> g_bf16_path{-1};  // set_gemm_bf16_path; -1: not forced
 }  // namespace
 
-void set_gemm_bf16_pairs(int choice) { g_bf16_pairs_choice.store(choice < 0 ? -1 : choice > 0 ? 1 : 0); }
+std::string bf16_gemm_name(Bf16Gemm path) {
+  switch (path) {
+    case Bf16Gemm::Pairs: return "pairs";
+    case Bf16Gemm::Amx: return "amx";
+    default: return "widened";
+  }
+}
 
-bool gemm_uses_bf16_pairs(WeightFormat format) {
-  if (format != WeightFormat::BF16 || !cpu_has_avx512_bf16()) return false;
-  const int choice = g_bf16_pairs_choice.load(std::memory_order_relaxed);
-  return choice >= 0 ? choice == 1 : bf16_pairs_outrun_fmas();
+std::vector<Bf16Gemm> bf16_gemm_paths() {
+  std::vector<Bf16Gemm> out{Bf16Gemm::Widened};
+  if (cpu_has_avx512_bf16()) out.push_back(Bf16Gemm::Pairs);
+  if (cpu_has_amx_bf16()) out.push_back(Bf16Gemm::Amx);
+  return out;
+}
+
+void set_gemm_bf16_path(const Bf16Gemm* path) {
+  if (path != nullptr) {
+    const auto paths = bf16_gemm_paths();
+    require(std::find(paths.begin(), paths.end(), *path) != paths.end(),
+            "this CPU cannot run the " + bf16_gemm_name(*path) + " bf16 GEMM");
+  }
+  g_bf16_path.store(path == nullptr ? -1 : int(*path));
+}
+
+Bf16Gemm gemm_bf16_path() {
+  const int forced = g_bf16_path.load(std::memory_order_relaxed);
+  if (forced >= 0) return Bf16Gemm(forced);
+  if (cpu_has_amx_bf16()) return Bf16Gemm::Amx;
+  return cpu_has_avx512_bf16() && bf16_pairs_outrun_fmas() ? Bf16Gemm::Pairs : Bf16Gemm::Widened;
+}
+
+bool gemm_uses_bf16_pairs(WeightFormat format) { return gemm_instruction(format) != Bf16Gemm::Widened; }
+
+bool gemm_uses_amx(WeightFormat format) { return gemm_instruction(format) == Bf16Gemm::Amx; }
+
+Bf16Gemm gemm_instruction(WeightFormat format) {
+  return format == WeightFormat::BF16 ? gemm_bf16_path() : Bf16Gemm::Widened;
 }
 
 int64_t gemm_panels(int64_t M) { return (M + kGemmMr - 1) / kGemmMr; }
 
-int64_t packed_activation_floats(int64_t M, int64_t K) { return gemm_panels(M) * kGemmMr * K; }
+int64_t packed_activation_floats(int64_t M, int64_t K) {
+  return std::max(gemm_panels(M) * kGemmMr * K, amx_activation_words(M, K));
+}
 
 // Layout: K block by K block; within a block, panel by panel; within a panel, unit by unit,
 // the kGemmMr rows' values side by side (zeros past row M or past the block's inputs).
@@ -126,9 +161,7 @@ CELER_AVX512 __m512 load_units(const PackedWeight& w, int64_t r, int64_t k0, int
   return _mm512_setzero_ps();
 }
 
-// Asks for row r's inputs [k, k + n) in L2. The pack reads each of its rows in a short run (1 KiB
-// of f32), rows far apart: the hardware prefetcher does not see those runs coming, so the pack
-// names the next K block's runs while this block is multiplied.
+// Asks for row r's inputs [k, k + n) in L2 (pack_weight_block says why).
 CELER_AVX512 inline void prefetch_row_inputs(const PackedWeight& w, int64_t r, int64_t k, int64_t n) {
   const char* p = nullptr;
   int64_t bytes = 0;
@@ -140,27 +173,32 @@ CELER_AVX512 inline void prefetch_row_inputs(const PackedWeight& w, int64_t r, i
   for (int64_t b = 0; b < bytes; b += 64) _mm_prefetch(p + b, _MM_HINT_T1);
 }
 
-// Weight rows [r0, r1) x K block [k0, k0 + kcb) into kGemmNr-wide panels: panel q holds, unit
-// by unit, rows r0 + 32q .. r0 + 32q + 31 side by side (zeros past r1).
-CELER_AVX512 void pack_weight_block(const PackedWeight& w, int64_t r0, int64_t r1, int64_t k0, int64_t kcb, bool pairs,
-                                    float* out) {
-  const int64_t units = block_units(kcb, pairs);
+}  // namespace
+
+// Panel q holds, unit by unit, rows r0 + 32q .. r0 + 32q + 31 side by side.
+CELER_AVX512 void pack_weight_block(const PackedWeight& w, const WeightBlock& block, bool pairs, int64_t units_padded,
+                                    float* out, const WeightBlock& next) {
+  const auto [r0, r1, k0, kcb] = block;
+  const int64_t units = block_units(kcb, pairs), groups = (r1 - r0 + 15) / 16;
+  const int64_t next_per_group = (next.r1 - next.r0 + groups - 1) / groups;  // next's rows, spread over the groups
   __m512 v[16];
-  for (int64_t g = 0; g * 16 < r1 - r0; ++g) {  // 16 rows at a time
-    float* panel = out + (g / kNrVecs) * units * kGemmNr + (g % kNrVecs) * 16;
-    if (k0 + kcb < w.cols)
-      for (int64_t r = r0 + g * 16; r < std::min(r1, r0 + g * 16 + 16); ++r)
-        prefetch_row_inputs(w, r, k0 + kcb, std::min(kcb, w.cols - k0 - kcb));
+  for (int64_t g = 0; g < groups; ++g) {  // 16 rows at a time
+    float* panel = out + (g / kNrVecs) * units_padded * kGemmNr + (g % kNrVecs) * 16;
+    for (int64_t r = next.r0 + g * next_per_group; r < std::min(next.r1, next.r0 + (g + 1) * next_per_group); ++r)
+      prefetch_row_inputs(w, r, next.k0, next.kcb);
     for (int64_t u0 = 0; u0 < units; u0 += 16) {
       for (int i = 0; i < 16; ++i) {
         const int64_t r = r0 + g * 16 + i;
         v[i] = r < r1 ? load_units(w, r, k0, kcb, u0, pairs) : _mm512_setzero_ps();
       }
-      transpose16(v);
-      for (int64_t u = u0; u < std::min(units, u0 + 16); ++u) _mm512_storeu_ps(panel + u * kGemmNr, v[u - u0]);
+      transpose16(v);  // (lanes past the block are zeros: they fill the padding)
+      for (int64_t u = u0; u < std::min(units_padded, u0 + 16); ++u) _mm512_storeu_ps(panel + u * kGemmNr, v[u - u0]);
     }
+    for (int64_t u = (units + 15) / 16 * 16; u < units_padded; ++u) _mm512_storeu_ps(panel + u * kGemmNr, _mm512_setzero_ps());
   }
 }
+
+namespace {
 
 // How a tile's sums meet y: the first K block adds the bias and, when accumulating, the old
 // y; later blocks add to y.
@@ -250,11 +288,13 @@ CELER_AVX512_BF16 void dpbf16_peak_loop(int64_t iterations, float* sink) {
 
 }  // namespace
 
-void multiply_add_peak_loop(bool pairs, int64_t iterations, float* sink) {
-  if (pairs)
-    dpbf16_peak_loop(iterations, sink);
-  else
-    fma_peak_loop(iterations, sink);
+double multiply_add_peak_loop(Bf16Gemm instruction, int64_t iterations, float* sink) {
+  const double multiply_adds = double(iterations) * double(kPeakLoopAccumulators);
+  switch (instruction) {
+    case Bf16Gemm::Amx: return amx_peak_loop(iterations, sink);
+    case Bf16Gemm::Pairs: return dpbf16_peak_loop(iterations, sink), 64 * multiply_adds;
+    default: return fma_peak_loop(iterations, sink), 32 * multiply_adds;
+  }
 }
 
 CELER_AVX512 void gemm_rows_avx512(const PackedWeight& w, int64_t r0, int64_t r1, const PackedActivations& x,
@@ -264,7 +304,9 @@ CELER_AVX512 void gemm_rows_avx512(const PackedWeight& w, int64_t r0, int64_t r1
   const float* packed = static_cast<const float*>(x.data);
   for (int64_t k0 = 0; k0 < K; k0 += block_inputs(pairs)) {
     const int64_t kcb = std::min(block_inputs(pairs), K - k0), units = block_units(kcb, pairs);
-    pack_weight_block(w, r0, r1, k0, kcb, pairs, scratch);
+    const int64_t k1 = k0 + kcb;  // the next K block of the same rows
+    pack_weight_block(w, {r0, r1, k0, kcb}, pairs, units, scratch,
+                      k1 < K ? WeightBlock{r0, r1, k1, std::min(block_inputs(pairs), K - k1)} : WeightBlock{});
     const float* block = packed + P * kGemmMr * block_units(k0, pairs);
     for (int64_t p = 0; p < P; ++p) {
       const float* a = block + p * kGemmMr * units;
@@ -290,8 +332,11 @@ CELER_AVX512 void gemm_rows_avx512(const PackedWeight& w, int64_t r0, int64_t r1
 #else
 #include <stdexcept>
 namespace celer::cpu {
-void multiply_add_peak_loop(bool, int64_t, float*) {
+double multiply_add_peak_loop(Bf16Gemm, int64_t, float*) {
   throw std::logic_error("the AVX-512 peak loop is not built for this architecture");
+}
+void pack_weight_block(const PackedWeight&, const WeightBlock&, bool, int64_t, float*, const WeightBlock&) {
+  throw std::logic_error("the AVX-512 GEMM is not built for this architecture");
 }
 void gemm_rows_avx512(const PackedWeight&, int64_t, int64_t, const PackedActivations&, float*, int64_t, bool, float*) {
   throw std::logic_error("the AVX-512 GEMM is not built for this architecture");  // never chosen: no AVX-512 here

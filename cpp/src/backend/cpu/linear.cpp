@@ -19,19 +19,16 @@ void LinearScratch::reserve(int threads, int64_t max_cols, int64_t max_rows) {
   if (fits(threads, max_cols, max_rows)) return;
   max_cols_ = std::max(max_cols_, max_cols);
   max_rows_ = std::max(max_rows_, max_rows);
-  buffers_.resize(std::max(buffers_.size(), size_t(threads)));
-  for (auto& b : buffers_) b.resize(size_t(std::max(kGemmBlock * max_cols_, kGemmWeightScratch)));
-  activations_.resize(size_t(packed_activation_floats(max_rows_, max_cols_)));  // >= max_rows_ * max_cols_
+  const size_t block_bytes = sizeof(float) * size_t(std::max({kGemmBlock * max_cols_, kGemmWeightScratch, kAmxWeightScratch}));
+  const size_t activation_bytes = sizeof(float) * size_t(packed_activation_floats(max_rows_, max_cols_));
+  blocks_.resize(std::max(blocks_.size(), size_t(threads)));
+  for (auto& b : blocks_) b = zeroed_buffer(block_bytes, /*huge_pages=*/true);
+  activations_ = zeroed_buffer(activation_bytes, /*huge_pages=*/true);  // >= max_rows_ * max_cols_ floats
+  bytes_ = activation_bytes + blocks_.size() * block_bytes;
 }
 
 bool LinearScratch::fits(int threads, int64_t max_cols, int64_t max_rows) const {
-  return int(buffers_.size()) >= threads && max_cols_ >= max_cols && max_rows_ >= max_rows;
-}
-
-uint64_t LinearScratch::bytes() const {
-  uint64_t total = activations_.size() * sizeof(float);
-  for (const auto& b : buffers_) total += b.size() * sizeof(float);
-  return total;
+  return int(blocks_.size()) >= threads && max_cols_ >= max_cols && max_rows_ >= max_rows;
 }
 
 namespace {
@@ -78,6 +75,20 @@ void for_each_unit(std::initializer_list<LinearOut> outs, int64_t unit, int64_t 
 void gemm_avx512_group(std::initializer_list<LinearOut> outs, const float* x, int64_t x_stride, int64_t M,
                        LinearScratch& scratch) {
   const PackedWeight& w0 = *outs.begin()->w;
+  if (gemm_uses_amx(w0.format)) {
+    uint32_t* packed = reinterpret_cast<uint32_t*>(scratch.activations());
+    for (int64_t m0 = 0; m0 < M; m0 += kAmxMaxRows) {  // a K block of x then stays in L2
+      const int64_t rows = std::min(kAmxMaxRows, M - m0);
+      thread_pool()->parallel_for(amx_panels(rows), [&](int64_t p0, int64_t p1) {
+        pack_activations_amx(x + m0 * x_stride, x_stride, rows, w0.cols, p0, p1, packed);
+      });
+      for_each_unit(outs, kAmxPanelRows, rows, [&](const LinearOut& o, int64_t r0, int64_t r1, int thread) {
+        gemm_rows_amx(*o.w, r0, r1, packed, rows, o.y + m0 * o.y_stride, o.y_stride, o.accumulate,
+                      scratch.block(thread));
+      });
+    }
+    return;
+  }
   const bool pairs = gemm_uses_bf16_pairs(w0.format), round = w0.format == WeightFormat::BF16 && !pairs;
   float* packed = scratch.activations();
   thread_pool()->parallel_for(gemm_panels(M), [&](int64_t p0, int64_t p1) {

@@ -9,6 +9,7 @@
 #pragma once
 #include <cstdint>
 #include <initializer_list>
+#include <memory>
 #include <vector>
 
 #include "backend/cpu/packed_weight.h"
@@ -21,19 +22,22 @@ constexpr int64_t kGemvMaxRows = 8;
 constexpr int64_t kGemmBlock = 64;
 
 // Space for packed or rounded activations (max_rows x max_cols) and per-thread weight
-// blocks; sized before a decode loop, never per token.
+// blocks; sized before a decode loop, never per token. On huge pages: the GEMM's tiles read
+// these buffers over and over, and on 4 KiB pages their TLB misses (two-level walks in a
+// virtual machine) cost the AMX kernel up to 3x.
 class LinearScratch {
  public:
   void reserve(int threads, int64_t max_cols, int64_t max_rows);
   bool fits(int threads, int64_t max_cols, int64_t max_rows) const;
-  float* block(int thread) { return buffers_[size_t(thread)].data(); }
-  float* activations() { return activations_.data(); }
-  uint64_t bytes() const;
+  float* block(int thread) { return static_cast<float*>(blocks_[size_t(thread)].get()); }
+  float* activations() { return static_cast<float*>(activations_.get()); }
+  uint64_t bytes() const { return bytes_; }
 
  private:
-  std::vector<std::vector<float>> buffers_;
-  std::vector<float> activations_;
+  std::vector<std::shared_ptr<void>> blocks_;
+  std::shared_ptr<void> activations_;
   int64_t max_cols_ = 0, max_rows_ = 0;
+  uint64_t bytes_ = 0;
 };
 
 // One output of a group: y (M, w.rows) with row stride y_stride.

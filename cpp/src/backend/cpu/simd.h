@@ -19,5 +19,8 @@ std::vector<SimdLevel> supported_simd_levels();
 // Whether the CPU has AVX512_BF16 (vdpbf16ps: bf16 pair dot products into f32), which the bf16
 // prefill GEMM uses at the avx512 level.
 bool cpu_has_avx512_bf16();
+// Whether the CPU has AMX tiles with bf16 products and Linux lets this process use them (the
+// first call asks the kernel for the tile state, once per process).
+bool cpu_has_amx_bf16();
 
 }  // namespace celer::cpu
