@@ -17,7 +17,7 @@ using Strided = Eigen::OuterStride<>;
 void AttentionScratch::reserve(int64_t n, int64_t group, int64_t D) {
   k_tile.resize(size_t(kAttentionTile * D));
   v_tile.resize(size_t(kAttentionTile * D));
-  key_columns.resize(size_t(D * cpu::kAttentionKeyBlock));
+  key_columns.resize(size_t(D * kAttentionTile));
   scores.resize(size_t(std::max(n, group) * kAttentionTile));
   row_max.resize(size_t(group * n));
   row_sum.resize(size_t(group * n));
@@ -32,8 +32,8 @@ void cache_attention(const KVCache& cache, int64_t layer, int64_t b, int64_t kv_
   // group's heads are adjacent in q: one block of `group` rows, all at position p0. Otherwise
   // one block per head g: its n rows, row i at position p0 + i.
   const bool decode = n == 1;
-  // Decoding at the avx512 level: our own kernels for the two products (a few query rows).
-  const bool kernels = decode && D % 16 == 0 && cpu::simd_level() == cpu::SimdLevel::Avx512;
+  // At the avx512 level our own kernels run the two products (attention_kernels.h says why).
+  const bool kernels = D % 16 == 0 && cpu::simd_level() == cpu::SimdLevel::Avx512;
   const int64_t blocks = decode ? 1 : group, rows = decode ? group : n, stride = decode ? D : q_stride;
   auto offset = [&](int64_t blk) { return b * n * q_stride + (kv_head * group + blk) * D; };
   auto q_rows = [&](int64_t blk) { return Eigen::Map<const RowMat, 0, Strided>(q + offset(blk), rows, D, Strided(stride)); };
@@ -51,18 +51,28 @@ void cache_attention(const KVCache& cache, int64_t layer, int64_t b, int64_t kv_
     // Causal: a row at position p sees keys t <= p, so prefill rows before `first` see none
     // of this tile.
     const int64_t first = decode ? 0 : std::max<int64_t>(0, t0 - p0), live = rows - first;
+    // Live row i sees the tile's keys t < i + causal (decoding: all of them).
+    const int64_t causal = decode ? T : p0 + first - t0 + 1;
     Eigen::Map<RowMat> S(s.scores.data(), live, T);
+    if (kernels) cpu::transpose_keys_avx512(kv.k, T, D, s.key_columns.data());  // once for the group
     for (int64_t blk = 0; blk < blocks; ++blk) {
       auto O = out_rows(blk).bottomRows(live);
       float* m = s.row_max.data() + blk * rows + first;
       float* l = s.row_sum.data() + blk * rows + first;
       if (kernels)
-        cpu::attention_scores_avx512(q + offset(blk), rows, kv.k, T, D, scale, S.data(), T, s.key_columns.data());
+        cpu::attention_scores_avx512(q + offset(blk) + first * stride, stride, live, s.key_columns.data(), T, D, causal,
+                                     scale, S.data(), T);
       else
         S.noalias() = (q_rows(blk).bottomRows(live) * K.transpose()) * scale;
       for (int64_t i = 0; i < live; ++i) {  // online softmax: rescale what earlier tiles summed
         const int64_t position = p0 + (decode ? 0 : first + i);
         const int64_t visible = std::min(T, position + 1 - t0);
+        if (kernels) {
+          const float correction = cpu::softmax_tile_row_avx512(&S(i, 0), T, visible, padded ? key_valid + t0 : nullptr,
+                                                                m + i, l + i);
+          if (correction != 1.0f) O.row(i) *= correction;
+          continue;
+        }
         auto row = S.row(i).array();
         if (padded)
           for (int64_t j = 0; j < visible; ++j)
@@ -81,7 +91,7 @@ void cache_attention(const KVCache& cache, int64_t layer, int64_t b, int64_t kv_
         O.row(i) *= correction;
       }
       if (kernels)
-        cpu::attention_values_avx512(S.data(), T, rows, kv.v, T, D, out + offset(blk), stride);
+        cpu::attention_values_avx512(S.data(), T, live, kv.v, T, D, causal, out + offset(blk) + first * stride, stride);
       else
         O.noalias() += S * V;
     }

@@ -16,7 +16,7 @@ namespace celer {
 struct AttentionScratch {
   using Buffer = std::vector<float, Eigen::aligned_allocator<float>>;
   Buffer k_tile, v_tile;     // (tile, D)
-  Buffer key_columns;        // (D, kAttentionKeyBlock): the AVX-512 decode kernel's transposed keys
+  Buffer key_columns;        // (D, tile): the AVX-512 kernels' transposed keys
   Buffer scores;             // (max(n, group), tile)
   Buffer row_max, row_sum;   // (group, n): the online softmax's running state
   void reserve(int64_t n, int64_t group, int64_t D);

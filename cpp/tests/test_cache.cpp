@@ -78,25 +78,40 @@ TEST(cache_attention_matches_naive_over_several_tiles) {
   CHECK(attention_error(2, 3, 8, 600, 10, 7) < 1e-5);
 }
 
-TEST(decode_attention_matches_naive_at_every_simd_level) {
-  // One query per head (decoding): at the avx512 level with head_dim % 16 == 0 our own
-  // kernels run, elsewhere Eigen's products. Key counts that are not multiples of the kernels'
-  // 16-key blocks or of a tile, groups past one 8-head pass, padding or none.
+// Every SIMD level against the naive loop: at the avx512 level with head_dim % 16 == 0 our own
+// kernels run, elsewhere Eigen's products. Key counts that are not multiples of the kernels'
+// 16-key blocks or of a tile, groups past one 8-head pass, padding or none. On failure the
+// case is printed.
+void check_attention_at_every_level(std::initializer_list<int64_t> dims, std::initializer_list<int64_t> groups,
+                                    std::initializer_list<std::pair<int64_t, int64_t>> keys_and_queries) {
   const cpu::SimdLevel saved = cpu::simd_level();
   for (cpu::SimdLevel level : cpu::supported_simd_levels()) {
     cpu::set_simd_level(level);
-    for (int64_t D : {16, 24, 64, 80})
-      for (int64_t group : {1, 3, 8, 11})
-        for (int64_t T : {1, 17, 300})
+    for (int64_t D : dims)
+      for (int64_t group : groups)
+        for (auto [T, n] : keys_and_queries)
           for (int64_t pad_every : {0, 5}) {
-            const double error = attention_error(2, group, D, T, 1, pad_every);
+            const double error = attention_error(2, group, D, T, n, pad_every);
             if (!(error < 1e-5))
-              std::printf("  %s D=%ld group=%ld T=%ld pad_every=%ld: error %g\n", cpu::simd_name(level).c_str(),
-                          long(D), long(group), long(T), long(pad_every), error);
+              std::printf("  %s D=%ld group=%ld T=%ld n=%ld pad_every=%ld: error %g\n", cpu::simd_name(level).c_str(),
+                          long(D), long(group), long(T), long(n), long(pad_every), error);
             CHECK(error < 1e-5);
           }
   }
   cpu::set_simd_level(saved);
+}
+
+TEST(decode_attention_matches_naive_at_every_simd_level) {
+  // One query per head.
+  check_attention_at_every_level({16, 24, 64, 80}, {1, 3, 8, 11}, {{1, 1}, {17, 1}, {300, 1}});
+}
+
+TEST(prefill_attention_matches_naive_at_every_simd_level) {
+  // A whole prompt (n = T: the causal triangle, row blocks that see none of a key block), a
+  // chunk after a cached prefix crossing a tile boundary (n = 37 at positions 263..299), and
+  // a prompt of three tiles.
+  check_attention_at_every_level({16, 24, 64, 80}, {1, 3, 11}, {{40, 40}, {300, 37}});
+  check_attention_at_every_level({64}, {3}, {{530, 530}});
 }
 
 TEST(cache_attention_gives_zeros_to_a_query_that_sees_nothing) {

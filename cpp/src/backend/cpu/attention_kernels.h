@@ -1,22 +1,39 @@
-// The two matrix products of one decode step's attention over a tile of the KV cache, for the
-// group of query heads that share a KV head, written for AVX-512 (attention_avx512.cpp): with
-// a handful of query rows, a general GEMM spends more time packing the tile than multiplying.
-// cache_attention uses them at the avx512 level when head_dim is a multiple of 16.
+// The two matrix products of attention over one tile of the KV cache, written for AVX-512
+// (attention_avx512.cpp), for decoding (the group's query heads at one position) and for
+// prefill (one head's rows, a causal triangle): register-blocked multiply-adds on keys turned
+// into columns once per tile, with no general GEMM's packing and no work on key blocks that
+// a whole block of rows cannot see. cache_attention uses them at the avx512 level when
+// head_dim is a multiple of 16.
 #pragma once
 #include <cstdint>
 
 namespace celer::cpu {
 
-// Keys per block of attention_scores: kt_scratch holds D * kAttentionKeyBlock floats.
+// Keys per column block: the layout of transpose_keys_avx512.
 constexpr int64_t kAttentionKeyBlock = 16;
 
-// S[g * lds + t] = scale * dot(q_g, k_t) for g < G and t < T, with q_g = q + g * D and
-// k_t = k + t * D (f32 rows). D % 16 == 0.
-void attention_scores_avx512(const float* q, int64_t G, const float* k, int64_t T, int64_t D, float scale, float* S,
-                             int64_t lds, float* kt_scratch);
+// The T keys (rows of D floats) as columns, block by block: kt[(t / 16) * D * 16 + d * 16 +
+// t % 16] = k[t * D + d], zeros past T. kt holds D * (T rounded up to 16) floats. D % 16 == 0.
+void transpose_keys_avx512(const float* k, int64_t T, int64_t D, float* kt);
 
-// O[g * ldo + d] += sum_t P[g * ldp + t] * v[t * D + d] for g < G, d < D. D % 16 == 0.
-void attention_values_avx512(const float* P, int64_t ldp, int64_t G, const float* v, int64_t T, int64_t D, float* O,
-                             int64_t ldo);
+// S[i * lds + t] = scale * dot(q_i, k_t) for rows i < R (q_i = q + i * qs) and the keys row i
+// can see, t < min(T, i + causal), from the columns kt of transpose_keys_avx512 (causal >= T:
+// every row sees every key). Entries a row cannot see may be written or not: the caller masks
+// them. D % 16 == 0.
+void attention_scores_avx512(const float* q, int64_t qs, int64_t R, const float* kt, int64_t T, int64_t D,
+                             int64_t causal, float scale, float* S, int64_t lds);
+
+// One row's step of the online softmax over a tile: s holds its T scores, of which keys
+// [0, visible) with valid[t] != 0 count (valid null: all of them). When some count, s becomes
+// exp(score - new max) there and 0 everywhere else, *max and *sum are updated and the return
+// value is exp(old max - new max), the factor for what earlier tiles summed (0 on the row's
+// first tile). When none counts, s becomes 0 and the return value is 1 (nothing changes).
+float softmax_tile_row_avx512(float* s, int64_t T, int64_t visible, const uint8_t* valid, float* max, float* sum);
+
+// O[i * ldo + d] += sum_t P[i * ldp + t] * v[t * D + d] for rows i < R, d < D, over the keys
+// t < min(T, i + causal); P must be 0 at the keys its row cannot see (it is read up to the
+// last key some row of a 4-row block can see). D % 16 == 0.
+void attention_values_avx512(const float* P, int64_t ldp, int64_t R, const float* v, int64_t T, int64_t D,
+                             int64_t causal, float* O, int64_t ldo);
 
 }  // namespace celer::cpu
