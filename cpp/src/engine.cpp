@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <optional>
 
 #include "backend/cpu/ops.h"
 #include "error.h"
@@ -31,15 +32,26 @@ Engine::Engine(const Model& model, const VersionSpec& version, int64_t max_seq_l
   if (weights != cpu::WeightFormat::F32)
     check_allocation(uint64_t(c.num_parameters()) * (weights == cpu::WeightFormat::BF16 ? 2 : 1),
                      "the " + cpu::weight_format_name(weights) + " copy of the weights");
+  // Every packed matrix in one arena (packed_weight.h says why): sized by a first pass.
+  uint64_t arena_bytes = 0;
+  auto size = [&](const Tensor& w) {
+    if (!w.empty()) arena_bytes += cpu::WeightArena::bytes_for(w.dim(0), w.dim(1), weights);
+  };
+  for (const LayerWeights& L : model.layers)
+    for (const Tensor* w : {&L.q_proj, &L.k_proj, &L.v_proj, &L.o_proj, &L.gate_proj, &L.up_proj, &L.down_proj}) size(*w);
+  size(model.output_weight());
+  std::optional<cpu::WeightArena> arena;
+  if (arena_bytes > 0) arena.emplace(arena_bytes);
+  cpu::WeightArena* from = arena ? &*arena : nullptr;
   for (const LayerWeights& L : model.layers) {
     auto pack = [&](const Tensor& w, const Tensor& bias) {
-      return w.empty() ? cpu::PackedWeight() : cpu::pack_weight(w, weights, &bias);  // gpt2 has no gate
+      return w.empty() ? cpu::PackedWeight() : cpu::pack_weight(w, weights, &bias, from);  // gpt2 has no gate
     };
     packed_.push_back({pack(L.q_proj, L.q_proj_bias), pack(L.k_proj, L.k_proj_bias), pack(L.v_proj, L.v_proj_bias),
                        pack(L.o_proj, L.o_proj_bias), pack(L.gate_proj, Tensor()), pack(L.up_proj, L.up_proj_bias),
                        pack(L.down_proj, L.down_proj_bias)});
   }
-  lm_head_ = cpu::pack_weight(model.output_weight(), weights);
+  lm_head_ = cpu::pack_weight(model.output_weight(), weights, nullptr, from);
   rope_cos_ = model.rope_cos;  // a file's tables, else computed once for the positions we use
   rope_sin_ = model.rope_sin;
   if (rope_cos_.empty() && c.uses_rope()) rope_tables(c, rope_cos_, rope_sin_, max_seq_len_);

@@ -67,7 +67,32 @@ void quantize_row_q8(const float* w, int64_t cols, int8_t* q, uint16_t* scales) 
 }
 }  // namespace
 
-PackedWeight pack_weight(const Tensor& w, WeightFormat format, const Tensor* bias) {
+namespace {
+constexpr uint64_t kArenaAlign = 64;
+uint64_t aligned(uint64_t bytes) { return (bytes + kArenaAlign - 1) / kArenaAlign * kArenaAlign; }
+}  // namespace
+
+uint64_t WeightArena::bytes_for(int64_t rows, int64_t cols, WeightFormat format) {
+  const uint64_t n = uint64_t(rows) * uint64_t(cols);
+  switch (format) {
+    case WeightFormat::BF16: return aligned(2 * n);
+    case WeightFormat::Q8: return aligned(n) + aligned(2 * uint64_t(rows) * uint64_t((cols + kQ8Block - 1) / kQ8Block));
+    default: return 0;
+  }
+}
+
+WeightArena::WeightArena(uint64_t bytes) : memory_(zeroed_buffer(size_t(bytes), /*huge_pages=*/true)), capacity_(bytes) {}
+
+Tensor WeightArena::take(DType dtype, const Shape& shape) {
+  const uint64_t bytes = aligned(uint64_t(checked_numel(shape)) * dtype_size(dtype));
+  require(used_ + bytes <= capacity_, "WeightArena: " + std::to_string(bytes) + " bytes asked, " +
+                                          std::to_string(capacity_ - used_) + " left");
+  Tensor t = Tensor::view(dtype, shape, static_cast<char*>(memory_.get()) + used_, memory_);
+  used_ += bytes;
+  return t;
+}
+
+PackedWeight pack_weight(const Tensor& w, WeightFormat format, const Tensor* bias, WeightArena* arena) {
   require(w.dtype == DType::F32 && w.shape.size() == 2, "pack_weight: expected a float32 matrix, got " +
                                                              dtype_name(w.dtype) + " " + shape_str(w.shape));
   PackedWeight p;
@@ -83,17 +108,20 @@ PackedWeight pack_weight(const Tensor& w, WeightFormat format, const Tensor* bia
   }
   const float* src = w.f32();
   const int64_t cols = p.cols;
+  auto buffer = [&](DType dtype, const Shape& shape) {
+    return arena != nullptr ? arena->take(dtype, shape) : Tensor::zeros(dtype, shape);
+  };
   if (format == WeightFormat::F32) {
     p.f32 = src;
   } else if (format == WeightFormat::BF16) {
-    p.values = Tensor::zeros(DType::U8, {p.rows, 2 * cols});
+    p.values = buffer(DType::U8, {p.rows, 2 * cols});
     uint16_t* dst = p.values.as<uint16_t>();
     thread_pool()->parallel_for(p.rows, [&](int64_t r0, int64_t r1) {
       for (int64_t i = r0 * cols; i < r1 * cols; ++i) dst[i] = f32_to_bf16(src[i]);
     }, 16);
   } else {
-    p.values = Tensor::zeros(DType::I8, {p.rows, cols});
-    p.scales = Tensor::zeros(DType::U8, {p.rows, 2 * p.blocks_per_row()});
+    p.values = buffer(DType::I8, {p.rows, cols});
+    p.scales = buffer(DType::U8, {p.rows, 2 * p.blocks_per_row()});
     thread_pool()->parallel_for(p.rows, [&](int64_t r0, int64_t r1) {
       for (int64_t r = r0; r < r1; ++r)
         quantize_row_q8(src + r * cols, cols, p.values.as<int8_t>() + r * cols,

@@ -7,6 +7,7 @@
 // Optionally a float32 bias (N). Packing happens once, when an engine is built.
 #pragma once
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -39,9 +40,27 @@ struct PackedWeight {
   uint64_t nbytes() const;
 };
 
+// One zeroed buffer on huge pages holding many packed weights (an engine's), handed out in
+// order. Decoding streams every matrix once per token: on 4 KiB pages each page costs a TLB
+// miss (a two-level walk in a virtual machine), and per-matrix huge-page buffers would round
+// every matrix and every scale table up to 2 MiB. One arena wastes at most one page.
+class WeightArena {
+ public:
+  // Bytes pack_weight takes from an arena for a (rows, cols) matrix in `format`.
+  static uint64_t bytes_for(int64_t rows, int64_t cols, WeightFormat format);
+  explicit WeightArena(uint64_t bytes);
+  Tensor take(DType dtype, const Shape& shape);  // the next bytes, 64-byte aligned
+
+ private:
+  std::shared_ptr<void> memory_;
+  uint64_t used_ = 0, capacity_ = 0;
+};
+
 // Packs a float32 (rows, cols) tensor; `bias` is an optional (rows) float32 tensor. F32 keeps
-// a view of `w` (the storage is shared, so `w` itself need not outlive the result).
-PackedWeight pack_weight(const Tensor& w, WeightFormat format, const Tensor* bias = nullptr);
+// a view of `w` (the storage is shared, so `w` itself need not outlive the result). The other
+// formats' values and scales come from `arena` when given, else from their own buffers.
+PackedWeight pack_weight(const Tensor& w, WeightFormat format, const Tensor* bias = nullptr,
+                         WeightArena* arena = nullptr);
 
 // Rows [r0, r1) as float32 into out ((r1 - r0), cols): the exact values the kernels use.
 void unpack_rows(const PackedWeight& w, int64_t r0, int64_t r1, float* out);
