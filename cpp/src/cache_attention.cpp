@@ -14,6 +14,10 @@ namespace celer {
 using RowMat = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
 using Strided = Eigen::OuterStride<>;
 
+namespace {
+constexpr int64_t kDecodeKeyChunk = 2 * cpu::kAttentionKeyBlock;  // keys transposed at a time when decoding
+}  // namespace
+
 void AttentionScratch::reserve(int64_t n, int64_t group, int64_t D) {
   k_tile.resize(size_t(kAttentionTile * D));
   v_tile.resize(size_t(kAttentionTile * D));
@@ -54,15 +58,24 @@ void cache_attention(const KVCache& cache, int64_t layer, int64_t b, int64_t kv_
     // Live row i sees the tile's keys t < i + causal (decoding: all of them).
     const int64_t causal = decode ? T : p0 + first - t0 + 1;
     Eigen::Map<RowMat> S(s.scores.data(), live, T);
-    if (kernels) cpu::transpose_keys_avx512(kv.k, T, D, s.key_columns.data());  // once for the group
+    // Prefill: the tile's keys as columns once, for every head of the group. Decoding makes one
+    // scores call per tile: 32 keys at a time, so the columns stay in L1.
+    if (kernels && !decode) cpu::transpose_keys_avx512(kv.k, T, D, s.key_columns.data());
     for (int64_t blk = 0; blk < blocks; ++blk) {
       auto O = out_rows(blk).bottomRows(live);
       float* m = s.row_max.data() + blk * rows + first;
       float* l = s.row_sum.data() + blk * rows + first;
-      if (kernels)
+      if (kernels && decode) {
+        for (int64_t t = 0; t < T; t += kDecodeKeyChunk) {
+          const int64_t keys = std::min(kDecodeKeyChunk, T - t);
+          cpu::transpose_keys_avx512(kv.k + t * D, keys, D, s.key_columns.data());
+          cpu::attention_scores_avx512(q + offset(blk), stride, rows, s.key_columns.data(), keys, D, keys, scale,
+                                       S.data() + t, T);
+        }
+      } else if (kernels) {
         cpu::attention_scores_avx512(q + offset(blk) + first * stride, stride, live, s.key_columns.data(), T, D, causal,
                                      scale, S.data(), T);
-      else
+      } else
         S.noalias() = (q_rows(blk).bottomRows(live) * K.transpose()) * scale;
       for (int64_t i = 0; i < live; ++i) {  // online softmax: rescale what earlier tiles summed
         const int64_t position = p0 + (decode ? 0 : first + i);
