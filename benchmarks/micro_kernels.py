@@ -3,16 +3,20 @@
 level, on TinyLlama-1.1B-shaped matrices, beside a STREAM triad measured in the same run.
 
   decode rows (M <= 8): the GEMV kernels; reported as GB/s of weights streamed (and % of triad)
-  prefill rows (M > 8): the blocked GEMM; reported as GFLOP/s and, at the avx512 level, as % of
+  prefill rows (M > 8): the blocked GEMM; reported as GFLOP/s, at the avx512 level as % of
       the multiply-add peak measured in the same run (the instruction the GEMM uses for that
-      format: f32 FMA, or vdpbf16ps for bf16 where the CPU has it; every thread, nothing loaded)
+      format: f32 FMA, AMX tile products or vdpbf16ps for bf16 where the CPU has them; every
+      thread, nothing loaded), and as % of a tuned BLAS on the same shape and threads, the
+      practical matmul peak: PyTorch's F.linear (MKL/oneDNN) in the arithmetic of the format
+      (bf16 for bf16; f32 for f32 and for weight-only int8). Without torch: "-".
 
 A matrix that fits the last-level cache is read from that cache on repeated runs, so its GB/s
 can exceed the triad's: judge decode bandwidth on matrices larger than the LLC (or in a real
 decode, `celerinfer bench compare`).
 
 Usage: python benchmarks/micro_kernels.py [--threads 2] [--reps 5] [--rows 1 512]
-       [--formats f32 bf16 int8] [--levels avx512 ...] [--shape N K ...] [--json out.json]
+       [--formats f32 bf16 int8] [--levels avx512 ...] [--shape N K ...] [--no-torch]
+       [--json out.json]
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 
 import celerinfer
 from celerinfer import _core
@@ -44,9 +49,29 @@ def multiply_add_peaks(formats, levels, reps) -> dict:
         celerinfer.set_simd_level(saved)
 
 
-def measure(shapes, rows, formats, levels, reps) -> list[dict]:
+def torch_gflops(M: int, N: int, K: int, weight_dtype: str, reps: int) -> float | None:
+    """GFLOP/s of PyTorch's F.linear on (M, K) x (N, K)^T in the format's arithmetic (best of
+    reps after a warm-up, on celerinfer's thread count); None without torch."""
+    try:
+        import torch
+    except ImportError:
+        return None
+    torch.set_num_threads(celerinfer.get_num_threads())
+    dtype = torch.bfloat16 if weight_dtype == "bf16" else torch.float32
+    x, w = torch.rand(M, K, dtype=dtype), torch.rand(N, K, dtype=dtype)
+    torch.nn.functional.linear(x, w)
+    best = float("inf")
+    for _ in range(reps):
+        start = time.perf_counter()
+        torch.nn.functional.linear(x, w)
+        best = min(best, time.perf_counter() - start)
+    return 2 * M * N * K / best / 1e9
+
+
+def measure(shapes, rows, formats, levels, reps, with_torch: bool = True) -> list[dict]:
     out = []
     peaks = multiply_add_peaks(formats, levels, reps)
+    blas = {}  # (M, N, K, format) -> PyTorch's GFLOP/s, once per shape whatever the level
     saved = celerinfer.simd_level()
     try:
         for level in levels:
@@ -56,10 +81,14 @@ def measure(shapes, rows, formats, levels, reps) -> list[dict]:
                     for M in rows:
                         secs = summarize(_core.linear_seconds(M, N, K, reps, fmt), unit="s", raw_unit="s")["median"]
                         peak = peaks.get((level, fmt))
-                        out.append({"kernel": "gemv" if M <= 8 else "gemm", "level": level, "matrix": name,
+                        gemm = M > 8
+                        if gemm and with_torch and (M, N, K, fmt) not in blas:
+                            blas[(M, N, K, fmt)] = torch_gflops(M, N, K, fmt, reps)
+                        out.append({"kernel": "gemm" if gemm else "gemv", "level": level, "matrix": name,
                                     "N": N, "K": K, "M": M, "weight_dtype": fmt, "seconds": secs,
                                     "gbps": N * K * WEIGHT_VALUE_BYTES[fmt] / secs / 1e9,
-                                    "gflops": 2 * M * N * K / secs / 1e9, "peak_gflops": peak})
+                                    "gflops": 2 * M * N * K / secs / 1e9, "peak_gflops": peak,
+                                    "torch_gflops": blas.get((M, N, K, fmt))})
     finally:
         celerinfer.set_simd_level(saved)
     return out
@@ -75,6 +104,7 @@ def main(argv=None) -> int:
     p.add_argument("--shape", type=int, nargs=2, action="append", metavar=("N", "K"),
                    help="a matrix shape instead of the 1B preset's (repeatable)")
     p.add_argument("--triad-mib", type=int, default=512, help="triad working set (default 512 MiB)")
+    p.add_argument("--no-torch", action="store_true", help="skip the PyTorch (BLAS) reference of the GEMM rows")
     p.add_argument("--json", help="also write the rows as JSON here")
     args = p.parse_args(argv)
     if args.threads:
@@ -82,15 +112,18 @@ def main(argv=None) -> int:
     shapes = [(f"{n}x{k}", n, k) for n, k in args.shape] if args.shape else SHAPES
     triad = summarize(_core.stream_triad(args.triad_mib * (1 << 20) // 12, args.reps), unit="GB/s",
                       raw_unit=None)["median"]
-    rows = measure(shapes, args.rows, args.formats, args.levels, args.reps)
+    rows = measure(shapes, args.rows, args.formats, args.levels, args.reps, with_torch=not args.no_torch)
     print(f"threads {celerinfer.get_num_threads()}, STREAM triad {triad:.1f} GB/s (same run)\n")
-    print("| kernel | simd | matrix | M | weights | ms | GB/s | % triad | GFLOP/s | % peak |")
-    print("|---|---|---|---:|---|---:|---:|---:|---:|---:|")
+    print("| kernel | simd | matrix | M | weights | ms | GB/s | % triad | GFLOP/s | % peak | % of PyTorch |")
+    print("|---|---|---|---:|---|---:|---:|---:|---:|---:|---:|")
+
+    def share(value, of):
+        return f"{100 * value / of:.0f}% of {of:.0f}" if of else "-"
+
     for r in rows:
-        peak = f"{100 * r['gflops'] / r['peak_gflops']:.0f}% of {r['peak_gflops']:.0f}" if r["peak_gflops"] else "-"
         print(f"| {r['kernel']} | {r['level']} | {r['matrix']} ({r['N']}x{r['K']}) | {r['M']} | {r['weight_dtype']} | "
               f"{r['seconds'] * 1e3:.2f} | {r['gbps']:.1f} | {100 * r['gbps'] / triad:.0f}% | {r['gflops']:.1f} | "
-              f"{peak} |")
+              f"{share(r['gflops'], r['peak_gflops'])} | {share(r['gflops'], r['torch_gflops'])} |")
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"triad_gbps": triad, "threads": celerinfer.get_num_threads(), "rows": rows}, f, indent=1)

@@ -32,9 +32,13 @@ def test_micro_kernels_table(tmp_path, capsys):
         assert r["seconds"] > 0
         assert abs(r["gflops"] - 2 * r["M"] * 70 * 45 / r["seconds"] / 1e9) < 1e-6 * r["gflops"]
     assert report["triad_gbps"] > 0
-    assert "% triad" in capsys.readouterr().out
+    assert "% of PyTorch" in capsys.readouterr().out
     for r in rows:  # the % of peak exists where the GEMM is ours (avx512) and only there
         assert (r["peak_gflops"] is not None) == (r["level"] == "avx512")
+    torch_present = importlib.util.find_spec("torch") is not None
+    for r in rows:  # the PyTorch reference: for the GEMM rows, where torch is installed
+        assert (r["torch_gflops"] is not None) == (r["kernel"] == "gemm" and torch_present)
+        assert r["torch_gflops"] is None or r["torch_gflops"] > 0
 
 
 def test_multiply_add_peak_is_measured_only_for_the_avx512_gemm():
