@@ -38,4 +38,21 @@ CELER_AVX512 inline void transpose16(__m512 r[16]) {
   }
 }
 
+// 16 floats rounded to bf16 as f32_to_bf16 does (ties to even, NaN kept quiet), in 16 lanes.
+CELER_AVX512 inline __m256i round_to_bf16(__m512 v) {
+  const __m512i x = _mm512_castps_si512(v);
+  const __m512i odd = _mm512_and_si512(_mm512_srli_epi32(x, 16), _mm512_set1_epi32(1));
+  __m512i r = _mm512_add_epi32(x, _mm512_add_epi32(_mm512_set1_epi32(0x7fff), odd));
+  const __mmask16 nan = _mm512_cmpgt_epi32_mask(_mm512_and_si512(x, _mm512_set1_epi32(0x7fffffff)),
+                                                _mm512_set1_epi32(0x7f800000));
+  r = _mm512_mask_or_epi32(r, nan, x, _mm512_set1_epi32(0x400000));
+  return _mm512_cvtepi32_epi16(_mm512_srli_epi32(r, 16));
+}
+
+// 32 floats (lo: inputs 0-15, hi: 16-31) rounded to bf16 as 16 pairs, the pair of inputs 2j
+// and 2j + 1 in 32-bit lane j (bf16_pair's layout).
+CELER_AVX512 inline __m512i bf16_pairs(__m512 lo, __m512 hi) {
+  return _mm512_inserti64x4(_mm512_castsi256_si512(round_to_bf16(lo)), round_to_bf16(hi), 1);
+}
+
 }  // namespace celer::cpu

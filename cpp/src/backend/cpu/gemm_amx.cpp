@@ -48,17 +48,6 @@ int64_t amx_activation_words(int64_t M, int64_t K) {
 namespace celer::cpu {
 namespace {
 
-// 16 floats rounded to bf16 as f32_to_bf16 does (ties to even, NaN kept quiet), in 16 lanes.
-CELER_AVX512 __m256i round_to_bf16(__m512 v) {
-  const __m512i x = _mm512_castps_si512(v);
-  const __m512i odd = _mm512_and_si512(_mm512_srli_epi32(x, 16), _mm512_set1_epi32(1));
-  __m512i r = _mm512_add_epi32(x, _mm512_add_epi32(_mm512_set1_epi32(0x7fff), odd));
-  const __mmask16 nan = _mm512_cmpgt_epi32_mask(_mm512_and_si512(x, _mm512_set1_epi32(0x7fffffff)),
-                                                _mm512_set1_epi32(0x7f800000));
-  r = _mm512_mask_or_epi32(r, nan, x, _mm512_set1_epi32(0x400000));
-  return _mm512_cvtepi32_epi16(_mm512_srli_epi32(r, 16));
-}
-
 // Palette 1, all eight tiles 16 rows x 64 bytes: C0..C3 = tiles 0-3, A0/A1 = 4/5, B0/B1 = 6/7.
 struct alignas(64) TileConfig {
   uint8_t palette = 1, start_row = 0, reserved[14] = {};
@@ -132,9 +121,8 @@ CELER_AVX512_BF16 void pack_activations_amx(const float* x, int64_t xs, int64_t 
           __m512i pairs = _mm512_setzero_si512();
           if (m < M) {
             const float* row = x + m * xs + k0 + 2 * u0;
-            const __m256i lo = round_to_bf16(_mm512_maskz_loadu_ps(first_lanes16(n), row));
-            const __m256i hi = round_to_bf16(_mm512_maskz_loadu_ps(first_lanes16(n - 16), row + 16));
-            pairs = _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
+            pairs = bf16_pairs(_mm512_maskz_loadu_ps(first_lanes16(n), row),
+                               _mm512_maskz_loadu_ps(first_lanes16(n - 16), row + 16));
           }
           _mm512_storeu_si512(tile + i * kUnitsPerTile, pairs);
         }

@@ -6,7 +6,6 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
-#include <cstring>
 
 #include "backend/cpu/lane_masks.h"
 #include "backend/cpu/simd.h"
@@ -99,34 +98,6 @@ int64_t packed_activation_floats(int64_t M, int64_t K) {
   return std::max(gemm_panels(M) * kGemmMr * K, amx_activation_words(M, K));
 }
 
-// Layout: K block by K block; within a block, panel by panel; within a panel, unit by unit,
-// the kGemmMr rows' values side by side (zeros past row M or past the block's inputs).
-void pack_activations(const float* x, int64_t xs, int64_t M, int64_t K, bool pairs, bool round_bf16, int64_t p0,
-                      int64_t p1, float* out) {
-  const int64_t P = gemm_panels(M);
-  for (int64_t k0 = 0; k0 < K; k0 += block_inputs(pairs)) {
-    const int64_t kcb = std::min(block_inputs(pairs), K - k0), units = block_units(kcb, pairs);
-    float* block = out + P * kGemmMr * block_units(k0, pairs);  // earlier blocks are all full
-    for (int64_t p = p0; p < p1; ++p) {
-      float* panel = block + p * kGemmMr * units;
-      for (int64_t i = 0; i < kGemmMr; ++i) {
-        const int64_t m = p * kGemmMr + i;
-        const float* row = x + m * xs + k0;
-        for (int64_t u = 0; u < units; ++u) {
-          float v = 0.0f;
-          if (m < M && pairs) {
-            const uint32_t bits = bf16_pair(row[2 * u], 2 * u + 1 < kcb ? row[2 * u + 1] : 0.0f);
-            std::memcpy(&v, &bits, 4);
-          } else if (m < M) {
-            v = round_bf16 ? bf16_to_f32(f32_to_bf16(row[u])) : row[u];
-          }
-          panel[u * kGemmMr + i] = v;
-        }
-      }
-    }
-  }
-}
-
 }  // namespace celer::cpu
 
 #if defined(__x86_64__)
@@ -195,6 +166,47 @@ CELER_AVX512 void pack_weight_block(const PackedWeight& w, const WeightBlock& bl
       for (int64_t u = u0; u < std::min(units_padded, u0 + 16); ++u) _mm512_storeu_ps(panel + u * kGemmNr, v[u - u0]);
     }
     for (int64_t u = (units + 15) / 16 * 16; u < units_padded; ++u) _mm512_storeu_ps(panel + u * kGemmNr, _mm512_setzero_ps());
+  }
+}
+
+namespace {
+
+}  // namespace
+
+// Layout: K block by K block; within a block, panel by panel; within a panel, unit by unit,
+// the kGemmMr rows' values side by side (zeros past row M or past the block's inputs). Each
+// row's next 16 units in a register (f32 values, rounded, or bf16 pairs), then a register
+// transpose turns the panel's rows into units.
+CELER_AVX512 void pack_activations(const float* x, int64_t xs, int64_t M, int64_t K, bool pairs, bool round_bf16,
+                                   int64_t p0, int64_t p1, float* out) {
+  const int64_t P = gemm_panels(M);
+  for (int64_t k0 = 0; k0 < K; k0 += block_inputs(pairs)) {
+    const int64_t kcb = std::min(block_inputs(pairs), K - k0), units = block_units(kcb, pairs);
+    float* block = out + P * kGemmMr * block_units(k0, pairs);  // earlier blocks are all full
+    for (int64_t p = p0; p < p1; ++p) {
+      float* panel = block + p * kGemmMr * units;
+      for (int64_t u0 = 0; u0 < units; u0 += 16) {
+        __m512 v[16];
+        for (int64_t i = 0; i < 16; ++i) {
+          const int64_t m = p * kGemmMr + i;
+          v[i] = _mm512_setzero_ps();
+          if (i >= kGemmMr || m >= M) continue;
+          const float* row = x + m * xs + k0;
+          if (pairs) {
+            const int64_t n = kcb - 2 * u0;  // inputs left (two per unit)
+            v[i] = _mm512_castsi512_ps(bf16_pairs(_mm512_maskz_loadu_ps(first_lanes16(n), row + 2 * u0),
+                                                  _mm512_maskz_loadu_ps(first_lanes16(n - 16), row + 2 * u0 + 16)));
+          } else {
+            v[i] = _mm512_maskz_loadu_ps(first_lanes16(kcb - u0), row + u0);
+            if (round_bf16)
+              v[i] = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(round_to_bf16(v[i])), 16));
+          }
+        }
+        transpose16(v);
+        constexpr __mmask16 kPanelRows = (1u << kGemmMr) - 1;
+        for (int64_t u = u0; u < std::min(units, u0 + 16); ++u) _mm512_mask_storeu_ps(panel + u * kGemmMr, kPanelRows, v[u - u0]);
+      }
+    }
   }
 }
 
@@ -334,6 +346,9 @@ CELER_AVX512 void gemm_rows_avx512(const PackedWeight& w, int64_t r0, int64_t r1
 namespace celer::cpu {
 double multiply_add_peak_loop(Bf16Gemm, int64_t, float*) {
   throw std::logic_error("the AVX-512 peak loop is not built for this architecture");
+}
+void pack_activations(const float*, int64_t, int64_t, int64_t, bool, bool, int64_t, int64_t, float*) {
+  throw std::logic_error("the AVX-512 GEMM is not built for this architecture");
 }
 void pack_weight_block(const PackedWeight&, const WeightBlock&, bool, int64_t, float*, const WeightBlock&) {
   throw std::logic_error("the AVX-512 GEMM is not built for this architecture");
