@@ -3,8 +3,10 @@
 #include <sys/resource.h>
 
 #include <algorithm>
+#include <array>
 #include <cstring>
 #include <optional>
+#include <utility>
 
 #include "backend/cpu/ops.h"
 #include "error.h"
@@ -29,27 +31,33 @@ Engine::Engine(const Model& model, const VersionSpec& version, int64_t max_seq_l
     cache_layer_.push_back(!version_.use_cache() ? 0 : version_.cross_layer_sharing ? l / 2 : l);
     owns_kv_.push_back(!shared);
   }
-  if (weights != cpu::WeightFormat::F32)
-    check_allocation(uint64_t(c.num_parameters()) * (weights == cpu::WeightFormat::BF16 ? 2 : 1),
-                     "the " + cpu::weight_format_name(weights) + " copy of the weights");
-  // Every packed matrix in one arena (packed_weight.h says why): sized by a first pass.
+  // Each layer's matrices in PackedLayer's order, with their biases (gpt2 has no gate).
+  auto matrices = [](const LayerWeights& L) {
+    return std::array<std::pair<const Tensor*, const Tensor*>, 7>{
+        {{&L.q_proj, &L.q_proj_bias}, {&L.k_proj, &L.k_proj_bias}, {&L.v_proj, &L.v_proj_bias},
+         {&L.o_proj, &L.o_proj_bias}, {&L.gate_proj, nullptr}, {&L.up_proj, &L.up_proj_bias},
+         {&L.down_proj, &L.down_proj_bias}}};
+  };
+  // Every packed matrix in one arena (packed_weight.h says why), sized by a first pass.
   uint64_t arena_bytes = 0;
   auto size = [&](const Tensor& w) {
     if (!w.empty()) arena_bytes += cpu::WeightArena::bytes_for(w.dim(0), w.dim(1), weights);
   };
   for (const LayerWeights& L : model.layers)
-    for (const Tensor* w : {&L.q_proj, &L.k_proj, &L.v_proj, &L.o_proj, &L.gate_proj, &L.up_proj, &L.down_proj}) size(*w);
+    for (const auto& [w, bias] : matrices(L)) size(*w);
   size(model.output_weight());
   std::optional<cpu::WeightArena> arena;
-  if (arena_bytes > 0) arena.emplace(arena_bytes);
+  if (arena_bytes > 0) {
+    check_allocation(arena_bytes, "the " + cpu::weight_format_name(weights) + " copy of the weights");
+    arena.emplace(arena_bytes);
+  }
   cpu::WeightArena* from = arena ? &*arena : nullptr;
   for (const LayerWeights& L : model.layers) {
-    auto pack = [&](const Tensor& w, const Tensor& bias) {
-      return w.empty() ? cpu::PackedWeight() : cpu::pack_weight(w, weights, &bias, from);  // gpt2 has no gate
-    };
-    packed_.push_back({pack(L.q_proj, L.q_proj_bias), pack(L.k_proj, L.k_proj_bias), pack(L.v_proj, L.v_proj_bias),
-                       pack(L.o_proj, L.o_proj_bias), pack(L.gate_proj, Tensor()), pack(L.up_proj, L.up_proj_bias),
-                       pack(L.down_proj, L.down_proj_bias)});
+    PackedLayer& P = packed_.emplace_back();
+    cpu::PackedWeight* out[] = {&P.q, &P.k, &P.v, &P.o, &P.gate, &P.up, &P.down};
+    const auto in = matrices(L);
+    for (size_t i = 0; i < in.size(); ++i)
+      if (!in[i].first->empty()) *out[i] = cpu::pack_weight(*in[i].first, weights, in[i].second, from);
   }
   lm_head_ = cpu::pack_weight(model.output_weight(), weights, nullptr, from);
   rope_cos_ = model.rope_cos;  // a file's tables, else computed once for the positions we use

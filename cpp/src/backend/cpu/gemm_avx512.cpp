@@ -169,10 +169,6 @@ CELER_AVX512 void pack_weight_block(const PackedWeight& w, const WeightBlock& bl
   }
 }
 
-namespace {
-
-}  // namespace
-
 // Layout: K block by K block; within a block, panel by panel; within a panel, unit by unit,
 // the kGemmMr rows' values side by side (zeros past row M or past the block's inputs). Each
 // row's next 16 units in a register (f32 values, rounded, or bf16 pairs), then a register

@@ -2,6 +2,8 @@
 // build's flags; gemv_rows calls them only when the CPU has them (simd.h).
 #if defined(__x86_64__)
 #include "backend/cpu/quiet_intrinsics.h"
+#include <type_traits>
+
 #include "backend/cpu/avx512.h"
 #include "backend/cpu/gemv.h"
 #include "backend/cpu/lane_masks.h"
@@ -160,15 +162,14 @@ CELER_AVX512 void dot_rows_avx512(const PackedWeight& w, int64_t row, int64_t nr
 
 CELER_AVX512_BF16 void dot_rows_bf16_pairs_avx512(const PackedWeight& w, int64_t row, int64_t nrows,
                                                  const uint32_t* x, int64_t xs, int64_t M, float* dots) {
-  for (int64_t i = 0; i < nrows; ++i) {
-    const uint16_t* r = w.bf16_row(row + i);
-    float* d = dots + i * M;
-    switch (M) {
-      case 1: dot_bf16_pairs<1>(r, w.cols, x, xs, d); break;
-      case 2: dot_bf16_pairs<2>(r, w.cols, x, xs, d); break;
-      case 3: dot_bf16_pairs<3>(r, w.cols, x, xs, d); break;
-      default: dot_bf16_pairs<4>(r, w.cols, x, xs, d); break;
-    }
+  auto rows = [&](auto m) CELER_AVX512_BF16 {
+    for (int64_t i = 0; i < nrows; ++i) dot_bf16_pairs<decltype(m)::value>(w.bf16_row(row + i), w.cols, x, xs, dots + i * M);
+  };
+  switch (M) {
+    case 1: return rows(std::integral_constant<int, 1>{});
+    case 2: return rows(std::integral_constant<int, 2>{});
+    case 3: return rows(std::integral_constant<int, 3>{});
+    default: return rows(std::integral_constant<int, 4>{});
   }
 }
 

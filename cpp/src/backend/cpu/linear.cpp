@@ -15,16 +15,21 @@ namespace celer::cpu {
 using RowMat = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
 using Strided = Eigen::OuterStride<>;
 
+size_t LinearScratch::block_bytes() const {
+  return sizeof(float) * size_t(std::max({kGemmBlock * max_cols_, kGemmWeightScratch, kAmxWeightScratch}));
+}
+
+size_t LinearScratch::activation_bytes() const {
+  return sizeof(float) * size_t(packed_activation_floats(max_rows_, max_cols_));  // >= max_rows_ * max_cols_ floats
+}
+
 void LinearScratch::reserve(int threads, int64_t max_cols, int64_t max_rows) {
   if (fits(threads, max_cols, max_rows)) return;
   max_cols_ = std::max(max_cols_, max_cols);
   max_rows_ = std::max(max_rows_, max_rows);
-  const size_t block_bytes = sizeof(float) * size_t(std::max({kGemmBlock * max_cols_, kGemmWeightScratch, kAmxWeightScratch}));
-  const size_t activation_bytes = sizeof(float) * size_t(packed_activation_floats(max_rows_, max_cols_));
   blocks_.resize(std::max(blocks_.size(), size_t(threads)));
-  for (auto& b : blocks_) b = zeroed_buffer(block_bytes, /*huge_pages=*/true);
-  activations_ = zeroed_buffer(activation_bytes, /*huge_pages=*/true);  // >= max_rows_ * max_cols_ floats
-  bytes_ = activation_bytes + blocks_.size() * block_bytes;
+  for (auto& b : blocks_) b = zeroed_buffer(block_bytes(), /*huge_pages=*/true);
+  activations_ = zeroed_buffer(activation_bytes(), /*huge_pages=*/true);
 }
 
 bool LinearScratch::fits(int threads, int64_t max_cols, int64_t max_rows) const {

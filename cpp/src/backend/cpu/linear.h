@@ -31,13 +31,14 @@ class LinearScratch {
   bool fits(int threads, int64_t max_cols, int64_t max_rows) const;
   float* block(int thread) { return static_cast<float*>(blocks_[size_t(thread)].get()); }
   float* activations() { return static_cast<float*>(activations_.get()); }
-  uint64_t bytes() const { return bytes_; }
+  uint64_t bytes() const { return activation_bytes() + blocks_.size() * block_bytes(); }
 
  private:
+  size_t block_bytes() const;       // per thread, for max_cols_
+  size_t activation_bytes() const;  // for max_rows_ x max_cols_
   std::vector<std::shared_ptr<void>> blocks_;
   std::shared_ptr<void> activations_;
   int64_t max_cols_ = 0, max_rows_ = 0;
-  uint64_t bytes_ = 0;
 };
 
 // One output of a group: y (M, w.rows) with row stride y_stride.

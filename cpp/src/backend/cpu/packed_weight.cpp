@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <utility>
+#include <vector>
 
 #include "error.h"
 #include "threadpool.h"
@@ -70,15 +72,22 @@ void quantize_row_q8(const float* w, int64_t cols, int8_t* q, uint16_t* scales) 
 namespace {
 constexpr uint64_t kArenaAlign = 64;
 uint64_t aligned(uint64_t bytes) { return (bytes + kArenaAlign - 1) / kArenaAlign * kArenaAlign; }
+
+// The buffers pack_weight allocates for a (rows, cols) matrix in `format`: values, then scales.
+std::vector<std::pair<DType, Shape>> packed_buffers(int64_t rows, int64_t cols, WeightFormat format) {
+  switch (format) {
+    case WeightFormat::BF16: return {{DType::U8, {rows, 2 * cols}}};
+    case WeightFormat::Q8: return {{DType::I8, {rows, cols}}, {DType::U8, {rows, 2 * ((cols + kQ8Block - 1) / kQ8Block)}}};
+    default: return {};  // F32 keeps the model's own rows
+  }
+}
 }  // namespace
 
 uint64_t WeightArena::bytes_for(int64_t rows, int64_t cols, WeightFormat format) {
-  const uint64_t n = uint64_t(rows) * uint64_t(cols);
-  switch (format) {
-    case WeightFormat::BF16: return aligned(2 * n);
-    case WeightFormat::Q8: return aligned(n) + aligned(2 * uint64_t(rows) * uint64_t((cols + kQ8Block - 1) / kQ8Block));
-    default: return 0;
-  }
+  uint64_t total = 0;
+  for (const auto& [dtype, shape] : packed_buffers(rows, cols, format))
+    total += aligned(uint64_t(checked_numel(shape)) * dtype_size(dtype));
+  return total;
 }
 
 WeightArena::WeightArena(uint64_t bytes) : memory_(zeroed_buffer(size_t(bytes), /*huge_pages=*/true)), capacity_(bytes) {}
@@ -108,20 +117,20 @@ PackedWeight pack_weight(const Tensor& w, WeightFormat format, const Tensor* bia
   }
   const float* src = w.f32();
   const int64_t cols = p.cols;
-  auto buffer = [&](DType dtype, const Shape& shape) {
-    return arena != nullptr ? arena->take(dtype, shape) : Tensor::zeros(dtype, shape);
-  };
+  std::vector<Tensor> buffers;
+  for (const auto& [dtype, shape] : packed_buffers(p.rows, cols, format))
+    buffers.push_back(arena != nullptr ? arena->take(dtype, shape) : Tensor::zeros(dtype, shape));
   if (format == WeightFormat::F32) {
     p.f32 = src;
   } else if (format == WeightFormat::BF16) {
-    p.values = buffer(DType::U8, {p.rows, 2 * cols});
+    p.values = buffers[0];
     uint16_t* dst = p.values.as<uint16_t>();
     thread_pool()->parallel_for(p.rows, [&](int64_t r0, int64_t r1) {
       for (int64_t i = r0 * cols; i < r1 * cols; ++i) dst[i] = f32_to_bf16(src[i]);
     }, 16);
   } else {
-    p.values = buffer(DType::I8, {p.rows, cols});
-    p.scales = buffer(DType::U8, {p.rows, 2 * p.blocks_per_row()});
+    p.values = buffers[0];
+    p.scales = buffers[1];
     thread_pool()->parallel_for(p.rows, [&](int64_t r0, int64_t r1) {
       for (int64_t r = r0; r < r1; ++r)
         quantize_row_q8(src + r * cols, cols, p.values.as<int8_t>() + r * cols,
