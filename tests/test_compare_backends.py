@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import celerinfer
-from celerinfer import calibration, results
+from celerinfer import _core, calibration, results
 from celerinfer.bench import backends, compare
 from celerinfer.cli import main
 
@@ -48,6 +48,22 @@ def test_plan_orders_references_first_and_matches_formats():
         compare.plan(["celerinfer"], ["fp8"], ["v1"], [], FLAGS)
     with pytest.raises(ValueError, match="unknown backend 'vllm'"):
         compare.plan(["vllm"], ["f32"], ["v1"], [], FLAGS)
+
+
+def test_plan_adds_high_matmul_precision_where_it_differs():
+    """Where the CPU has AMX, f32 and int8 run v1 a second time at matmul precision "high"."""
+    setups = compare.plan(["celerinfer", "torch"], ["f32", "bf16", "int8"], ["v1", "v2"], [], FLAGS,
+                          high_dtypes=("f32", "int8"))
+    assert [s.label for s in setups] == [
+        "torch f32 / fp32 KV", "torch bf16 / bf16 KV",
+        "celerinfer f32 / v1 (fp32 KV)", "celerinfer bf16 / v1 (fp32 KV)", "celerinfer int8 / v1 (fp32 KV)",
+        "celerinfer f32 (high) / v1 (fp32 KV)", "celerinfer int8 (high) / v1 (fp32 KV)",
+        "celerinfer int8 / v2 (int8 KV)"]
+    assert [s.params()["matmul_precision"] for s in setups] == [None, None] + ["highest"] * 3 + ["high"] * 2 + ["highest"]
+    # a high setup is compared like its format: f32 against torch fp32 and llama.cpp f32
+    assert setups[5].format_class == "f32"
+    want = [w for w in ("f32", "int8") if _core.prefill_gemm(w, "high") == "amx-bf16x3"]
+    assert compare.high_precision_dtypes(["f32", "bf16", "int8"]) == want
 
 
 def test_weight_bytes_scale_with_the_format():
@@ -139,6 +155,8 @@ def test_tiny_run_records_every_setup(tmp_path):
     assert backends_run == set(names)
     celer = [r for r in stored[1:] if r["params"]["backend"] == "celerinfer"]
     assert [r["version"] for r in celer][-2:] == ["v5", "v6"]
+    high = [r["params"]["weight_dtype"] for r in celer if r["params"]["matmul_precision"] == "high"]
+    assert high == compare.high_precision_dtypes(celerinfer.WEIGHT_DTYPES)
     if HAVE_LLAMA:
         for r in celer:
             fmt = compare.MATCHING_GGUF[r["params"]["weight_dtype"]]
@@ -160,8 +178,11 @@ def test_a_missing_backend_is_skipped_with_its_reason(tmp_path):
     run = compare.run_compare(**TINY, log_file=tmp_path / "r.jsonl", backend_names=("celerinfer", "llama.cpp"),
                               versions=["v1"])
     assert "llama.cpp" in run.skipped and "pip install" in run.skipped["llama.cpp"]
-    assert [s.backend for s in run.setups] == ["celerinfer"] * len(celerinfer.WEIGHT_DTYPES)
-    assert [s.weight_dtype for s in run.setups] == list(celerinfer.WEIGHT_DTYPES)
+    high = compare.high_precision_dtypes(celerinfer.WEIGHT_DTYPES)  # again at "high" where it differs
+    assert [s.backend for s in run.setups] == ["celerinfer"] * (len(celerinfer.WEIGHT_DTYPES) + len(high))
+    assert [s.weight_dtype for s in run.setups] == list(celerinfer.WEIGHT_DTYPES) + high
+    if not high:
+        assert "no AMX" in run.skipped["celerinfer (high)"]
 
 
 def test_setups_run_round_robin(tmp_path, monkeypatch):

@@ -44,7 +44,9 @@ std::vector<double> matmul_gflops(int64_t M, int64_t N, int64_t K, int reps = 10
 // Per-repetition seconds of the engine's linear layer (linear.h) y (M, N) = x (M, K) @ W^T with
 // W packed as weight_dtype ("f32", "bf16", "int8"): the kernel micro-benchmark (few rows: the
 // decode GEMV; many: the prefill GEMM). Same checks as matmul_gflops.
-std::vector<double> linear_seconds(int64_t M, int64_t N, int64_t K, int reps, const std::string& weight_dtype);
+// `matmul_precision`: "highest" or "high" (backend/cpu/matmul_precision.h).
+std::vector<double> linear_seconds(int64_t M, int64_t N, int64_t K, int reps, const std::string& weight_dtype,
+                                   const std::string& matmul_precision = "highest");
 
 // Per-repetition GFLOP/s of the multiply-add instruction the AVX-512 prefill GEMM uses for
 // weight_dtype (f32 FMA; vdpbf16ps for bf16 on a CPU with AVX512_BF16), every thread running

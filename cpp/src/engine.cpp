@@ -130,6 +130,7 @@ void Engine::layer(size_t l, int64_t B, int64_t n, int64_t p0, const uint8_t* va
   const LayerWeights& L = model_.layers[l];
   const PackedLayer& P = packed_[l];
   cpu::LinearScratch* scratch = &linear_scratch_;
+  const cpu::MatmulPrecision precision = matmul_precision_;
   const int64_t M = B * n, H = c.hidden_size, Q = c.q_dim(), KV = c.kv_dim(), I = c.intermediate_size,
                 D = c.head_dim(), nKV = c.num_key_value_heads, group = c.num_attention_heads / nKV;
   const int64_t cl = cache_layer_[l];
@@ -138,9 +139,10 @@ void Engine::layer(size_t l, int64_t B, int64_t n, int64_t p0, const uint8_t* va
     ScopedPhase phase(timing, kAttention);
     norm(h_.f32(), x_.f32(), L.input_layernorm, L.input_layernorm_bias, M);
     if (owns_kv_[l])  // Q, K and V in one pass over h; a sharing odd layer computes only Q
-      cpu::linear_group({{&P.q, q_.f32(), Q}, {&P.k, k_.f32(), KV}, {&P.v, v_.f32(), KV}}, h_.f32(), H, M, scratch);
+      cpu::linear_group({{&P.q, q_.f32(), Q}, {&P.k, k_.f32(), KV}, {&P.v, v_.f32(), KV}}, h_.f32(), H, M, scratch,
+                        precision);
     else
-      cpu::linear(P.q, h_.f32(), M, q_.f32(), false, scratch);
+      cpu::linear(P.q, h_.f32(), M, q_.f32(), false, scratch, precision);
     if (c.uses_rope()) cpu::rope(q_.f32(), M, c.num_attention_heads, D, pos_.data(), rope_cos_.f32(), rope_sin_.f32());
     if (owns_kv_[l]) {
       if (c.uses_rope()) cpu::rope(k_.f32(), M, nKV, D, pos_.data(), rope_cos_.f32(), rope_sin_.f32());
@@ -151,25 +153,25 @@ void Engine::layer(size_t l, int64_t B, int64_t n, int64_t p0, const uint8_t* va
         cache_attention(cache_, cl, i / nKV, i % nKV, group, D, q_.f32(), att_.f32(), Q, n, p0,
                         valid + (i / nKV) * valid_stride, scratch_[size_t(thread)]);
     });
-    cpu::linear(P.o, att_.f32(), M, x_.f32(), /*accumulate=*/true, scratch);
+    cpu::linear(P.o, att_.f32(), M, x_.f32(), /*accumulate=*/true, scratch, precision);
   }
   {
     ScopedPhase phase(timing, kMlp);
     norm(h_.f32(), x_.f32(), L.post_attention_layernorm, L.post_attention_layernorm_bias, M);
     const int64_t grain = std::max<int64_t>(1, 16384 / I);  // rows per thread: at least ~16K elements
     if (c.gated_mlp()) {  // down(silu(gate(h)) * up(h))
-      cpu::linear_group({{&P.gate, gate_.f32(), I}, {&P.up, up_.f32(), I}}, h_.f32(), H, M, scratch);
+      cpu::linear_group({{&P.gate, gate_.f32(), I}, {&P.up, up_.f32(), I}}, h_.f32(), H, M, scratch, precision);
       pool->parallel_for(M, [&](int64_t r0, int64_t r1) {
         cpu::swiglu(gate_.f32() + r0 * I, gate_.f32() + r0 * I, up_.f32() + r0 * I, (r1 - r0) * I);
       }, grain);
     } else {  // gpt2: down(gelu(up(h)))
-      cpu::linear(P.up, h_.f32(), M, gate_.f32(), false, scratch);
+      cpu::linear(P.up, h_.f32(), M, gate_.f32(), false, scratch, precision);
       const bool tanh_form = c.gelu_tanh();
       pool->parallel_for(M, [&](int64_t r0, int64_t r1) {
         cpu::gelu(gate_.f32() + r0 * I, (r1 - r0) * I, tanh_form);
       }, grain);
     }
-    cpu::linear(P.down, gate_.f32(), M, x_.f32(), /*accumulate=*/true, scratch);
+    cpu::linear(P.down, gate_.f32(), M, x_.f32(), /*accumulate=*/true, scratch, precision);
   }
 }
 
@@ -192,7 +194,7 @@ void Engine::step(int64_t B, int64_t n, int64_t p0, const int64_t* ids, int64_t 
   ScopedPhase phase(timing, kHead);
   if (all_positions) {
     norm(h_.f32(), x_.f32(), model_.norm, model_.norm_bias, B * n);
-    cpu::linear(lm_head_, h_.f32(), B * n, logits, false, &linear_scratch_);
+    cpu::linear(lm_head_, h_.f32(), B * n, logits, false, &linear_scratch_, matmul_precision_);
   } else {  // only each row's last position feeds the sampler
     for (int64_t b = 0; b < B; ++b)
       norm(last_.f32() + b * H, x_.f32() + (b * n + n - 1) * H, model_.norm, model_.norm_bias, 1);

@@ -57,6 +57,10 @@ class Engine {
   int64_t max_seq_len() const { return max_seq_len_; }
   uint64_t buffer_bytes() const;  // activations + scratch + cache, as allocated now
   cpu::WeightFormat weight_format() const { return weight_format_; }
+  // How prefill's GEMMs multiply f32 and int8 weights (backend/cpu/matmul_precision.h);
+  // Highest unless set. Decoding is the same at every setting.
+  cpu::MatmulPrecision matmul_precision() const { return matmul_precision_; }
+  void set_matmul_precision(cpu::MatmulPrecision precision) { matmul_precision_ = precision; }
   // Bytes of weights one decode step streams: every linear layer and the output head.
   uint64_t weight_bytes() const;
 
@@ -82,6 +86,7 @@ class Engine {
   const Model& model_;
   VersionSpec version_;
   cpu::WeightFormat weight_format_;
+  cpu::MatmulPrecision matmul_precision_ = cpu::MatmulPrecision::Highest;
   std::vector<PackedLayer> packed_;
   cpu::PackedWeight lm_head_;
   cpu::LinearScratch linear_scratch_;

@@ -77,6 +77,52 @@ TEST(linear_every_level_and_format_matches_naive) {
   }
 }
 
+// MatmulPrecision::High (bf16x3 on AMX) against a double-precision loop, relative to the sum of
+// |products| each output adds up. The bound, 4e-6, is ~10x what bf16x3 measures (4e-7 at worst;
+// f32 products: 4e-8) and ~35x below what one bf16 product per term gives (1.5e-4): a kernel that
+// drops a residual term fails it. Without AMX, High must be Highest, bit for bit.
+TEST(linear_high_precision_splits_into_bf16_parts_within_its_bound) {
+  SimdGuard guard;
+  const int threads = thread_pool()->num_threads();
+  for (cpu::SimdLevel level : cpu::supported_simd_levels()) {
+    cpu::set_simd_level(level);
+    for (WeightFormat format : {WeightFormat::F32, WeightFormat::Q8}) {
+      const bool splits = cpu::gemm_avx512_active() && cpu::gemm_splits(format, cpu::MatmulPrecision::High);
+      CHECK(splits == (level == cpu::SimdLevel::Avx512 && cpu::cpu_has_amx_bf16()));
+      // M past the GEMV's rows, odd panels, past kAmxMaxRows; K with padded tails and 1-3 K blocks.
+      for (auto [M, K, N] : {std::tuple{9, 65, 70}, {17, 96, 130}, {25, 513, 97}, {70, 1100, 130}, {530, 300, 40},
+                             {40, 2049, 33}}) {
+        Tensor w = random_matrix(N, K, 11 + uint64_t(K)), bias = random_matrix(1, N, 12);
+        bias.shape = {N};
+        const cpu::PackedWeight packed = cpu::pack_weight(w, format, &bias);
+        std::vector<float> plain(size_t(N * K));
+        cpu::unpack_rows(packed, 0, N, plain.data());
+        auto x = celer_test::random_floats(size_t(M * K), 13);
+        cpu::LinearScratch scratch;
+        scratch.reserve(threads, K, M);
+        std::vector<float> high(size_t(M * N), 0.5f), highest(size_t(M * N), 0.5f);
+        cpu::linear(packed, x.data(), M, high.data(), /*accumulate=*/true, &scratch, cpu::MatmulPrecision::High);
+        cpu::linear(packed, x.data(), M, highest.data(), /*accumulate=*/true, &scratch);
+        if (!splits) {
+          CHECK(high == highest);
+          continue;
+        }
+        CHECK(high != highest);  // the split path ran
+        for (int m = 0; m < M; ++m)
+          for (int n = 0; n < N; ++n) {
+            double exact = 0, magnitude = 0;
+            for (int k = 0; k < K; ++k) {
+              const double product = double(x[size_t(m * K + k)]) * plain[size_t(n * K + k)];
+              exact += product;
+              magnitude += std::abs(product);
+            }
+            CHECK_NEAR(high[size_t(m * N + n)], exact + bias.f32()[n] + 0.5, 4e-6 * magnitude + 1e-6);
+          }
+      }
+    }
+  }
+}
+
 TEST(linear_group_writes_each_output_like_separate_calls) {
   const int64_t M = 2, K = 45;
   Tensor a = random_matrix(19, K, 1), b = random_matrix(7, K, 2), c = random_matrix(33, K, 3);
@@ -94,21 +140,22 @@ TEST(linear_group_writes_each_output_like_separate_calls) {
 
 TEST(linear_results_do_not_depend_on_thread_count) {
   Tensor w = random_matrix(300, 130, 5);
-  for (WeightFormat format : {WeightFormat::F32, WeightFormat::BF16, WeightFormat::Q8})
-    for (int64_t M : {1, 3, 20, 70}) {
-      const cpu::PackedWeight packed = cpu::pack_weight(w, format);
-      auto x = celer_test::random_floats(size_t(M * 130), 6);
-      std::vector<std::vector<float>> outs;
-      for (int threads : {1, 2, 3}) {
-        set_num_threads(threads);
-        cpu::LinearScratch scratch;
-        scratch.reserve(threads, 130, M);
-        outs.emplace_back(size_t(M * 300));
-        cpu::linear(packed, x.data(), M, outs.back().data(), false, &scratch);
+  for (auto precision : {cpu::MatmulPrecision::Highest, cpu::MatmulPrecision::High})
+    for (WeightFormat format : {WeightFormat::F32, WeightFormat::BF16, WeightFormat::Q8})
+      for (int64_t M : {1, 3, 20, 70}) {
+        const cpu::PackedWeight packed = cpu::pack_weight(w, format);
+        auto x = celer_test::random_floats(size_t(M * 130), 6);
+        std::vector<std::vector<float>> outs;
+        for (int threads : {1, 2, 3}) {
+          set_num_threads(threads);
+          cpu::LinearScratch scratch;
+          scratch.reserve(threads, 130, M);
+          outs.emplace_back(size_t(M * 300));
+          cpu::linear(packed, x.data(), M, outs.back().data(), false, &scratch, precision);
+        }
+        set_num_threads(0);
+        CHECK(outs[0] == outs[1] && outs[1] == outs[2]);
       }
-      set_num_threads(0);
-      CHECK(outs[0] == outs[1] && outs[1] == outs[2]);
-    }
 }
 
 TEST(q8_packing_is_blockwise_symmetric_with_fp16_scales) {
@@ -151,6 +198,9 @@ TEST(weight_format_and_simd_names_round_trip) {
   for (WeightFormat f : {WeightFormat::F32, WeightFormat::BF16, WeightFormat::Q8})
     CHECK(cpu::parse_weight_format(cpu::weight_format_name(f)) == f);
   CHECK_THROWS(ValueError, cpu::parse_weight_format("q4_k"));
+  for (auto p : {cpu::MatmulPrecision::Highest, cpu::MatmulPrecision::High})
+    CHECK(cpu::parse_matmul_precision(cpu::matmul_precision_name(p)) == p);
+  CHECK_THROWS(ValueError, cpu::parse_matmul_precision("medium"));
   CHECK_THROWS(ValueError, cpu::parse_simd_level("sse9"));
   for (cpu::SimdLevel l : cpu::supported_simd_levels()) CHECK(cpu::parse_simd_level(cpu::simd_name(l)) == l);
 }

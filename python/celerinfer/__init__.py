@@ -8,7 +8,7 @@ from ._core import get_num_threads, set_num_threads, set_simd_level, simd_level,
 from .arrays import compare_arrays, load_npy, save_npy
 from .checkpoint import load_checkpoint
 from .cuda import cuda_device_count, cuda_status
-from .engine import WEIGHT_DTYPES, Engine, Generation, versions
+from .engine import MATMUL_PRECISIONS, WEIGHT_DTYPES, Engine, Generation, versions
 from .model import FormatError, Model, ModelConfig, load, random_model, random_tokens
 from .model_presets import MODEL_PRESETS, preset_config
 from .tokenizer import load_tokenizer
@@ -19,6 +19,7 @@ except PackageNotFoundError:  # running from a source tree
     __version__ = "0.0.0+unknown"
 
 __all__ = [
+    "MATMUL_PRECISIONS",
     "WEIGHT_DTYPES",
     "Engine",
     "FormatError",

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from .cli_bench import add_parsers as add_bench_parsers
-from .engine import WEIGHT_DTYPES
+from .engine import MATMUL_PRECISIONS, WEIGHT_DTYPES
 from .run_mode import add_parser as add_run_parser
 
 
@@ -141,12 +141,14 @@ def cmd_generate(args) -> int:
         ids = random_tokens(args.batch_size, args.prompt_length or 8, model.config.vocab_size, seed=args.seed)
         mask = None
     for name in args.version:
-        engine = Engine(model, name, threads=args.threads or None, weight_dtype=args.weight_dtype)
+        engine = Engine(model, name, threads=args.threads or None, weight_dtype=args.weight_dtype,
+                        matmul_precision=args.matmul_precision)
         gen = engine.generate(ids, args.max_new_tokens, temperature=args.temperature, top_k=args.top_k,
                               top_p=args.top_p, repetition_penalty=args.repetition_penalty, seed=args.seed,
                               eos_token_id=args.eos_token_id, attention_mask=mask)
         t = gen.timings
-        print(f"[{name}] {engine.version['description']} | weights {engine.weight_dtype}")
+        print(f"[{name}] {engine.version['description']} | weights {engine.weight_dtype} | "
+              f"prefill GEMM {engine.prefill_gemm}")
         for row in gen.new_tokens:
             print("  new tokens:", " ".join(map(str, row.tolist())))
         per_token = np.median(t["per_token_ms"]) if t["per_token_ms"] else float("nan")
@@ -222,6 +224,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="sampling (and random prompt) seed")
     p.add_argument("--weight-dtype", choices=WEIGHT_DTYPES, default="f32",
                    help="linear-layer weights: f32 (default), bf16, or int8 (32 values per scale)")
+    p.add_argument("--matmul-precision", choices=MATMUL_PRECISIONS, default="highest",
+                   help="prefill with f32/int8 weights: highest (f32 products, default) or high (bf16x3 on AMX)")
     _add_threads_arg(p)
     p.set_defaults(func=cmd_generate)
 

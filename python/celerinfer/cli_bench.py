@@ -31,7 +31,7 @@ def cmd_bench(args) -> int:
                  "batch_size": args.batch_size, "T_values": args.T_values, "T_star": args.T_star,
                  "num_warmup_runs": args.num_warmup_runs, "num_measure_runs": args.num_measure_runs,
                  "seed": args.seed, "dtype": args.dtype, "weight_dtype": args.weight_dtype,
-                 "threads": args.threads}
+                 "matmul_precision": args.matmul_precision, "threads": args.threads}
     config = load_config(args.config, preset=args.preset, overrides=overrides)
     log_file = _log_file(args, config)
     if args.clear_log:
@@ -145,6 +145,8 @@ def add_parsers(sub) -> None:
     p.add_argument("--seed", type=int)
     p.add_argument("--dtype")
     p.add_argument("--weight-dtype", dest="weight_dtype", help="linear-layer weights: f32, bf16 or int8")
+    p.add_argument("--matmul-precision", dest="matmul_precision",
+                   help="prefill with f32/int8 weights: highest (f32 products) or high (bf16x3 on AMX)")
     p.add_argument("--threads", type=int)
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--plot", action="store_true", help="make the plots afterwards")

@@ -35,13 +35,15 @@ traffic is not included), run on the engine's thread pool after one warm-up.)");
 @ w (N, K)^T on random float32 data, counting 2 * M * N * K flops, after one warm-up.)");
   m.def(
       "linear_seconds",
-      [](int64_t M, int64_t N, int64_t K, int reps, const std::string& weight_dtype) {
+      [](int64_t M, int64_t N, int64_t K, int reps, const std::string& weight_dtype,
+         const std::string& matmul_precision) {
         py::gil_scoped_release release;
-        return linear_seconds(M, N, K, reps, weight_dtype);
+        return linear_seconds(M, N, K, reps, weight_dtype, matmul_precision);
       },
       py::arg("M"), py::arg("N"), py::arg("K"), py::arg("reps") = 10, py::arg("weight_dtype") = "f32",
+      py::arg("matmul_precision") = "highest",
       "Per-repetition seconds of the engine's linear layer on (M, K) x (N, K)^T with the weights packed "
-      "as weight_dtype (f32, bf16, int8), after one warm-up.");
+      "as weight_dtype (f32, bf16, int8) and the GEMM at matmul_precision (highest, high), after one warm-up.");
   m.def(
       "multiply_add_peak_gflops",
       [](const std::string& weight_dtype, int reps) {
@@ -67,16 +69,19 @@ traffic is not included), run on the engine's thread pool after one warm-up.)");
     throw ValueError("unknown bf16 GEMM path '" + *name + "' (expected widened, pairs or amx)");
   }, py::arg("path"), "Force the bf16 prefill GEMM's path (None: the default choice); ValueError when this CPU "
      "cannot run it. For tests and measurements.");
-  m.def("prefill_gemm", [](const std::string& weight_dtype) -> std::string {
+  m.def("prefill_gemm", [](const std::string& weight_dtype, const std::string& matmul_precision) -> std::string {
     const cpu::WeightFormat format = cpu::parse_weight_format(weight_dtype);
+    const cpu::MatmulPrecision precision = cpu::parse_matmul_precision(matmul_precision);
     if (!cpu::gemm_avx512_active()) return "eigen";
+    if (cpu::gemm_splits(format, precision)) return "amx-bf16x3";
     switch (cpu::gemm_instruction(format)) {
       case cpu::Bf16Gemm::Amx: return "amx-bf16";
       case cpu::Bf16Gemm::Pairs: return "avx512-vdpbf16ps";
       default: return "avx512-fma";
     }
-  }, py::arg("weight_dtype"), "The kernel the prefill GEMM runs for weight_dtype now: amx-bf16, "
-     "avx512-vdpbf16ps, avx512-fma, or eigen (below the avx512 SIMD level).");
+  }, py::arg("weight_dtype"), py::arg("matmul_precision") = "highest",
+     "The kernel the prefill GEMM runs for weight_dtype at matmul_precision now: amx-bf16, amx-bf16x3 "
+     "(f32 and int8 at high, on AMX), avx512-vdpbf16ps, avx512-fma, or eigen (below the avx512 SIMD level).");
   m.def("simd_level", [] { return cpu::simd_name(cpu::simd_level()); },
         "The SIMD level the CPU kernels use now: scalar, avx2 or avx512.");
   m.def("set_simd_level", [](const std::string& name) { cpu::set_simd_level(cpu::parse_simd_level(name)); },

@@ -75,6 +75,11 @@ void bind_engine(py::module_& m) {
            py::arg("model"), py::arg("version") = "v1", py::arg("max_seq_len") = 0, py::arg("weight_dtype") = "f32",
            py::keep_alive<1, 2>())  // the engine reads the model's weights
       .def_property_readonly("weight_dtype", [](const Engine& e) { return cpu::weight_format_name(e.weight_format()); })
+      .def_property(
+          "matmul_precision", [](const Engine& e) { return cpu::matmul_precision_name(e.matmul_precision()); },
+          [](Engine& e, const std::string& name) { e.set_matmul_precision(cpu::parse_matmul_precision(name)); },
+          "How prefill's GEMMs multiply f32 and int8 weights: highest (f32 products) or high (bf16x3 on AMX "
+          "tiles where the CPU has them, else as highest).")
       .def_property_readonly("weight_bytes", &Engine::weight_bytes,
                              "Bytes of weights one decode step reads (linear layers and output head).")
       .def_property_readonly("version", [](const Engine& e) { return version_dict(e.version()); })

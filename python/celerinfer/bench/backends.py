@@ -50,8 +50,9 @@ def unavailable(backend: str) -> str | None:
 
 
 class CelerinferRunner:
-    def __init__(self, model, version: str, weight_dtype: str, max_seq_len: int):
-        self.engine = Engine(model, version, max_seq_len=max_seq_len, weight_dtype=weight_dtype)
+    def __init__(self, model, version: str, weight_dtype: str, max_seq_len: int, matmul_precision: str = "highest"):
+        self.engine = Engine(model, version, max_seq_len=max_seq_len, weight_dtype=weight_dtype,
+                             matmul_precision=matmul_precision)
 
     def run(self, ids: np.ndarray, decode_tokens: int) -> tuple[int, list[int]]:
         steps = self.engine.generate(ids, decode_tokens + 1).step_table[:, len(PHASES)]  # step totals (ns)

@@ -19,7 +19,9 @@ Setups, in the order measured (references first, so each record can carry its ra
    ``llama_kv`` (f16: llama.cpp's default; q8_0 runs with flash attention, which llama.cpp
    needs for a quantized V cache).
 3. ``celerinfer``: every weight dtype with ``v1`` (fp32 cache); the other versions (default v5
-   fp16 and v2 INT8 caches) with the most compact weight dtype.
+   fp16 and v2 INT8 caches) with the most compact weight dtype. Where the CPU has AMX, f32 and
+   int8 with ``v1`` again at matmul precision "high" (bf16x3 prefill; :class:`celerinfer.Engine`),
+   labelled "(high)": the same weights, a faster and slightly less exact prefill.
 
 One ``compare`` record per setup (``docs/results_schema.md``), appended after the last round:
 Ctrl-C stops the rounds and keeps every timed run so far.
@@ -60,18 +62,21 @@ _FORMAT_CLASS = {"f32": "f32", "bf16": "16-bit", "f16": "16-bit", "int8": "8-bit
 @dataclass(frozen=True)
 class Setup:
     """One measured configuration. weight_dtype: celerinfer's f32/bf16/int8, torch's f32 or a
-    GGUF type (f32/f16/q8_0); kv_cache: the cache storage (celerinfer: from the version)."""
+    GGUF type (f32/f16/q8_0); kv_cache: the cache storage (celerinfer: from the version);
+    matmul_precision: celerinfer's (None for the other backends)."""
 
     backend: str
     weight_dtype: str
     kv_cache: str
     version: str | None = None
     flash_attn: bool = False
+    matmul_precision: str | None = None
 
     @property
     def label(self) -> str:
         kv = f"{self.version} ({self.kv_cache} KV)" if self.version else f"{self.kv_cache} KV"
-        return f"{self.backend} {self.weight_dtype} / {kv}" + (" + FA" if self.flash_attn else "")
+        precision = f" ({self.matmul_precision})" if self.matmul_precision not in (None, "highest") else ""
+        return f"{self.backend} {self.weight_dtype}{precision} / {kv}" + (" + FA" if self.flash_attn else "")
 
     @property
     def format_class(self) -> str:
@@ -80,7 +85,7 @@ class Setup:
 
     def params(self) -> dict:
         return {"backend": self.backend, "weight_dtype": self.weight_dtype, "kv_cache": self.kv_cache,
-                "flash_attn": self.flash_attn, "label": self.label}
+                "flash_attn": self.flash_attn, "matmul_precision": self.matmul_precision, "label": self.label}
 
 
 def kv_label(flags: dict) -> str:
@@ -89,9 +94,10 @@ def kv_label(flags: dict) -> str:
 
 
 def plan(backend_names, weight_dtypes, versions, llama_kv, version_flags: dict,
-         engine_dtypes=tuple(MATCHING_GGUF)) -> list[Setup]:
+         engine_dtypes=tuple(MATCHING_GGUF), high_dtypes=()) -> list[Setup]:
     """The setups to measure, references first (see the module docstring). llama.cpp runs the
-    GGUF format matching every weight dtype; celerinfer the ones its Engine has (engine_dtypes)."""
+    GGUF format matching every weight dtype; celerinfer the ones its Engine has (engine_dtypes),
+    and those of high_dtypes (where matmul precision "high" differs) again at "high"."""
     for what, names, known in (("backend", backend_names, backends.BACKENDS),
                                ("weight dtype", weight_dtypes, MATCHING_GGUF),
                                ("llama.cpp KV cache type", llama_kv, backends.LLAMA_KV_TYPES),
@@ -116,11 +122,20 @@ def plan(backend_names, weight_dtypes, versions, llama_kv, version_flags: dict,
         compact = own[-1] if own else None
         if "v1" in versions:
             for w in own:
-                setups.append(Setup("celerinfer", w, kv_label(version_flags["v1"]), "v1"))
+                setups.append(Setup("celerinfer", w, kv_label(version_flags["v1"]), "v1", matmul_precision="highest"))
+            for w in own:
+                if w in high_dtypes:
+                    setups.append(Setup("celerinfer", w, kv_label(version_flags["v1"]), "v1", matmul_precision="high"))
         for v in versions:
             if v != "v1" and compact:
-                setups.append(Setup("celerinfer", compact, kv_label(version_flags[v]), v))
+                setups.append(Setup("celerinfer", compact, kv_label(version_flags[v]), v, matmul_precision="highest"))
     return setups
+
+
+def high_precision_dtypes(weight_dtypes) -> list[str]:
+    """The weight dtypes whose prefill runs differently at matmul precision "high" on this CPU."""
+    return [w for w in weight_dtypes
+            if w in WEIGHT_DTYPES and _core.prefill_gemm(w, "high") != _core.prefill_gemm(w, "highest")]
 
 
 def weight_bytes_per_token(config: ModelConfig, weight_dtype: str, context_length: int) -> float:
@@ -205,7 +220,11 @@ class CompareRun(BenchRun):
             if w not in supported and w in MATCHING_GGUF and "celerinfer" in names:
                 self.skipped[f"celerinfer {w}"] = (f"this celerinfer build has no weight_dtype {w!r} "
                                                    f"(supported: {', '.join(supported)})")
-        self.setups = plan(names, self.weight_dtypes, list(versions), list(llama_kv), self.version_flags, supported)
+        self.setups = plan(names, self.weight_dtypes, list(versions), list(llama_kv), self.version_flags, supported,
+                           high_precision_dtypes(self.weight_dtypes))
+        if "celerinfer" in names and _core.prefill_gemm("f32", "high") == _core.prefill_gemm("f32", "highest"):
+            self.skipped["celerinfer (high)"] = ("matmul precision high computes as highest here "
+                                                 f"(prefill GEMM {_core.prefill_gemm('f32', 'high')}; no AMX)")
         head_dim = self.model.config.hidden_size // self.model.config.num_attention_heads
         for s in [s for s in self.setups if s.backend == "llama.cpp" and s.kv_cache == "q8_0" and head_dim % 32]:
             self.skipped[s.label] = f"llama.cpp's q8_0 KV cache needs a head_dim multiple of 32 (this model: {head_dim})"
@@ -234,7 +253,8 @@ class CompareRun(BenchRun):
 
     def _runner(self, setup: Setup, gguf_files: dict):
         if setup.backend == "celerinfer":
-            return backends.CelerinferRunner(self.model, setup.version, setup.weight_dtype, self.max_seq_len)
+            return backends.CelerinferRunner(self.model, setup.version, setup.weight_dtype, self.max_seq_len,
+                                             setup.matmul_precision)
         if setup.backend == "torch":
             return backends.TorchRunner(self.model, self.threads, self.max_seq_len, setup.weight_dtype)
         if setup.weight_dtype not in gguf_files:  # exported once, kept for every round of the run

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import yaml
 
-from ..engine import WEIGHT_DTYPES, version_names
+from ..engine import MATMUL_PRECISIONS, WEIGHT_DTYPES, version_names
 from .presets import PRESETS
 
 BENCHMARKS = ("latency", "memory", "phase", "perplexity", "roofline")
@@ -87,6 +87,9 @@ def check_config(config: dict) -> None:
         raise ValueError(f"config: unknown version(s) {bad or '(none given)'}; known: {', '.join(known)}")
     if config["weight_dtype"] not in WEIGHT_DTYPES:
         raise ValueError(f"config: weight_dtype {config['weight_dtype']!r} is not one of {', '.join(WEIGHT_DTYPES)}")
+    if config["matmul_precision"] not in MATMUL_PRECISIONS:
+        raise ValueError(f"config: matmul_precision {config['matmul_precision']!r} is not one of "
+                         f"{', '.join(MATMUL_PRECISIONS)}")
     if config["dtype"] != "float32":
         raise ValueError(f"config: dtype {config['dtype']!r} is not supported yet (float32)")
     ppl = config["perplexity"]

@@ -50,11 +50,13 @@ class BenchRun:
             name, seed = cfg["preset"], cfg["model_seed"]
             model = random_model(ModelConfig(**PRESETS[name]["model"]), seed=seed)
         info = {"name": name, "config": config_to_dict(model.config), "num_parameters": model.config.num_parameters,
-                "weight_bytes": 4 * model.config.num_parameters, "weight_dtype": cfg["weight_dtype"], "seed": seed}
+                "weight_bytes": 4 * model.config.num_parameters, "weight_dtype": cfg["weight_dtype"],
+                "matmul_precision": cfg["matmul_precision"], "seed": seed}
         return model, info
 
     def _engine(self, version: str, max_seq_len: int) -> Engine:
-        return Engine(self.model, version, max_seq_len=max_seq_len, weight_dtype=self.config["weight_dtype"])
+        return Engine(self.model, version, max_seq_len=max_seq_len, weight_dtype=self.config["weight_dtype"],
+                      matmul_precision=self.config["matmul_precision"])
 
     def _prompt(self, length: int) -> np.ndarray:
         return random_tokens(self.config["batch_size"], length, self.model.config.vocab_size, seed=self.config["seed"])

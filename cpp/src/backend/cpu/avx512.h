@@ -49,10 +49,21 @@ CELER_AVX512 inline __m256i round_to_bf16(__m512 v) {
   return _mm512_cvtepi32_epi16(_mm512_srli_epi32(r, 16));
 }
 
+// 16 bf16 values (round_to_bf16's form) back to f32, exactly.
+CELER_AVX512 inline __m512 widen_bf16(__m256i h) {
+  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+}
+
 // 32 floats (lo: inputs 0-15, hi: 16-31) rounded to bf16 as 16 pairs, the pair of inputs 2j
 // and 2j + 1 in 32-bit lane j (bf16_pair's layout).
 CELER_AVX512 inline __m512i bf16_pairs(__m512 lo, __m512 hi) {
   return _mm512_inserti64x4(_mm512_castsi256_si512(round_to_bf16(lo)), round_to_bf16(hi), 1);
+}
+
+// What bf16_pairs leaves out, itself as bf16 pairs: v - bf16(v) rounded to bf16. The two
+// together carry ~17 of f32's 24 significant bits (|v - bf16(v) - residual| <= 2^-18 |v|).
+CELER_AVX512 inline __m512i bf16_residual_pairs(__m512 lo, __m512 hi) {
+  return bf16_pairs(_mm512_sub_ps(lo, widen_bf16(round_to_bf16(lo))), _mm512_sub_ps(hi, widen_bf16(round_to_bf16(hi))));
 }
 
 }  // namespace celer::cpu

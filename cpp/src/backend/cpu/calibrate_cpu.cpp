@@ -103,13 +103,15 @@ std::vector<double> stream_triad_gbps(int64_t n_floats, int reps) {
   return gbps;
 }
 
-std::vector<double> linear_seconds(int64_t M, int64_t N, int64_t K, int reps, const std::string& weight_dtype) {
+std::vector<double> linear_seconds(int64_t M, int64_t N, int64_t K, int reps, const std::string& weight_dtype,
+                                   const std::string& matmul_precision) {
   require(M >= 1 && N >= 1 && K >= 1, "matmul sizes must be >= 1, got M=" + std::to_string(M) +
                                           " N=" + std::to_string(N) + " K=" + std::to_string(K));
   const int64_t limit = int64_t(1) << 24;
   require(M <= limit && N <= limit && K <= limit, "matmul sizes must be at most 2^24 each");
   check_reps(reps);
   const cpu::WeightFormat format = cpu::parse_weight_format(weight_dtype);
+  const cpu::MatmulPrecision precision = cpu::parse_matmul_precision(matmul_precision);
   const double floats = double(M) * double(K) + double(N) * double(K) + double(M) * double(N);
   require(floats * 4 < 9.0e18, "the matmul operands are absurdly large");
   check_allocation(uint64_t(floats * 4), "the matmul's operands (" + std::to_string(M) + "x" + std::to_string(K) +
@@ -123,12 +125,12 @@ std::vector<double> linear_seconds(int64_t M, int64_t N, int64_t K, int reps, co
   cpu::LinearScratch scratch;
   scratch.reserve(thread_pool()->num_threads(), K, M);
 
-  cpu::linear(packed, x.data(), M, y.data(), false, &scratch);  // warm-up
+  cpu::linear(packed, x.data(), M, y.data(), false, &scratch, precision);  // warm-up
   std::vector<double> seconds;
   seconds.reserve(size_t(reps));
   for (int r = 0; r < reps; ++r) {
     const int64_t start = now_ns();
-    cpu::linear(packed, x.data(), M, y.data(), false, &scratch);
+    cpu::linear(packed, x.data(), M, y.data(), false, &scratch, precision);
     seconds.push_back(seconds_since(start));
   }
   return seconds;

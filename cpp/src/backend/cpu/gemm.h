@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "backend/cpu/matmul_precision.h"
 #include "backend/cpu/packed_weight.h"
 
 namespace celer::cpu {
@@ -51,9 +52,12 @@ void set_gemm_bf16_path(const Bf16Gemm* path);
 // Whether the GEMM packs weights of `format` as bf16 pairs (the pairs and the AMX paths).
 bool gemm_uses_bf16_pairs(WeightFormat format);
 bool gemm_uses_amx(WeightFormat format);
+// Whether the GEMM runs weights of `format` split into bf16 parts on AMX tiles (bf16x3) at
+// `precision` (matmul_precision.h).
+bool gemm_splits(WeightFormat format, MatmulPrecision precision);
 
 // Floats of space the packed activations of an (M, K) input take, in any layout (the AMX one
-// included).
+// included, with its residual for the split form).
 int64_t packed_activation_floats(int64_t M, int64_t K);
 int64_t gemm_panels(int64_t M);  // number of kGemmMr-row panels
 // Packs the row panels [p0, p1) of x (M, K), row stride xs, into `out` (sized by
@@ -74,13 +78,18 @@ void gemm_rows_avx512(const PackedWeight& w, int64_t r0, int64_t r1, const Packe
 struct WeightBlock {
   int64_t r0 = 0, r1 = 0, k0 = 0, kcb = 0;
 };
-// Packs `block` for the tiles: kGemmNr-wide panels of `units_padded` units each (f32 values,
-// or bf16 pairs when `pairs`), zeros past r1 and past the block's inputs; `units_padded` >=
+// The form pack_weight_block gives a block's values: one f32 per 32-bit unit (Values); bf16
+// pairs (Pairs: the bf16 format's own values, others rounded to bf16); or, as bf16 pairs, what
+// that rounding left out (Residual: with Pairs, the split form of MatmulPrecision::High).
+enum class WeightPack { Values, Pairs, Residual };
+
+// Packs `block` for the tiles: kGemmNr-wide panels of `units_padded` units each in the form
+// `form`, zeros past r1 and past the block's inputs; `units_padded` >=
 // the block's units (the AMX tiles take 16 at a time). Meanwhile it asks for the rows of
 // `next` (the block the caller packs next; empty: none) in L2: the pack reads each row in a
 // short run, rows far apart, and the hardware prefetcher does not see those runs coming.
-void pack_weight_block(const PackedWeight& w, const WeightBlock& block, bool pairs, int64_t units_padded, float* out,
-                       const WeightBlock& next);
+void pack_weight_block(const PackedWeight& w, const WeightBlock& block, WeightPack form, int64_t units_padded,
+                       float* out, const WeightBlock& next);
 
 // The multiply-add instruction the GEMM runs for weights of `format`: f32 FMAs (Widened) for
 // f32, int8 and widened bf16; else the bf16 path's.
@@ -95,16 +104,22 @@ constexpr int64_t kAmxRows = 16;        // activation rows per tile
 constexpr int64_t kAmxKc = 512;         // 32-bit units (bf16 pairs) per K block
 constexpr int64_t kAmxPanelRows = 128;  // weight rows packed at a time
 constexpr int64_t kAmxMaxRows = 512;    // activation rows per call (linear.cpp cuts longer inputs)
-constexpr int64_t kAmxWeightScratch = kAmxPanelRows * kAmxKc;  // floats of per-thread space
+// Floats of per-thread space: a packed weight block, and its residual (split) after it.
+constexpr int64_t kAmxWeightScratch = kAmxPanelRows * kAmxKc;
 int64_t amx_panels(int64_t M);    // number of kAmxRows-row panels
 // 32-bit words the AMX layout of an (M, K) input takes.
 int64_t amx_activation_words(int64_t M, int64_t K);
-// Packs the row panels [p0, p1) of x (M, K), row stride xs, rounded to bf16 pairs, into `out`.
-void pack_activations_amx(const float* x, int64_t xs, int64_t M, int64_t K, int64_t p0, int64_t p1, uint32_t* out);
+// Packs the row panels [p0, p1) of x (M, K), row stride xs, rounded to bf16 pairs, into `out`;
+// `residual`: what that rounding leaves out, as bf16 pairs (bf16_residual_pairs).
+void pack_activations_amx(const float* x, int64_t xs, int64_t M, int64_t K, int64_t p0, int64_t p1, bool residual,
+                          uint32_t* out);
 // As gemm_rows_avx512, on x packed by pack_activations_amx, for any rows [r0, r1) (a thread's
-// whole share: each K block of x is then read once); `scratch` holds kAmxWeightScratch floats.
+// whole share: each K block of x is then read once). `split` (MatmulPrecision::High, bf16x3):
+// x's residual follows x (amx_activation_words(M, K) words on), the weights are split the same
+// way, and each product is x w ~ x w + x w' + x' w (primes: residuals). `scratch` holds
+// 2 * kAmxWeightScratch floats.
 void gemm_rows_amx(const PackedWeight& w, int64_t r0, int64_t r1, const uint32_t* x, int64_t M, float* y,
-                   int64_t y_stride, bool accumulate, float* scratch);
+                   int64_t y_stride, bool accumulate, bool split, float* scratch);
 // The tiles' ceiling on one thread (multiply_add_peak_loop for bf16 on the AMX path).
 double amx_peak_loop(int64_t iterations, float* sink);
 

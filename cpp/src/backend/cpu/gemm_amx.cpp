@@ -75,25 +75,42 @@ CELER_AVX512 void store_tile(const float* c, float* y, int64_t ys, int64_t rows,
 }
 
 // Tiles C0..C3 (or C0, C1 when !Two) over `groups` steps of 16 units: C(2i + j) += A_i B_j,
-// A_i the activation panel i (a, then a + a_next), B_j the weight panel's half j.
-template <bool Two>
-CELER_AMX void multiply_tiles(const uint32_t* a, int64_t a_next, const float* b, int64_t groups, float (*c)[256]) {
+// A_i the activation panel i (a, then a + a_next), B_j the weight panel's half j. Split (the
+// bf16x3 form of MatmulPrecision::High): also += A_i B'_j + A'_i B_j, the primes the residual
+// parts (a + a_residual, b + b_residual); 12 products on 10 tile loads per step.
+template <bool Two, bool Split>
+CELER_AMX void multiply_tiles(const uint32_t* a, int64_t a_next, int64_t a_residual, const float* b,
+                              int64_t b_residual, int64_t groups, float (*c)[256]) {
   _tile_zero(0);
   _tile_zero(1);
   if constexpr (Two) {
     _tile_zero(2);
     _tile_zero(3);
   }
+  // (tile numbers are part of the instruction: no loops over them)
+  auto multiply = [&]() CELER_AMX {
+    _tile_dpbf16ps(0, 4, 6);
+    _tile_dpbf16ps(1, 4, 7);
+    if constexpr (Two) {
+      _tile_dpbf16ps(2, 5, 6);
+      _tile_dpbf16ps(3, 5, 7);
+    }
+  };
   for (int64_t g = 0; g < groups; ++g, a += kAmxRows * kUnitsPerTile, b += kUnitsPerTile * kGemmNr) {
     _tile_loadd(6, b, kGemmNr * 4);
     _tile_loadd(7, b + 16, kGemmNr * 4);
     _tile_loadd(4, a, 64);
-    _tile_dpbf16ps(0, 4, 6);
-    _tile_dpbf16ps(1, 4, 7);
-    if constexpr (Two) {
-      _tile_loadd(5, a + a_next, 64);
-      _tile_dpbf16ps(2, 5, 6);
-      _tile_dpbf16ps(3, 5, 7);
+    if constexpr (Two) _tile_loadd(5, a + a_next, 64);
+    multiply();
+    if constexpr (Split) {
+      _tile_loadd(6, b + b_residual, kGemmNr * 4);
+      _tile_loadd(7, b + b_residual + 16, kGemmNr * 4);
+      multiply();
+      _tile_loadd(6, b, kGemmNr * 4);
+      _tile_loadd(7, b + 16, kGemmNr * 4);
+      _tile_loadd(4, a + a_residual, 64);
+      if constexpr (Two) _tile_loadd(5, a + a_next + a_residual, 64);
+      multiply();
     }
   }
   _tile_stored(0, c[0], 64);
@@ -107,7 +124,7 @@ CELER_AMX void multiply_tiles(const uint32_t* a, int64_t a_next, const float* b,
 }  // namespace
 
 CELER_AVX512_BF16 void pack_activations_amx(const float* x, int64_t xs, int64_t M, int64_t K, int64_t p0, int64_t p1,
-                                            uint32_t* out) {
+                                            bool residual, uint32_t* out) {
   const int64_t P = amx_panels(M);
   for (int64_t k0 = 0; k0 < K; k0 += kBlockInputs) {
     const int64_t kcb = std::min(kBlockInputs, K - k0), units = padded_units((kcb + 1) / 2);
@@ -121,8 +138,9 @@ CELER_AVX512_BF16 void pack_activations_amx(const float* x, int64_t xs, int64_t 
           __m512i pairs = _mm512_setzero_si512();
           if (m < M) {
             const float* row = x + m * xs + k0 + 2 * u0;
-            pairs = bf16_pairs(_mm512_maskz_loadu_ps(first_lanes16(n), row),
-                               _mm512_maskz_loadu_ps(first_lanes16(n - 16), row + 16));
+            const __m512 lo = _mm512_maskz_loadu_ps(first_lanes16(n), row);
+            const __m512 hi = _mm512_maskz_loadu_ps(first_lanes16(n - 16), row + 16);
+            pairs = residual ? bf16_residual_pairs(lo, hi) : bf16_pairs(lo, hi);
           }
           _mm512_storeu_si512(tile + i * kUnitsPerTile, pairs);
         }
@@ -132,9 +150,11 @@ CELER_AVX512_BF16 void pack_activations_amx(const float* x, int64_t xs, int64_t 
 }
 
 CELER_AMX void gemm_rows_amx(const PackedWeight& w, int64_t r0, int64_t r1, const uint32_t* x, int64_t M, float* y,
-                             int64_t y_stride, bool accumulate, float* scratch) {
+                             int64_t y_stride, bool accumulate, bool split, float* scratch) {
   configure_tiles();  // (tile state is per thread)
   const int64_t K = w.cols, P = amx_panels(M);
+  const int64_t x_residual = amx_activation_words(M, K);  // split: the residual x follows x
+  float* const w_residual = scratch + kAmxWeightScratch;
   alignas(64) float c[4][256];
   for (int64_t k0 = 0; k0 < K; k0 += kBlockInputs) {
     const int64_t kcb = std::min(kBlockInputs, K - k0), units = padded_units((kcb + 1) / 2);
@@ -147,17 +167,23 @@ CELER_AMX void gemm_rows_amx(const PackedWeight& w, int64_t r0, int64_t r1, cons
         next = {r0, std::min(r1, r0 + kAmxPanelRows), k0 + kcb, std::min(kBlockInputs, K - k0 - kcb)};
       else if (re == r1)
         next = {};
-      pack_weight_block(w, {rb, re, k0, kcb}, /*pairs=*/true, units, scratch, next);
+      pack_weight_block(w, {rb, re, k0, kcb}, WeightPack::Pairs, units, scratch, next);
+      if (split) pack_weight_block(w, {rb, re, k0, kcb}, WeightPack::Residual, units, w_residual, {});
       for (int64_t p = 0; p < P; p += 2) {
         const uint32_t* a = block + p * kAmxRows * units;
         const bool two = p + 1 < P;
         for (int64_t q = 0; q < Q; ++q) {
           const int64_t c0 = rb + q * kGemmNr, cols = std::min(kGemmNr, re - c0);
           const float* b = scratch + q * units * kGemmNr;
-          if (two)
-            multiply_tiles<true>(a, kAmxRows * units, b, units / kUnitsPerTile, c);
+          const int64_t a_next = kAmxRows * units, b_residual = w_residual - scratch, groups = units / kUnitsPerTile;
+          if (two && split)
+            multiply_tiles<true, true>(a, a_next, x_residual, b, b_residual, groups, c);
+          else if (two)
+            multiply_tiles<true, false>(a, a_next, 0, b, 0, groups, c);
+          else if (split)
+            multiply_tiles<false, true>(a, 0, x_residual, b, b_residual, groups, c);
           else
-            multiply_tiles<false>(a, 0, b, units / kUnitsPerTile, c);
+            multiply_tiles<false, false>(a, 0, 0, b, 0, groups, c);
           for (int i = 0; i < (two ? 2 : 1); ++i)
             for (int j = 0; j < 2 && 16 * j < cols; ++j) {
               const int64_t m0 = (p + i) * kAmxRows;
@@ -199,10 +225,10 @@ CELER_AMX double amx_peak_loop(int64_t iterations, float* sink) {
 }  // namespace celer::cpu
 #else
 namespace celer::cpu {
-void pack_activations_amx(const float*, int64_t, int64_t, int64_t, int64_t, int64_t, uint32_t*) {
+void pack_activations_amx(const float*, int64_t, int64_t, int64_t, int64_t, int64_t, bool, uint32_t*) {
   throw std::logic_error("the AMX GEMM is not built for this architecture");  // never chosen: no AMX here
 }
-void gemm_rows_amx(const PackedWeight&, int64_t, int64_t, const uint32_t*, int64_t, float*, int64_t, bool, float*) {
+void gemm_rows_amx(const PackedWeight&, int64_t, int64_t, const uint32_t*, int64_t, float*, int64_t, bool, bool, float*) {
   throw std::logic_error("the AMX GEMM is not built for this architecture");
 }
 double amx_peak_loop(int64_t, float*) { throw std::logic_error("the AMX GEMM is not built for this architecture"); }

@@ -88,6 +88,10 @@ bool gemm_uses_bf16_pairs(WeightFormat format) { return gemm_instruction(format)
 
 bool gemm_uses_amx(WeightFormat format) { return gemm_instruction(format) == Bf16Gemm::Amx; }
 
+bool gemm_splits(WeightFormat format, MatmulPrecision precision) {
+  return precision == MatmulPrecision::High && format != WeightFormat::BF16 && cpu_has_amx_bf16();
+}
+
 Bf16Gemm gemm_instruction(WeightFormat format) {
   return format == WeightFormat::BF16 ? gemm_bf16_path() : Bf16Gemm::Widened;
 }
@@ -95,7 +99,7 @@ Bf16Gemm gemm_instruction(WeightFormat format) {
 int64_t gemm_panels(int64_t M) { return (M + kGemmMr - 1) / kGemmMr; }
 
 int64_t packed_activation_floats(int64_t M, int64_t K) {
-  return std::max(gemm_panels(M) * kGemmMr * K, amx_activation_words(M, K));
+  return std::max(gemm_panels(M) * kGemmMr * K, 2 * amx_activation_words(M, K));
 }
 
 }  // namespace celer::cpu
@@ -108,28 +112,35 @@ namespace {
 
 constexpr int kNrVecs = int(kGemmNr / 16);  // zmm vectors across a tile
 
-// Units [u0, u0 + 16) of weight row r in K block k0 (kcb inputs), as 16 32-bit lanes: f32
-// values, or bf16 pairs; zeros past the block.
-CELER_AVX512 __m512 load_units(const PackedWeight& w, int64_t r, int64_t k0, int64_t kcb, int64_t u0, bool pairs) {
-  const int64_t K = w.cols;
+// Inputs [k0 + i0, k0 + i0 + 16) of weight row r (i0 a multiple of 16) as the f32 values the
+// kernels use; zeros past the block of kcb inputs.
+CELER_AVX512 __m512 load_values(const PackedWeight& w, int64_t r, int64_t k0, int64_t kcb, int64_t i0) {
+  const __mmask16 mask = first_lanes16(kcb - i0);
+  if (mask == 0) return _mm512_setzero_ps();  // (a Q8 row has no scale that far)
   switch (w.format) {
     case WeightFormat::F32:
-      return _mm512_maskz_loadu_ps(first_lanes16(kcb - u0), w.f32 + r * K + k0 + u0);
-    case WeightFormat::BF16: {
-      const uint16_t* p = w.bf16_row(r) + k0;
-      if (pairs) {
-        return _mm512_castsi512_ps(_mm512_maskz_loadu_epi16(first_lanes32(kcb - 2 * u0), p + 2 * u0));
-      }
-      const __m256i h = _mm256_maskz_loadu_epi16(first_lanes16(kcb - u0), p + u0);
-      return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
-    }
-    case WeightFormat::Q8: {  // 16 values inside one block of 32 (k0 and u0 are multiples of 16)
-      const __m128i q = _mm_maskz_loadu_epi8(first_lanes16(kcb - u0), w.q8_row(r) + k0 + u0);
-      const float scale = _cvtsh_ss(w.q8_scales(r)[(k0 + u0) / kQ8Block]);
+      return _mm512_maskz_loadu_ps(mask, w.f32 + r * w.cols + k0 + i0);
+    case WeightFormat::BF16:
+      return widen_bf16(_mm256_maskz_loadu_epi16(mask, w.bf16_row(r) + k0 + i0));
+    case WeightFormat::Q8: {  // 16 values inside one block of 32
+      const __m128i q = _mm_maskz_loadu_epi8(mask, w.q8_row(r) + k0 + i0);
+      const float scale = _cvtsh_ss(w.q8_scales(r)[(k0 + i0) / kQ8Block]);
       return _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(q)), _mm512_set1_ps(scale));
     }
   }
   return _mm512_setzero_ps();
+}
+
+// Units [u0, u0 + 16) of weight row r in K block k0 (kcb inputs), as 16 32-bit lanes in the
+// form `form` asks for; zeros past the block.
+CELER_AVX512 __m512 load_units(const PackedWeight& w, int64_t r, int64_t k0, int64_t kcb, int64_t u0, WeightPack form) {
+  if (form == WeightPack::Values) return load_values(w, r, k0, kcb, u0);
+  if (w.format == WeightFormat::BF16)  // its own values are the pairs; nothing is left out
+    return form == WeightPack::Residual
+               ? _mm512_setzero_ps()
+               : _mm512_castsi512_ps(_mm512_maskz_loadu_epi16(first_lanes32(kcb - 2 * u0), w.bf16_row(r) + k0 + 2 * u0));
+  const __m512 lo = load_values(w, r, k0, kcb, 2 * u0), hi = load_values(w, r, k0, kcb, 2 * u0 + 16);
+  return _mm512_castsi512_ps(form == WeightPack::Pairs ? bf16_pairs(lo, hi) : bf16_residual_pairs(lo, hi));
 }
 
 // Asks for row r's inputs [k, k + n) in L2 (pack_weight_block says why).
@@ -147,10 +158,10 @@ CELER_AVX512 inline void prefetch_row_inputs(const PackedWeight& w, int64_t r, i
 }  // namespace
 
 // Panel q holds, unit by unit, rows r0 + 32q .. r0 + 32q + 31 side by side.
-CELER_AVX512 void pack_weight_block(const PackedWeight& w, const WeightBlock& block, bool pairs, int64_t units_padded,
-                                    float* out, const WeightBlock& next) {
+CELER_AVX512 void pack_weight_block(const PackedWeight& w, const WeightBlock& block, WeightPack form,
+                                    int64_t units_padded, float* out, const WeightBlock& next) {
   const auto [r0, r1, k0, kcb] = block;
-  const int64_t units = block_units(kcb, pairs), groups = (r1 - r0 + 15) / 16;
+  const int64_t units = block_units(kcb, form != WeightPack::Values), groups = (r1 - r0 + 15) / 16;
   const int64_t next_per_group = (next.r1 - next.r0 + groups - 1) / groups;  // next's rows, spread over the groups
   __m512 v[16];
   for (int64_t g = 0; g < groups; ++g) {  // 16 rows at a time
@@ -160,7 +171,7 @@ CELER_AVX512 void pack_weight_block(const PackedWeight& w, const WeightBlock& bl
     for (int64_t u0 = 0; u0 < units; u0 += 16) {
       for (int i = 0; i < 16; ++i) {
         const int64_t r = r0 + g * 16 + i;
-        v[i] = r < r1 ? load_units(w, r, k0, kcb, u0, pairs) : _mm512_setzero_ps();
+        v[i] = r < r1 ? load_units(w, r, k0, kcb, u0, form) : _mm512_setzero_ps();
       }
       transpose16(v);  // (lanes past the block are zeros: they fill the padding)
       for (int64_t u = u0; u < std::min(units_padded, u0 + 16); ++u) _mm512_storeu_ps(panel + u * kGemmNr, v[u - u0]);
@@ -195,7 +206,7 @@ CELER_AVX512 void pack_activations(const float* x, int64_t xs, int64_t M, int64_
           } else {
             v[i] = _mm512_maskz_loadu_ps(first_lanes16(kcb - u0), row + u0);
             if (round_bf16)
-              v[i] = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(round_to_bf16(v[i])), 16));
+              v[i] = widen_bf16(round_to_bf16(v[i]));
           }
         }
         transpose16(v);
@@ -313,7 +324,7 @@ CELER_AVX512 void gemm_rows_avx512(const PackedWeight& w, int64_t r0, int64_t r1
   for (int64_t k0 = 0; k0 < K; k0 += block_inputs(pairs)) {
     const int64_t kcb = std::min(block_inputs(pairs), K - k0), units = block_units(kcb, pairs);
     const int64_t k1 = k0 + kcb;  // the next K block of the same rows
-    pack_weight_block(w, {r0, r1, k0, kcb}, pairs, units, scratch,
+    pack_weight_block(w, {r0, r1, k0, kcb}, pairs ? WeightPack::Pairs : WeightPack::Values, units, scratch,
                       k1 < K ? WeightBlock{r0, r1, k1, std::min(block_inputs(pairs), K - k1)} : WeightBlock{});
     const float* block = packed + P * kGemmMr * block_units(k0, pairs);
     for (int64_t p = 0; p < P; ++p) {
@@ -346,7 +357,7 @@ double multiply_add_peak_loop(Bf16Gemm, int64_t, float*) {
 void pack_activations(const float*, int64_t, int64_t, int64_t, bool, bool, int64_t, int64_t, float*) {
   throw std::logic_error("the AVX-512 GEMM is not built for this architecture");
 }
-void pack_weight_block(const PackedWeight&, const WeightBlock&, bool, int64_t, float*, const WeightBlock&) {
+void pack_weight_block(const PackedWeight&, const WeightBlock&, WeightPack, int64_t, float*, const WeightBlock&) {
   throw std::logic_error("the AVX-512 GEMM is not built for this architecture");
 }
 void gemm_rows_avx512(const PackedWeight&, int64_t, int64_t, const PackedActivations&, float*, int64_t, bool, float*) {

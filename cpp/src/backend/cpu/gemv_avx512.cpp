@@ -14,10 +14,10 @@ namespace {
 
 // 16 bf16 values widened to f32: a bf16 is the top half of an f32.
 CELER_AVX512 inline __m512 load_bf16(const uint16_t* p) {
-  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i*)p)), 16));
+  return widen_bf16(_mm256_loadu_si256((const __m256i*)p));
 }
 CELER_AVX512 inline __m512 load_bf16_masked(const uint16_t* p, __mmask16 m) {
-  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, p)), 16));
+  return widen_bf16(_mm256_maskz_loadu_epi16(m, p));
 }
 CELER_AVX512 inline __m512 load_i8(const int8_t* p) {
   return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i*)p)));

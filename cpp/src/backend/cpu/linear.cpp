@@ -16,7 +16,7 @@ using RowMat = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMa
 using Strided = Eigen::OuterStride<>;
 
 size_t LinearScratch::block_bytes() const {
-  return sizeof(float) * size_t(std::max({kGemmBlock * max_cols_, kGemmWeightScratch, kAmxWeightScratch}));
+  return sizeof(float) * size_t(std::max({kGemmBlock * max_cols_, kGemmWeightScratch, 2 * kAmxWeightScratch}));
 }
 
 size_t LinearScratch::activation_bytes() const {
@@ -78,17 +78,20 @@ void for_each_unit(std::initializer_list<LinearOut> outs, int64_t unit, int64_t 
 }
 
 void gemm_avx512_group(std::initializer_list<LinearOut> outs, const float* x, int64_t x_stride, int64_t M,
-                       LinearScratch& scratch) {
+                       LinearScratch& scratch, MatmulPrecision precision) {
   const PackedWeight& w0 = *outs.begin()->w;
-  if (gemm_uses_amx(w0.format)) {
+  const bool split = gemm_splits(w0.format, precision);
+  if (split || gemm_uses_amx(w0.format)) {
     uint32_t* packed = reinterpret_cast<uint32_t*>(scratch.activations());
     for (int64_t m0 = 0; m0 < M; m0 += kAmxMaxRows) {  // a K block of x then stays in L2
-      const int64_t rows = std::min(kAmxMaxRows, M - m0);
+      const int64_t rows = std::min(kAmxMaxRows, M - m0), words = amx_activation_words(rows, w0.cols);
       thread_pool()->parallel_for(amx_panels(rows), [&](int64_t p0, int64_t p1) {
-        pack_activations_amx(x + m0 * x_stride, x_stride, rows, w0.cols, p0, p1, packed);
+        pack_activations_amx(x + m0 * x_stride, x_stride, rows, w0.cols, p0, p1, /*residual=*/false, packed);
+        if (split)
+          pack_activations_amx(x + m0 * x_stride, x_stride, rows, w0.cols, p0, p1, /*residual=*/true, packed + words);
       });
       for_each_unit(outs, kAmxPanelRows, rows, [&](const LinearOut& o, int64_t r0, int64_t r1, int thread) {
-        gemm_rows_amx(*o.w, r0, r1, packed, rows, o.y + m0 * o.y_stride, o.y_stride, o.accumulate,
+        gemm_rows_amx(*o.w, r0, r1, packed, rows, o.y + m0 * o.y_stride, o.y_stride, o.accumulate, split,
                       scratch.block(thread));
       });
     }
@@ -109,8 +112,18 @@ void gemm_avx512_group(std::initializer_list<LinearOut> outs, const float* x, in
 
 }  // namespace
 
+std::string matmul_precision_name(MatmulPrecision precision) {
+  return precision == MatmulPrecision::High ? "high" : "highest";
+}
+
+MatmulPrecision parse_matmul_precision(const std::string& name) {
+  for (MatmulPrecision p : {MatmulPrecision::Highest, MatmulPrecision::High})
+    if (matmul_precision_name(p) == name) return p;
+  throw ValueError("unknown matmul precision '" + name + "' (expected highest or high)");
+}
+
 void linear_group(std::initializer_list<LinearOut> outs, const float* x, int64_t x_stride, int64_t M,
-                  LinearScratch* scratch) {
+                  LinearScratch* scratch, MatmulPrecision precision) {
   const PackedWeight& w0 = *outs.begin()->w;
   for (const LinearOut& o : outs)  // (no require(): its message would allocate on every call)
     if (o.w->format != w0.format || o.w->cols != w0.cols)
@@ -119,7 +132,7 @@ void linear_group(std::initializer_list<LinearOut> outs, const float* x, int64_t
   if (scratch == nullptr) scratch = &temporary;
   scratch->reserve(thread_pool()->num_threads(), w0.cols, M);  // nothing to do once sized
   const bool gemv = M <= kGemvMaxRows;
-  if (!gemv && gemm_avx512_active()) return gemm_avx512_group(outs, x, x_stride, M, *scratch);
+  if (!gemv && gemm_avx512_active()) return gemm_avx512_group(outs, x, x_stride, M, *scratch, precision);
   // Decoding streams bf16 weights with vdpbf16ps on input pairs wherever the CPU has it: it
   // saves widening every weight, and memory, not the multiply-adds, sets the pace.
   if (gemv && gemm_avx512_active() && w0.format == WeightFormat::BF16 && cpu_has_avx512_bf16()) {

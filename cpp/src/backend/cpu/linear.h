@@ -12,6 +12,7 @@
 #include <memory>
 #include <vector>
 
+#include "backend/cpu/matmul_precision.h"
 #include "backend/cpu/packed_weight.h"
 
 namespace celer::cpu {
@@ -51,13 +52,13 @@ struct LinearOut {
 
 // Runs every output on the same x (M, K), K = each w.cols, row stride x_stride; the outputs
 // share one weight format. `scratch` is grown when it does not fit the threads, M and K
-// (null: a temporary one).
+// (null: a temporary one). `precision`: how the GEMM multiplies (matmul_precision.h).
 void linear_group(std::initializer_list<LinearOut> outs, const float* x, int64_t x_stride, int64_t M,
-                  LinearScratch* scratch);
+                  LinearScratch* scratch, MatmulPrecision precision = MatmulPrecision::Highest);
 
 inline void linear(const PackedWeight& w, const float* x, int64_t M, float* y, bool accumulate,
-                   LinearScratch* scratch) {
-  linear_group({LinearOut{&w, y, w.rows, accumulate}}, x, w.cols, M, scratch);
+                   LinearScratch* scratch, MatmulPrecision precision = MatmulPrecision::Highest) {
+  linear_group({LinearOut{&w, y, w.rows, accumulate}}, x, w.cols, M, scratch, precision);
 }
 
 }  // namespace celer::cpu
