@@ -9,6 +9,9 @@ level, on TinyLlama-1.1B-shaped matrices, beside a STREAM triad measured in the 
       thread, nothing loaded), and as % of a tuned BLAS on the same shape and threads, the
       practical matmul peak: PyTorch's F.linear (MKL/oneDNN) in the arithmetic of the format
       (bf16 for bf16; f32 for f32 and for weight-only int8). Without torch: "-".
+      Where the CPU has AMX, f32 and int8 GEMMs run again at matmul precision "high" (bf16x3:
+      three bf16 tile products per term), their peak a third of the tiles' and their PyTorch
+      reference still f32 (PyTorch has no such path on CPU).
 
 A matrix that fits the last-level cache is read from that cache on repeated runs, so its GB/s
 can exceed the triad's: judge decode bandwidth on matrices larger than the LLC (or in a real
@@ -16,7 +19,7 @@ decode, `celerinfer bench compare`).
 
 Usage: python benchmarks/micro_kernels.py [--threads 2] [--reps 5] [--rows 1 512]
        [--formats f32 bf16 int8] [--levels avx512 ...] [--shape N K ...] [--no-torch]
-       [--json out.json]
+       [--precisions highest high] [--json out.json]
 """
 
 from __future__ import annotations
@@ -37,16 +40,29 @@ SHAPES = [("q_proj/o_proj", 2048, 2048), ("gate/up_proj", 5632, 2048), ("down_pr
 
 
 def multiply_add_peaks(formats, levels, reps) -> dict:
-    """(level, format) -> the GEMM's multiply-add peak in GFLOP/s (only at the avx512 level)."""
+    """(level, format, precision) -> the GEMM's multiply-add peak in GFLOP/s of the products it
+    computes (only at the avx512 level; at "high", on AMX, a third of the bf16 tiles' peak)."""
     if "avx512" not in levels:
         return {}
     saved = celerinfer.simd_level()
     try:
         celerinfer.set_simd_level("avx512")
-        return {("avx512", fmt): summarize(_core.multiply_add_peak_gflops(fmt, reps), unit="GFLOP/s",
-                                           raw_unit=None)["median"] for fmt in formats}
+
+        def peak(fmt):
+            return summarize(_core.multiply_add_peak_gflops(fmt, reps), unit="GFLOP/s", raw_unit=None)["median"]
+
+        out = {("avx512", fmt, "highest"): peak(fmt) for fmt in formats}
+        if any(splits(fmt) for fmt in formats):
+            tiles = peak("bf16")
+            out.update({("avx512", fmt, "high"): tiles / 3 for fmt in formats if splits(fmt)})
+        return out
     finally:
         celerinfer.set_simd_level(saved)
+
+
+def splits(weight_dtype: str) -> bool:
+    """Whether matmul precision "high" runs this format's GEMM as bf16x3 here (at this level)."""
+    return _core.prefill_gemm(weight_dtype, "high") == "amx-bf16x3"
 
 
 def torch_gflops(M: int, N: int, K: int, weight_dtype: str, reps: int) -> float | None:
@@ -68,7 +84,7 @@ def torch_gflops(M: int, N: int, K: int, weight_dtype: str, reps: int) -> float 
     return 2 * M * N * K / best / 1e9
 
 
-def measure(shapes, rows, formats, levels, reps, with_torch: bool = True) -> list[dict]:
+def measure(shapes, rows, formats, levels, reps, with_torch: bool = True, precisions=("highest", "high")) -> list[dict]:
     out = []
     peaks = multiply_add_peaks(formats, levels, reps)
     blas = {}  # (M, N, K, format) -> PyTorch's GFLOP/s, once per shape whatever the level
@@ -78,16 +94,19 @@ def measure(shapes, rows, formats, levels, reps, with_torch: bool = True) -> lis
             celerinfer.set_simd_level(level)
             for name, N, K in shapes:
                 for fmt in formats:
-                    for M in rows:
-                        secs = summarize(_core.linear_seconds(M, N, K, reps, fmt), unit="s", raw_unit="s")["median"]
-                        peak = peaks.get((level, fmt))
+                    for M, precision in [(M, p) for M in rows for p in precisions]:
                         gemm = M > 8
+                        if precision != "highest" and not (gemm and splits(fmt)):
+                            continue  # the same kernel as at "highest"
+                        secs = summarize(_core.linear_seconds(M, N, K, reps, fmt, precision), unit="s",
+                                         raw_unit="s")["median"]
                         if gemm and with_torch and (M, N, K, fmt) not in blas:
                             blas[(M, N, K, fmt)] = torch_gflops(M, N, K, fmt, reps)
                         out.append({"kernel": "gemm" if gemm else "gemv", "level": level, "matrix": name,
-                                    "N": N, "K": K, "M": M, "weight_dtype": fmt, "seconds": secs,
-                                    "gbps": N * K * WEIGHT_VALUE_BYTES[fmt] / secs / 1e9,
-                                    "gflops": 2 * M * N * K / secs / 1e9, "peak_gflops": peak,
+                                    "N": N, "K": K, "M": M, "weight_dtype": fmt, "matmul_precision": precision,
+                                    "seconds": secs, "gbps": N * K * WEIGHT_VALUE_BYTES[fmt] / secs / 1e9,
+                                    "gflops": 2 * M * N * K / secs / 1e9,
+                                    "peak_gflops": peaks.get((level, fmt, precision)),
                                     "torch_gflops": blas.get((M, N, K, fmt))})
     finally:
         celerinfer.set_simd_level(saved)
@@ -105,6 +124,9 @@ def main(argv=None) -> int:
                    help="a matrix shape instead of the 1B preset's (repeatable)")
     p.add_argument("--triad-mib", type=int, default=512, help="triad working set (default 512 MiB)")
     p.add_argument("--no-torch", action="store_true", help="skip the PyTorch (BLAS) reference of the GEMM rows")
+    p.add_argument("--precisions", nargs="+", choices=celerinfer.MATMUL_PRECISIONS,
+                   default=list(celerinfer.MATMUL_PRECISIONS),
+                   help="matmul precisions of the GEMM rows (high: only where it differs; default both)")
     p.add_argument("--json", help="also write the rows as JSON here")
     args = p.parse_args(argv)
     if args.threads:
@@ -112,7 +134,8 @@ def main(argv=None) -> int:
     shapes = [(f"{n}x{k}", n, k) for n, k in args.shape] if args.shape else SHAPES
     triad = summarize(_core.stream_triad(args.triad_mib * (1 << 20) // 12, args.reps), unit="GB/s",
                       raw_unit=None)["median"]
-    rows = measure(shapes, args.rows, args.formats, args.levels, args.reps, with_torch=not args.no_torch)
+    rows = measure(shapes, args.rows, args.formats, args.levels, args.reps, with_torch=not args.no_torch,
+                   precisions=args.precisions)
     print(f"threads {celerinfer.get_num_threads()}, STREAM triad {triad:.1f} GB/s (same run)\n")
     print("| kernel | simd | matrix | M | weights | ms | GB/s | % triad | GFLOP/s | % peak | % of PyTorch |")
     print("|---|---|---|---:|---|---:|---:|---:|---:|---:|---:|")
@@ -121,7 +144,8 @@ def main(argv=None) -> int:
         return f"{100 * value / of:.0f}% of {of:.0f}" if of else "-"
 
     for r in rows:
-        print(f"| {r['kernel']} | {r['level']} | {r['matrix']} ({r['N']}x{r['K']}) | {r['M']} | {r['weight_dtype']} | "
+        weights = r["weight_dtype"] + (f" ({r['matmul_precision']})" if r["matmul_precision"] != "highest" else "")
+        print(f"| {r['kernel']} | {r['level']} | {r['matrix']} ({r['N']}x{r['K']}) | {r['M']} | {weights} | "
               f"{r['seconds'] * 1e3:.2f} | {r['gbps']:.1f} | {100 * r['gbps'] / triad:.0f}% | {r['gflops']:.1f} | "
               f"{share(r['gflops'], r['peak_gflops'])} | {share(r['gflops'], r['torch_gflops'])} |")
     if args.json:

@@ -19,6 +19,17 @@ def _script():
     return module
 
 
+def _formats_split_at_avx512() -> list[str]:
+    if "avx512" not in celerinfer.simd_levels():
+        return []
+    saved = celerinfer.simd_level()
+    try:
+        celerinfer.set_simd_level("avx512")
+        return [fmt for fmt in celerinfer.WEIGHT_DTYPES if _script().splits(fmt)]
+    finally:
+        celerinfer.set_simd_level(saved)
+
+
 def test_micro_kernels_table(tmp_path, capsys):
     out = tmp_path / "kernels.json"
     levels = celerinfer.simd_levels()
@@ -26,7 +37,12 @@ def test_micro_kernels_table(tmp_path, capsys):
                            "--levels", *levels, "--json", str(out)]) == 0
     report = json.loads(out.read_text())
     rows = report["rows"]
-    assert len(rows) == len(levels) * len(celerinfer.WEIGHT_DTYPES) * 2
+    highest = [r for r in rows if r["matmul_precision"] == "highest"]
+    assert len(highest) == len(levels) * len(celerinfer.WEIGHT_DTYPES) * 2
+    # matmul precision "high": again, for the GEMM rows of the formats it splits (AMX, avx512)
+    high = [r for r in rows if r["matmul_precision"] == "high"]
+    assert {(r["kernel"], r["level"]) for r in high} <= {("gemm", "avx512")}
+    assert sorted(r["weight_dtype"] for r in high) == sorted(_formats_split_at_avx512())
     assert {r["kernel"] for r in rows} == {"gemv", "gemm"}
     for r in rows:
         assert r["seconds"] > 0

@@ -27,6 +27,24 @@ Tensor random_matrix(int64_t rows, int64_t cols, uint64_t seed) {
   return t;
 }
 
+// A random (N, K) weight and bias packed in `format`, the weight's values as the kernels use
+// them (unpacked), and a random input (M, K).
+struct LinearCase {
+  Tensor bias;
+  cpu::PackedWeight packed;
+  std::vector<float> plain, x;
+};
+LinearCase linear_case(WeightFormat format, int64_t M, int64_t K, int64_t N, uint64_t seed) {
+  LinearCase c;
+  c.bias = random_matrix(1, N, seed + 1);
+  c.bias.shape = {N};
+  c.packed = cpu::pack_weight(random_matrix(N, K, seed + uint64_t(K)), format, &c.bias);
+  c.plain.resize(size_t(N * K));
+  cpu::unpack_rows(c.packed, 0, N, c.plain.data());
+  c.x = celer_test::random_floats(size_t(M * K), seed + 2);
+  return c;
+}
+
 // Restores the SIMD level and the bf16 GEMM path a test forced.
 struct SimdGuard {
   cpu::SimdLevel saved = cpu::simd_level();
@@ -53,12 +71,7 @@ TEST(linear_every_level_and_format_matches_naive) {
       for (auto [M, K, N] : {std::tuple{1, 1, 3}, {1, 31, 5}, {2, 33, 17}, {3, 64, 40}, {4, 100, 9}, {5, 47, 21},
                              {9, 65, 70}, {17, 96, 130}, {1, 300, 67}, {25, 513, 97}, {40, 257, 33},
                              {12, 256, 64}, {70, 1100, 130}}) {
-        Tensor w = random_matrix(N, K, 7 + uint64_t(K)), bias = random_matrix(1, N, 8);
-        bias.shape = {N};
-        const cpu::PackedWeight packed = cpu::pack_weight(w, format, &bias);
-        std::vector<float> plain(size_t(N * K));
-        cpu::unpack_rows(packed, 0, N, plain.data());
-        auto x = celer_test::random_floats(size_t(M * K), 3);
+        const auto [bias, packed, plain, x] = linear_case(format, M, K, N, 7);
         cpu::LinearScratch scratch;
         scratch.reserve(threads, K, M);
         std::vector<float> y(size_t(M * N), 0.5f);
@@ -92,12 +105,7 @@ TEST(linear_high_precision_splits_into_bf16_parts_within_its_bound) {
       // M past the GEMV's rows, odd panels, past kAmxMaxRows; K with padded tails and 1-3 K blocks.
       for (auto [M, K, N] : {std::tuple{9, 65, 70}, {17, 96, 130}, {25, 513, 97}, {70, 1100, 130}, {530, 300, 40},
                              {40, 2049, 33}}) {
-        Tensor w = random_matrix(N, K, 11 + uint64_t(K)), bias = random_matrix(1, N, 12);
-        bias.shape = {N};
-        const cpu::PackedWeight packed = cpu::pack_weight(w, format, &bias);
-        std::vector<float> plain(size_t(N * K));
-        cpu::unpack_rows(packed, 0, N, plain.data());
-        auto x = celer_test::random_floats(size_t(M * K), 13);
+        const auto [bias, packed, plain, x] = linear_case(format, M, K, N, 11);
         cpu::LinearScratch scratch;
         scratch.reserve(threads, K, M);
         std::vector<float> high(size_t(M * N), 0.5f), highest(size_t(M * N), 0.5f);
