@@ -1,7 +1,10 @@
-"""Shared helpers for the test suite: an error metric, per-test random generators, inputs."""
+"""Shared helpers for the test suite: an error metric, per-test random generators, inputs,
+small models, the benchmark scripts."""
 
+import importlib.util
 import math
 import zlib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -111,3 +114,29 @@ def random_state_dict(cfg, rng, head_gain=1.0):
         sd[p + "mlp.up_proj.weight"] = lin(I, C)
         sd[p + "mlp.down_proj.weight"] = lin(C, I)
     return sd
+
+
+#: Small llama-family models whose sizes are not multiples of the SIMD width (16 floats) nor of
+#: the int8 block (32): GQA with a separate head, and MHA with a tied one.
+SMALL_CONFIGS = {
+    "gqa_untied": dict(hidden_size=40, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                       vocab_size=77, intermediate_size=100, max_position_embeddings=64),
+    "mha_tied": dict(hidden_size=64, num_hidden_layers=3, num_attention_heads=4, num_key_value_heads=4,
+                     vocab_size=130, intermediate_size=96, max_position_embeddings=64, tie_word_embeddings=True),
+}
+
+
+def small_model(name: str, request):
+    """A random model of SMALL_CONFIGS[name], seeded from the test id."""
+    import celerinfer
+
+    return celerinfer.random_model(celerinfer.ModelConfig(**SMALL_CONFIGS[name]), seed=seed_for(request.node.nodeid))
+
+
+def load_script(name: str):
+    """benchmarks/<name>.py as a module (the scripts are not part of the package)."""
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

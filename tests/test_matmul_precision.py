@@ -11,7 +11,7 @@ multiples of 16 or 32. Decoding and bf16 weights must not change at all.
 import numpy as np
 import pytest
 
-from conftest import make_inputs, max_rel_err, seed_for
+from conftest import SMALL_CONFIGS, make_inputs, max_rel_err, small_model
 
 torch = pytest.importorskip("torch", reason="parity tests compare against the PyTorch reference")
 import celerinfer  # noqa: E402
@@ -19,22 +19,13 @@ from celerinfer import _core, weight_formats  # noqa: E402
 
 HIGH_TOL = 3e-5
 SPLITS = _core.prefill_gemm("f32", "high") == "amx-bf16x3"  # this CPU has AMX (and the avx512 level)
-CONFIGS = {
-    "gqa_untied": dict(hidden_size=40, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-                       vocab_size=77, intermediate_size=100, max_position_embeddings=64),
-    "mha_tied": dict(hidden_size=64, num_hidden_layers=3, num_attention_heads=4, num_key_value_heads=4,
-                     vocab_size=130, intermediate_size=96, max_position_embeddings=64, tie_word_embeddings=True),
-}
 
-
-def _model(name, request):
-    return celerinfer.random_model(celerinfer.ModelConfig(**CONFIGS[name]), seed=seed_for(request.node.nodeid))
 
 
 @pytest.mark.parametrize("weight_dtype", ["f32", "int8"])
-@pytest.mark.parametrize("config", sorted(CONFIGS))
+@pytest.mark.parametrize("config", sorted(SMALL_CONFIGS))
 def test_high_precision_prefill_matches_reference(config, weight_dtype, request, rng):
-    model = _model(config, request)
+    model = small_model(config, request)
     ids, _ = make_inputs(rng, 2, 37, model.config.vocab_size)
     engine = celerinfer.Engine(model, weight_dtype=weight_dtype)
     highest = engine.forward(ids)
@@ -55,7 +46,7 @@ def test_high_precision_prefill_matches_reference(config, weight_dtype, request,
 def test_decoding_and_bf16_weights_are_the_same_at_every_precision(request, rng):
     """score() with a one-token prefill takes the GEMV kernels only: bit for bit the same. bf16
     weights already multiply bf16 values: their GEMM is the same at both settings."""
-    model = _model("gqa_untied", request)
+    model = small_model("gqa_untied", request)
     ids, _ = make_inputs(rng, 2, 15, model.config.vocab_size)
     for weight_dtype in celerinfer.WEIGHT_DTYPES:
         outputs = []
@@ -68,7 +59,7 @@ def test_decoding_and_bf16_weights_are_the_same_at_every_precision(request, rng)
 
 
 def test_precision_setting_is_checked_and_shown(request, tmp_path, capsys):
-    model = _model("gqa_untied", request)
+    model = small_model("gqa_untied", request)
     engine = celerinfer.Engine(model)
     assert engine.matmul_precision == "highest"
     engine.matmul_precision = "high"

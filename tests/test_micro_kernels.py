@@ -3,20 +3,15 @@ for, from measured times (speed itself is never asserted)."""
 
 import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 
 import celerinfer
-
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "micro_kernels.py"
+from conftest import load_script
 
 
 def _script():
-    spec = importlib.util.spec_from_file_location("micro_kernels", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("micro_kernels")
 
 
 def _formats_split_at_avx512() -> list[str]:

@@ -15,7 +15,7 @@ forward(), decode (one row: the GEMV kernels) through score() and generate().
 import numpy as np
 import pytest
 
-from conftest import assert_matches_twin, make_inputs, max_rel_err, seed_for
+from conftest import SMALL_CONFIGS, assert_matches_twin, make_inputs, max_rel_err, small_model
 
 torch = pytest.importorskip("torch", reason="parity tests compare against the PyTorch reference")
 import celerinfer  # noqa: E402
@@ -23,16 +23,7 @@ from celerinfer import _core, reference, weight_formats  # noqa: E402
 
 TWIN_TOL = 1e-4
 BOUNDS = {"f32": (0.0, 1e-6), "bf16": (1e-5, 1e-2), "int8": (1e-4, 2e-2)}
-CONFIGS = {
-    "gqa_untied": dict(hidden_size=40, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-                       vocab_size=77, intermediate_size=100, max_position_embeddings=64),
-    "mha_tied": dict(hidden_size=64, num_hidden_layers=3, num_attention_heads=4, num_key_value_heads=4,
-                     vocab_size=130, intermediate_size=96, max_position_embeddings=64, tie_word_embeddings=True),
-}
 
-
-def _model(name, request):
-    return celerinfer.random_model(celerinfer.ModelConfig(**CONFIGS[name]), seed=seed_for(request.node.nodeid))
 
 
 def _twin_logits(model, weight_dtype, ids, mask=None):
@@ -43,9 +34,9 @@ def _twin_logits(model, weight_dtype, ids, mask=None):
 
 
 @pytest.mark.parametrize("weight_dtype", celerinfer.WEIGHT_DTYPES)
-@pytest.mark.parametrize("config", sorted(CONFIGS))
+@pytest.mark.parametrize("config", sorted(SMALL_CONFIGS))
 def test_forward_matches_reference_on_rounded_weights(config, weight_dtype, request, rng):
-    model = _model(config, request)
+    model = small_model(config, request)
     ids, mask = make_inputs(rng, 2, 19, model.config.vocab_size, padding="left")
     got = celerinfer.Engine(model, weight_dtype=weight_dtype).forward(ids, mask)
     keep = mask.astype(bool)  # outputs at padded positions are unspecified
@@ -58,7 +49,7 @@ def test_forward_matches_reference_on_rounded_weights(config, weight_dtype, requ
 @pytest.mark.parametrize("weight_dtype", celerinfer.WEIGHT_DTYPES)
 def test_decode_path_matches_reference(weight_dtype, request, rng):
     """score() feeds one token per step: every projection takes the GEMV kernels."""
-    model = _model("gqa_untied", request)
+    model = small_model("gqa_untied", request)
     ids, _ = make_inputs(rng, 3, 21, model.config.vocab_size)
     got = celerinfer.Engine(model, weight_dtype=weight_dtype).score(ids, prefill_length=2)
     assert_matches_twin(got, _twin_logits(model, weight_dtype, ids), weight_dtype, TWIN_TOL)
@@ -69,7 +60,7 @@ def test_decode_path_matches_reference(weight_dtype, request, rng):
 def test_generation_step_logits_match_reference(version, weight_dtype, request, rng):
     """Every KV-cache version runs on packed weights: the engine's step logits against the
     reference's cache path of the same version on the rounded weights, fed the engine's tokens."""
-    model = _model("gqa_untied", request)
+    model = small_model("gqa_untied", request)
     ids, _ = make_inputs(rng, 2, 9, model.config.vocab_size)
     gen = celerinfer.Engine(model, version, weight_dtype=weight_dtype).generate(ids, 12, return_logits=True)
     ref = weight_formats.reference_model(model, weight_dtype, rope=model.rope)
@@ -85,7 +76,7 @@ def test_generation_step_logits_match_reference(version, weight_dtype, request, 
 def test_every_simd_level_gives_the_same_logits(weight_dtype, request, rng):
     """The scalar, AVX2 and AVX-512 kernels (those this CPU has) agree: the fast paths are held
     to the plain one on the same machine."""
-    model = _model("gqa_untied", request)
+    model = small_model("gqa_untied", request)
     ids, _ = make_inputs(rng, 2, 11, model.config.vocab_size)
     saved = celerinfer.simd_level()
     results = {}
@@ -109,7 +100,7 @@ def test_every_bf16_gemm_path_gives_the_same_logits(request, rng):
     partial one."""
     if celerinfer.simd_level() != "avx512":
         pytest.skip(f"the bf16 GEMM paths are the avx512 level's; this run is at {celerinfer.simd_level()}")
-    model = _model("gqa_untied", request)
+    model = small_model("gqa_untied", request)
     ids, _ = make_inputs(rng, 1, 37, model.config.vocab_size)
     results = {}
     try:
@@ -132,7 +123,7 @@ def test_unknown_bf16_gemm_path_is_refused():
 
 
 def test_weight_bytes_follow_the_format(request):
-    model = _model("gqa_untied", request)
+    model = small_model("gqa_untied", request)
     c = model.config
     linear = c.num_hidden_layers * (c.hidden_size * (2 * c.hidden_size + 2 * (c.hidden_size // 2))
                                     + 3 * c.hidden_size * c.intermediate_size) + c.vocab_size * c.hidden_size
@@ -144,7 +135,7 @@ def test_weight_bytes_follow_the_format(request):
 
 
 def test_bad_weight_dtype_and_simd_level_are_refused(request):
-    model = _model("gqa_untied", request)
+    model = small_model("gqa_untied", request)
     with pytest.raises(ValueError, match="weight_dtype"):
         celerinfer.Engine(model, weight_dtype="q4_0")
     with pytest.raises(ValueError, match="SIMD level"):
@@ -152,7 +143,7 @@ def test_bad_weight_dtype_and_simd_level_are_refused(request):
 
 
 def test_weight_dtype_in_repr_and_cli(tmp_path, request):
-    model = _model("gqa_untied", request)
+    model = small_model("gqa_untied", request)
     assert "weight_dtype='int8'" in repr(celerinfer.Engine(model, weight_dtype="int8"))
     path = tmp_path / "m.safetensors"
     model.save(path)
