@@ -27,12 +27,12 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 
 import celerinfer
 from celerinfer import _core
+from celerinfer.engine import precision_changes_prefill
 from celerinfer.roofline import WEIGHT_VALUE_BYTES
-from celerinfer.stats import summarize
+from celerinfer.stats import best_seconds, summarize
 
 # (name, N, K): the 1B preset's projections and head
 SHAPES = [("q_proj/o_proj", 2048, 2048), ("gate/up_proj", 5632, 2048), ("down_proj", 2048, 5632),
@@ -52,17 +52,13 @@ def multiply_add_peaks(formats, levels, reps) -> dict:
             return summarize(_core.multiply_add_peak_gflops(fmt, reps), unit="GFLOP/s", raw_unit=None)["median"]
 
         out = {("avx512", fmt, "highest"): peak(fmt) for fmt in formats}
-        if any(splits(fmt) for fmt in formats):
+        split = [fmt for fmt in formats if precision_changes_prefill(fmt)]  # bf16x3: three tile products
+        if split:
             tiles = peak("bf16")
-            out.update({("avx512", fmt, "high"): tiles / 3 for fmt in formats if splits(fmt)})
+            out.update({("avx512", fmt, "high"): tiles / 3 for fmt in split})
         return out
     finally:
         celerinfer.set_simd_level(saved)
-
-
-def splits(weight_dtype: str) -> bool:
-    """Whether matmul precision "high" runs this format's GEMM as bf16x3 here (at this level)."""
-    return _core.prefill_gemm(weight_dtype, "high") == "amx-bf16x3"
 
 
 def torch_gflops(M: int, N: int, K: int, weight_dtype: str, reps: int) -> float | None:
@@ -75,13 +71,7 @@ def torch_gflops(M: int, N: int, K: int, weight_dtype: str, reps: int) -> float 
     torch.set_num_threads(celerinfer.get_num_threads())
     dtype = torch.bfloat16 if weight_dtype == "bf16" else torch.float32
     x, w = torch.rand(M, K, dtype=dtype), torch.rand(N, K, dtype=dtype)
-    torch.nn.functional.linear(x, w)
-    best = float("inf")
-    for _ in range(reps):
-        start = time.perf_counter()
-        torch.nn.functional.linear(x, w)
-        best = min(best, time.perf_counter() - start)
-    return 2 * M * N * K / best / 1e9
+    return 2 * M * N * K / best_seconds(lambda: torch.nn.functional.linear(x, w), reps) / 1e9
 
 
 def measure(shapes, rows, formats, levels, reps, with_torch: bool = True, precisions=("highest", "high")) -> list[dict]:
@@ -96,7 +86,7 @@ def measure(shapes, rows, formats, levels, reps, with_torch: bool = True, precis
                 for fmt in formats:
                     for M, precision in [(M, p) for M in rows for p in precisions]:
                         gemm = M > 8
-                        if precision != "highest" and not (gemm and splits(fmt)):
+                        if precision != "highest" and not (gemm and precision_changes_prefill(fmt)):
                             continue  # the same kernel as at "highest"
                         secs = summarize(_core.linear_seconds(M, N, K, reps, fmt, precision), unit="s",
                                          raw_unit="s")["median"]

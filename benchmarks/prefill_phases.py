@@ -21,7 +21,6 @@ import argparse
 import json
 import os
 import sys
-import time
 
 #: the engine's phases (celerinfer.engine.PHASES) -> the roofline ops they time
 PHASE_OPS = {"attention": ("qkv", "attention", "o_proj"), "mlp": ("mlp",)}
@@ -44,19 +43,11 @@ def parse(argv):
     return args
 
 
-def best_seconds(fn, reps: int) -> float:
-    fn()
-    best = float("inf")
-    for _ in range(reps):
-        start = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - start)
-    return best
-
-
 def blas_gflops(M: int, N: int, K: int, bf16: bool, reps: int) -> dict:
     """{library: GFLOP/s} of y = x @ w^T, (M, K) x (N, K), for the libraries installed."""
     import numpy as np
+
+    from celerinfer.stats import best_seconds
 
     out = {}
     flops = 2 * M * N * K
@@ -81,9 +72,9 @@ def measure(args) -> tuple[list[dict], dict]:
     import numpy as np
 
     import celerinfer
-    from celerinfer import _core, roofline
+    from celerinfer import roofline
     from celerinfer.bench import PRESETS
-    from celerinfer.engine import PHASES
+    from celerinfer.engine import PHASES, precision_changes_prefill
 
     model = celerinfer.random_model(celerinfer.ModelConfig(**{**PRESETS[args.preset]["model"],
                                                               "max_position_embeddings": args.prompt_length + 1}))
@@ -95,7 +86,7 @@ def measure(args) -> tuple[list[dict], dict]:
     for fmt in args.formats:
         engine = celerinfer.Engine(model, "v1", max_seq_len=args.prompt_length + 1, weight_dtype=fmt)
         for precision in args.precisions:
-            if precision != "highest" and _core.prefill_gemm(fmt, precision) == _core.prefill_gemm(fmt, "highest"):
+            if precision != "highest" and not precision_changes_prefill(fmt):
                 continue  # the same computation as at "highest"
             engine.matmul_precision = precision
             engine.generate(ids, 1)  # warm-up

@@ -161,3 +161,11 @@ def test_compare_rejects_bad_input():
         compare([], [1.0])
     with pytest.raises(ValueError, match="non-finite"):
         compare([1.0, 2.0], [1.0, float("nan")])
+
+
+def test_best_seconds_warms_up_then_keeps_the_shortest_call(monkeypatch):
+    clock = iter([0.0, 5.0, 10.0, 12.0, 20.0, 23.0])  # the timed calls take 5, 2 and 3 s
+    monkeypatch.setattr(stats.time, "perf_counter", lambda: next(clock))
+    calls = []
+    assert stats.best_seconds(lambda: calls.append(1), 3) == 2.0
+    assert len(calls) == 4  # the warm-up call is not timed

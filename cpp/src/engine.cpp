@@ -198,7 +198,7 @@ void Engine::step(int64_t B, int64_t n, int64_t p0, const int64_t* ids, int64_t 
   } else {  // only each row's last position feeds the sampler
     for (int64_t b = 0; b < B; ++b)
       norm(last_.f32() + b * H, x_.f32() + (b * n + n - 1) * H, model_.norm, model_.norm_bias, 1);
-    cpu::linear(lm_head_, last_.f32(), B, logits, false, &linear_scratch_);
+    cpu::linear(lm_head_, last_.f32(), B, logits, false, &linear_scratch_, matmul_precision_);
   }
 }
 

@@ -148,7 +148,7 @@ TEST(linear_group_writes_each_output_like_separate_calls) {
 
 TEST(linear_results_do_not_depend_on_thread_count) {
   Tensor w = random_matrix(300, 130, 5);
-  for (auto precision : {cpu::MatmulPrecision::Highest, cpu::MatmulPrecision::High})
+  for (cpu::MatmulPrecision precision : cpu::matmul_precisions())
     for (WeightFormat format : {WeightFormat::F32, WeightFormat::BF16, WeightFormat::Q8})
       for (int64_t M : {1, 3, 20, 70}) {
         const cpu::PackedWeight packed = cpu::pack_weight(w, format);
@@ -206,7 +206,7 @@ TEST(weight_format_and_simd_names_round_trip) {
   for (WeightFormat f : {WeightFormat::F32, WeightFormat::BF16, WeightFormat::Q8})
     CHECK(cpu::parse_weight_format(cpu::weight_format_name(f)) == f);
   CHECK_THROWS(ValueError, cpu::parse_weight_format("q4_k"));
-  for (auto p : {cpu::MatmulPrecision::Highest, cpu::MatmulPrecision::High})
+  for (cpu::MatmulPrecision p : cpu::matmul_precisions())
     CHECK(cpu::parse_matmul_precision(cpu::matmul_precision_name(p)) == p);
   CHECK_THROWS(ValueError, cpu::parse_matmul_precision("medium"));
   CHECK_THROWS(ValueError, cpu::parse_simd_level("sse9"));

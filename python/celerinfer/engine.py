@@ -18,7 +18,13 @@ WEIGHT_DTYPES = tuple(_core.weight_dtypes())  # ("f32", "bf16", "int8")
 #: every value into a bfloat16 and a bfloat16 residual and sums three bf16 products (bf16x3) on
 #: AMX tiles, ~2.4x faster there and within ~1e-5 of each exact product (float32: ~6e-8); on a
 #: CPU without AMX "high" computes as "highest". Decoding and bf16 weights are the same at both.
-MATMUL_PRECISIONS = ("highest", "high")
+MATMUL_PRECISIONS = tuple(_core.matmul_precisions())  # ("highest", "high")
+
+
+def precision_changes_prefill(weight_dtype: str) -> bool:
+    """Whether matmul precision "high" changes how prefill multiplies `weight_dtype` weights on
+    this CPU at the current SIMD level (bf16x3 on AMX: f32 and int8 where the CPU has AMX)."""
+    return _core.prefill_gemm(weight_dtype, "high") != _core.prefill_gemm(weight_dtype, "highest")
 
 
 def versions() -> list[dict]:

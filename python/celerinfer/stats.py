@@ -8,6 +8,7 @@ give the same confidence intervals.
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -108,6 +109,18 @@ def summarize(samples, unit: str = "ms", raw_unit: str | None = "ns") -> dict:
         "ci95_high": high,
         stored_key: stored,
     }
+
+
+def best_seconds(fn, reps: int) -> float:
+    """The shortest wall time of `reps` calls of fn() after one warm-up call: a kernel's speed
+    with the least interference from the rest of a shared machine."""
+    fn()
+    best = float("inf")
+    for _ in range(reps):
+        start = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - start)
+    return best
 
 
 def _average_ranks(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -47,6 +47,11 @@ void bind_engine(py::module_& m) {
     for (cpu::WeightFormat f : cpu::weight_formats()) out.push_back(cpu::weight_format_name(f));
     return out;
   }, "The weight formats an Engine can compute with (its weight_dtype values).");
+  m.def("matmul_precisions", [] {
+    std::vector<std::string> out;
+    for (cpu::MatmulPrecision p : cpu::matmul_precisions()) out.push_back(cpu::matmul_precision_name(p));
+    return out;
+  }, "An Engine's matmul_precision values, the default first.");
   m.def("phase_names", [] {
     py::list out;
     for (int p = 0; p < kNumPhases; ++p) out.append(phase_name(p));

@@ -37,7 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import _core, roofline, stats
-from ..engine import WEIGHT_DTYPES
+from ..engine import WEIGHT_DTYPES, precision_changes_prefill
 from ..model import ModelConfig, random_model, random_tokens
 from . import backends
 from .config import load_config
@@ -134,8 +134,7 @@ def plan(backend_names, weight_dtypes, versions, llama_kv, version_flags: dict,
 
 def high_precision_dtypes(weight_dtypes) -> list[str]:
     """The weight dtypes whose prefill runs differently at matmul precision "high" on this CPU."""
-    return [w for w in weight_dtypes
-            if w in WEIGHT_DTYPES and _core.prefill_gemm(w, "high") != _core.prefill_gemm(w, "highest")]
+    return [w for w in weight_dtypes if w in WEIGHT_DTYPES and precision_changes_prefill(w)]
 
 
 def weight_bytes_per_token(config: ModelConfig, weight_dtype: str, context_length: int) -> float:
@@ -222,7 +221,7 @@ class CompareRun(BenchRun):
                                                    f"(supported: {', '.join(supported)})")
         self.setups = plan(names, self.weight_dtypes, list(versions), list(llama_kv), self.version_flags, supported,
                            high_precision_dtypes(self.weight_dtypes))
-        if "celerinfer" in names and _core.prefill_gemm("f32", "high") == _core.prefill_gemm("f32", "highest"):
+        if "celerinfer" in names and not precision_changes_prefill("f32"):
             self.skipped["celerinfer (high)"] = ("matmul precision high computes as highest here "
                                                  f"(prefill GEMM {_core.prefill_gemm('f32', 'high')}; no AMX)")
         head_dim = self.model.config.hidden_size // self.model.config.num_attention_heads

@@ -60,10 +60,13 @@ CELER_AVX512 inline __m512i bf16_pairs(__m512 lo, __m512 hi) {
   return _mm512_inserti64x4(_mm512_castsi256_si512(round_to_bf16(lo)), round_to_bf16(hi), 1);
 }
 
-// What bf16_pairs leaves out, itself as bf16 pairs: v - bf16(v) rounded to bf16. The two
-// together carry ~17 of f32's 24 significant bits (|v - bf16(v) - residual| <= 2^-18 |v|).
-CELER_AVX512 inline __m512i bf16_residual_pairs(__m512 lo, __m512 hi) {
-  return bf16_pairs(_mm512_sub_ps(lo, widen_bf16(round_to_bf16(lo))), _mm512_sub_ps(hi, widen_bf16(round_to_bf16(hi))));
+// bf16_pairs(lo, hi), and in *residual what that rounding leaves out (v - bf16(v), rounded to
+// bf16), as pairs too: the two together carry ~17 of f32's 24 significant bits
+// (|v - bf16(v) - residual| <= 2^-18 |v|), the split form of MatmulPrecision::High.
+CELER_AVX512 inline __m512i split_bf16_pairs(__m512 lo, __m512 hi, __m512i* residual) {
+  const __m256i rounded_lo = round_to_bf16(lo), rounded_hi = round_to_bf16(hi);
+  *residual = bf16_pairs(_mm512_sub_ps(lo, widen_bf16(rounded_lo)), _mm512_sub_ps(hi, widen_bf16(rounded_hi)));
+  return _mm512_inserti64x4(_mm512_castsi256_si512(rounded_lo), rounded_hi, 1);
 }
 
 }  // namespace celer::cpu

@@ -32,7 +32,7 @@ struct PackedActivations {
   bool pairs = false;
 };
 
-// Whether the AVX-512 GEMM runs for weights of `format` (the CPU has AVX-512; level avx512).
+// Whether the AVX-512 GEMM runs (the CPU has AVX-512 and the SIMD level is avx512).
 bool gemm_avx512_active();
 // How the GEMM multiplies bf16 weights (at the avx512 level).
 enum class Bf16Gemm {
@@ -78,18 +78,15 @@ void gemm_rows_avx512(const PackedWeight& w, int64_t r0, int64_t r1, const Packe
 struct WeightBlock {
   int64_t r0 = 0, r1 = 0, k0 = 0, kcb = 0;
 };
-// The form pack_weight_block gives a block's values: one f32 per 32-bit unit (Values); bf16
-// pairs (Pairs: the bf16 format's own values, others rounded to bf16); or, as bf16 pairs, what
-// that rounding left out (Residual: with Pairs, the split form of MatmulPrecision::High).
-enum class WeightPack { Values, Pairs, Residual };
-
-// Packs `block` for the tiles: kGemmNr-wide panels of `units_padded` units each in the form
-// `form`, zeros past r1 and past the block's inputs; `units_padded` >=
-// the block's units (the AMX tiles take 16 at a time). Meanwhile it asks for the rows of
-// `next` (the block the caller packs next; empty: none) in L2: the pack reads each row in a
-// short run, rows far apart, and the hardware prefetcher does not see those runs coming.
-void pack_weight_block(const PackedWeight& w, const WeightBlock& block, WeightPack form, int64_t units_padded,
-                       float* out, const WeightBlock& next);
+// Packs `block` for the tiles: kGemmNr-wide panels of `units_padded` units each (>= the
+// block's units: the AMX tiles take 16 at a time), zeros past r1 and past the block's inputs.
+// A unit is an f32 value, or with `pairs` a pair of bf16 values (the bf16 format's own, others
+// rounded). `residual_out` (pairs of f32 or int8 weights; null: none) gets, laid out the same,
+// what that rounding leaves out: the split form of MatmulPrecision::High. Meanwhile it asks for
+// the rows of `next` (the block the caller packs next; empty: none) in L2: the pack reads each
+// row in a short run, rows far apart, and the hardware prefetcher does not see those runs coming.
+void pack_weight_block(const PackedWeight& w, const WeightBlock& block, bool pairs, int64_t units_padded, float* out,
+                       const WeightBlock& next, float* residual_out = nullptr);
 
 // The multiply-add instruction the GEMM runs for weights of `format`: f32 FMAs (Widened) for
 // f32, int8 and widened bf16; else the bf16 path's.
@@ -110,9 +107,10 @@ int64_t amx_panels(int64_t M);    // number of kAmxRows-row panels
 // 32-bit words the AMX layout of an (M, K) input takes.
 int64_t amx_activation_words(int64_t M, int64_t K);
 // Packs the row panels [p0, p1) of x (M, K), row stride xs, rounded to bf16 pairs, into `out`;
-// `residual`: what that rounding leaves out, as bf16 pairs (bf16_residual_pairs).
-void pack_activations_amx(const float* x, int64_t xs, int64_t M, int64_t K, int64_t p0, int64_t p1, bool residual,
-                          uint32_t* out);
+// and into `residual_out` (null: none), laid out the same, what that rounding leaves out
+// (split_bf16_pairs).
+void pack_activations_amx(const float* x, int64_t xs, int64_t M, int64_t K, int64_t p0, int64_t p1, uint32_t* out,
+                          uint32_t* residual_out = nullptr);
 // As gemm_rows_avx512, on x packed by pack_activations_amx, for any rows [r0, r1) (a thread's
 // whole share: each K block of x is then read once). `split` (MatmulPrecision::High, bf16x3):
 // x's residual follows x (amx_activation_words(M, K) words on), the weights are split the same

@@ -124,7 +124,7 @@ CELER_AMX void multiply_tiles(const uint32_t* a, int64_t a_next, int64_t a_resid
 }  // namespace
 
 CELER_AVX512_BF16 void pack_activations_amx(const float* x, int64_t xs, int64_t M, int64_t K, int64_t p0, int64_t p1,
-                                            bool residual, uint32_t* out) {
+                                            uint32_t* out, uint32_t* residual_out) {
   const int64_t P = amx_panels(M);
   for (int64_t k0 = 0; k0 < K; k0 += kBlockInputs) {
     const int64_t kcb = std::min(kBlockInputs, K - k0), units = padded_units((kcb + 1) / 2);
@@ -135,14 +135,15 @@ CELER_AVX512_BF16 void pack_activations_amx(const float* x, int64_t xs, int64_t 
         const int64_t n = kcb - 2 * u0;  // inputs left in the block (32 per tile row)
         for (int64_t i = 0; i < kAmxRows; ++i) {
           const int64_t m = p * kAmxRows + i;
-          __m512i pairs = _mm512_setzero_si512();
+          __m512i pairs = _mm512_setzero_si512(), rest = _mm512_setzero_si512();
           if (m < M) {
             const float* row = x + m * xs + k0 + 2 * u0;
             const __m512 lo = _mm512_maskz_loadu_ps(first_lanes16(n), row);
             const __m512 hi = _mm512_maskz_loadu_ps(first_lanes16(n - 16), row + 16);
-            pairs = residual ? bf16_residual_pairs(lo, hi) : bf16_pairs(lo, hi);
+            pairs = residual_out != nullptr ? split_bf16_pairs(lo, hi, &rest) : bf16_pairs(lo, hi);
           }
           _mm512_storeu_si512(tile + i * kUnitsPerTile, pairs);
+          if (residual_out != nullptr) _mm512_storeu_si512(residual_out + (tile - out) + i * kUnitsPerTile, rest);
         }
       }
     }
@@ -155,6 +156,10 @@ CELER_AMX void gemm_rows_amx(const PackedWeight& w, int64_t r0, int64_t r1, cons
   const int64_t K = w.cols, P = amx_panels(M);
   const int64_t x_residual = amx_activation_words(M, K);  // split: the residual x follows x
   float* const w_residual = scratch + kAmxWeightScratch;
+  // Two activation panels at a time, or the last one alone (which ignores a_next); the residual
+  // offsets go unused unless split.
+  const auto pair_kernel = split ? multiply_tiles<true, true> : multiply_tiles<true, false>;
+  const auto single_kernel = split ? multiply_tiles<false, true> : multiply_tiles<false, false>;
   alignas(64) float c[4][256];
   for (int64_t k0 = 0; k0 < K; k0 += kBlockInputs) {
     const int64_t kcb = std::min(kBlockInputs, K - k0), units = padded_units((kcb + 1) / 2);
@@ -167,23 +172,15 @@ CELER_AMX void gemm_rows_amx(const PackedWeight& w, int64_t r0, int64_t r1, cons
         next = {r0, std::min(r1, r0 + kAmxPanelRows), k0 + kcb, std::min(kBlockInputs, K - k0 - kcb)};
       else if (re == r1)
         next = {};
-      pack_weight_block(w, {rb, re, k0, kcb}, WeightPack::Pairs, units, scratch, next);
-      if (split) pack_weight_block(w, {rb, re, k0, kcb}, WeightPack::Residual, units, w_residual, {});
+      pack_weight_block(w, {rb, re, k0, kcb}, /*pairs=*/true, units, scratch, next, split ? w_residual : nullptr);
       for (int64_t p = 0; p < P; p += 2) {
         const uint32_t* a = block + p * kAmxRows * units;
         const bool two = p + 1 < P;
         for (int64_t q = 0; q < Q; ++q) {
           const int64_t c0 = rb + q * kGemmNr, cols = std::min(kGemmNr, re - c0);
           const float* b = scratch + q * units * kGemmNr;
-          const int64_t a_next = kAmxRows * units, b_residual = w_residual - scratch, groups = units / kUnitsPerTile;
-          if (two && split)
-            multiply_tiles<true, true>(a, a_next, x_residual, b, b_residual, groups, c);
-          else if (two)
-            multiply_tiles<true, false>(a, a_next, 0, b, 0, groups, c);
-          else if (split)
-            multiply_tiles<false, true>(a, 0, x_residual, b, b_residual, groups, c);
-          else
-            multiply_tiles<false, false>(a, 0, 0, b, 0, groups, c);
+          (two ? pair_kernel : single_kernel)(a, kAmxRows * units, x_residual, b, kAmxWeightScratch,
+                                              units / kUnitsPerTile, c);
           for (int i = 0; i < (two ? 2 : 1); ++i)
             for (int j = 0; j < 2 && 16 * j < cols; ++j) {
               const int64_t m0 = (p + i) * kAmxRows;
@@ -225,7 +222,7 @@ CELER_AMX double amx_peak_loop(int64_t iterations, float* sink) {
 }  // namespace celer::cpu
 #else
 namespace celer::cpu {
-void pack_activations_amx(const float*, int64_t, int64_t, int64_t, int64_t, int64_t, bool, uint32_t*) {
+void pack_activations_amx(const float*, int64_t, int64_t, int64_t, int64_t, int64_t, uint32_t*, uint32_t*) {
   throw std::logic_error("the AMX GEMM is not built for this architecture");  // never chosen: no AMX here
 }
 void gemm_rows_amx(const PackedWeight&, int64_t, int64_t, const uint32_t*, int64_t, float*, int64_t, bool, bool, float*) {

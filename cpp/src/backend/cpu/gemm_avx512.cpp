@@ -131,16 +131,22 @@ CELER_AVX512 __m512 load_values(const PackedWeight& w, int64_t r, int64_t k0, in
   return _mm512_setzero_ps();
 }
 
-// Units [u0, u0 + 16) of weight row r in K block k0 (kcb inputs), as 16 32-bit lanes in the
-// form `form` asks for; zeros past the block.
-CELER_AVX512 __m512 load_units(const PackedWeight& w, int64_t r, int64_t k0, int64_t kcb, int64_t u0, WeightPack form) {
-  if (form == WeightPack::Values) return load_values(w, r, k0, kcb, u0);
-  if (w.format == WeightFormat::BF16)  // its own values are the pairs; nothing is left out
-    return form == WeightPack::Residual
-               ? _mm512_setzero_ps()
-               : _mm512_castsi512_ps(_mm512_maskz_loadu_epi16(first_lanes32(kcb - 2 * u0), w.bf16_row(r) + k0 + 2 * u0));
+// Units [u0, u0 + 16) of weight row r in K block k0 (kcb inputs), as 16 32-bit lanes: f32
+// values, or bf16 pairs (the bf16 format's own values, others rounded); zeros past the block.
+// `residual` (pairs only; null: not wanted): what the rounding leaves out (split_bf16_pairs).
+CELER_AVX512 __m512 load_units(const PackedWeight& w, int64_t r, int64_t k0, int64_t kcb, int64_t u0, bool pairs,
+                               __m512* residual) {
+  if (!pairs) return load_values(w, r, k0, kcb, u0);
+  if (w.format == WeightFormat::BF16) {  // its own values are the pairs; nothing is left out
+    if (residual != nullptr) *residual = _mm512_setzero_ps();
+    return _mm512_castsi512_ps(_mm512_maskz_loadu_epi16(first_lanes32(kcb - 2 * u0), w.bf16_row(r) + k0 + 2 * u0));
+  }
   const __m512 lo = load_values(w, r, k0, kcb, 2 * u0), hi = load_values(w, r, k0, kcb, 2 * u0 + 16);
-  return _mm512_castsi512_ps(form == WeightPack::Pairs ? bf16_pairs(lo, hi) : bf16_residual_pairs(lo, hi));
+  if (residual == nullptr) return _mm512_castsi512_ps(bf16_pairs(lo, hi));
+  __m512i rest;
+  const __m512i rounded = split_bf16_pairs(lo, hi, &rest);
+  *residual = _mm512_castsi512_ps(rest);
+  return _mm512_castsi512_ps(rounded);
 }
 
 // Asks for row r's inputs [k, k + n) in L2 (pack_weight_block says why).
@@ -158,25 +164,35 @@ CELER_AVX512 inline void prefetch_row_inputs(const PackedWeight& w, int64_t r, i
 }  // namespace
 
 // Panel q holds, unit by unit, rows r0 + 32q .. r0 + 32q + 31 side by side.
-CELER_AVX512 void pack_weight_block(const PackedWeight& w, const WeightBlock& block, WeightPack form,
-                                    int64_t units_padded, float* out, const WeightBlock& next) {
+CELER_AVX512 void pack_weight_block(const PackedWeight& w, const WeightBlock& block, bool pairs, int64_t units_padded,
+                                    float* out, const WeightBlock& next, float* residual_out) {
   const auto [r0, r1, k0, kcb] = block;
-  const int64_t units = block_units(kcb, form != WeightPack::Values), groups = (r1 - r0 + 15) / 16;
+  const int64_t units = block_units(kcb, pairs), groups = (r1 - r0 + 15) / 16;
   const int64_t next_per_group = (next.r1 - next.r0 + groups - 1) / groups;  // next's rows, spread over the groups
-  __m512 v[16];
+  // Units [u0, u0 + 16) of 16 rows, transposed in place, into the panel at `panel`; the
+  // lanes past the block are zeros and fill the padding.
+  auto store_units = [&](float* panel, int64_t u0, __m512 (&v)[16]) CELER_AVX512 {
+    transpose16(v);
+    for (int64_t u = u0; u < std::min(units_padded, u0 + 16); ++u) _mm512_storeu_ps(panel + u * kGemmNr, v[u - u0]);
+  };
+  __m512 v[16], rest[16];
   for (int64_t g = 0; g < groups; ++g) {  // 16 rows at a time
-    float* panel = out + (g / kNrVecs) * units_padded * kGemmNr + (g % kNrVecs) * 16;
+    const int64_t offset = (g / kNrVecs) * units_padded * kGemmNr + (g % kNrVecs) * 16;
     for (int64_t r = next.r0 + g * next_per_group; r < std::min(next.r1, next.r0 + (g + 1) * next_per_group); ++r)
       prefetch_row_inputs(w, r, next.k0, next.kcb);
     for (int64_t u0 = 0; u0 < units; u0 += 16) {
       for (int i = 0; i < 16; ++i) {
         const int64_t r = r0 + g * 16 + i;
-        v[i] = r < r1 ? load_units(w, r, k0, kcb, u0, form) : _mm512_setzero_ps();
+        rest[i] = _mm512_setzero_ps();
+        v[i] = r < r1 ? load_units(w, r, k0, kcb, u0, pairs, residual_out ? &rest[i] : nullptr) : _mm512_setzero_ps();
       }
-      transpose16(v);  // (lanes past the block are zeros: they fill the padding)
-      for (int64_t u = u0; u < std::min(units_padded, u0 + 16); ++u) _mm512_storeu_ps(panel + u * kGemmNr, v[u - u0]);
+      store_units(out + offset, u0, v);
+      if (residual_out != nullptr) store_units(residual_out + offset, u0, rest);
     }
-    for (int64_t u = (units + 15) / 16 * 16; u < units_padded; ++u) _mm512_storeu_ps(panel + u * kGemmNr, _mm512_setzero_ps());
+    for (float* panel : {out, residual_out})
+      if (panel != nullptr)
+        for (int64_t u = (units + 15) / 16 * 16; u < units_padded; ++u)
+          _mm512_storeu_ps(panel + offset + u * kGemmNr, _mm512_setzero_ps());
   }
 }
 
@@ -324,7 +340,7 @@ CELER_AVX512 void gemm_rows_avx512(const PackedWeight& w, int64_t r0, int64_t r1
   for (int64_t k0 = 0; k0 < K; k0 += block_inputs(pairs)) {
     const int64_t kcb = std::min(block_inputs(pairs), K - k0), units = block_units(kcb, pairs);
     const int64_t k1 = k0 + kcb;  // the next K block of the same rows
-    pack_weight_block(w, {r0, r1, k0, kcb}, pairs ? WeightPack::Pairs : WeightPack::Values, units, scratch,
+    pack_weight_block(w, {r0, r1, k0, kcb}, pairs, units, scratch,
                       k1 < K ? WeightBlock{r0, r1, k1, std::min(block_inputs(pairs), K - k1)} : WeightBlock{});
     const float* block = packed + P * kGemmMr * block_units(k0, pairs);
     for (int64_t p = 0; p < P; ++p) {
@@ -357,7 +373,7 @@ double multiply_add_peak_loop(Bf16Gemm, int64_t, float*) {
 void pack_activations(const float*, int64_t, int64_t, int64_t, bool, bool, int64_t, int64_t, float*) {
   throw std::logic_error("the AVX-512 GEMM is not built for this architecture");
 }
-void pack_weight_block(const PackedWeight&, const WeightBlock&, WeightPack, int64_t, float*, const WeightBlock&) {
+void pack_weight_block(const PackedWeight&, const WeightBlock&, bool, int64_t, float*, const WeightBlock&, float*) {
   throw std::logic_error("the AVX-512 GEMM is not built for this architecture");
 }
 void gemm_rows_avx512(const PackedWeight&, int64_t, int64_t, const PackedActivations&, float*, int64_t, bool, float*) {

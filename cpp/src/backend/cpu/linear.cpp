@@ -84,11 +84,10 @@ void gemm_avx512_group(std::initializer_list<LinearOut> outs, const float* x, in
   if (split || gemm_uses_amx(w0.format)) {
     uint32_t* packed = reinterpret_cast<uint32_t*>(scratch.activations());
     for (int64_t m0 = 0; m0 < M; m0 += kAmxMaxRows) {  // a K block of x then stays in L2
-      const int64_t rows = std::min(kAmxMaxRows, M - m0), words = amx_activation_words(rows, w0.cols);
+      const int64_t rows = std::min(kAmxMaxRows, M - m0);
       thread_pool()->parallel_for(amx_panels(rows), [&](int64_t p0, int64_t p1) {
-        pack_activations_amx(x + m0 * x_stride, x_stride, rows, w0.cols, p0, p1, /*residual=*/false, packed);
-        if (split)
-          pack_activations_amx(x + m0 * x_stride, x_stride, rows, w0.cols, p0, p1, /*residual=*/true, packed + words);
+        pack_activations_amx(x + m0 * x_stride, x_stride, rows, w0.cols, p0, p1, packed,
+                             split ? packed + amx_activation_words(rows, w0.cols) : nullptr);
       });
       for_each_unit(outs, kAmxPanelRows, rows, [&](const LinearOut& o, int64_t r0, int64_t r1, int thread) {
         gemm_rows_amx(*o.w, r0, r1, packed, rows, o.y + m0 * o.y_stride, o.y_stride, o.accumulate, split,
@@ -116,8 +115,13 @@ std::string matmul_precision_name(MatmulPrecision precision) {
   return precision == MatmulPrecision::High ? "high" : "highest";
 }
 
+const std::vector<MatmulPrecision>& matmul_precisions() {
+  static const std::vector<MatmulPrecision> all{MatmulPrecision::Highest, MatmulPrecision::High};
+  return all;
+}
+
 MatmulPrecision parse_matmul_precision(const std::string& name) {
-  for (MatmulPrecision p : {MatmulPrecision::Highest, MatmulPrecision::High})
+  for (MatmulPrecision p : matmul_precisions())
     if (matmul_precision_name(p) == name) return p;
   throw ValueError("unknown matmul precision '" + name + "' (expected highest or high)");
 }

@@ -11,12 +11,14 @@
 // at both settings.
 #pragma once
 #include <string>
+#include <vector>
 
 namespace celer::cpu {
 
 enum class MatmulPrecision { Highest, High };
 
 std::string matmul_precision_name(MatmulPrecision precision);   // "highest", "high"
+const std::vector<MatmulPrecision>& matmul_precisions();          // every setting, Highest first
 MatmulPrecision parse_matmul_precision(const std::string& name);  // ValueError on an unknown name
 
 }  // namespace celer::cpu
