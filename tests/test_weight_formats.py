@@ -127,7 +127,7 @@ def test_weight_bytes_follow_the_format(request):
     c = model.config
     linear = c.num_hidden_layers * (c.hidden_size * (2 * c.hidden_size + 2 * (c.hidden_size // 2))
                                     + 3 * c.hidden_size * c.intermediate_size) + c.vocab_size * c.hidden_size
-    sizes = {wd: celerinfer.Engine(model, weight_dtype=wd).weight_bytes for wd in celerinfer.WEIGHT_DTYPES}
+    sizes = {wd: celerinfer.Engine(model, weight_dtype=wd).packed_weight_bytes for wd in celerinfer.WEIGHT_DTYPES}
     assert sizes["f32"] == 4 * linear
     assert sizes["bf16"] == 2 * linear
     # int8: one byte per value plus an fp16 scale per block of 32 values of each row

@@ -7,7 +7,7 @@
 #include <string>
 #include <vector>
 
-#include "rng.h"
+#include "core/rng.h"
 
 namespace celer_test {
 

@@ -5,10 +5,10 @@
 
 #include "backend/cpu/quant.h"
 #include "backend/cpu/simd.h"
-#include "cache_attention.h"
+#include "backend/cpu/attention.h"
 #include "harness.h"
-#include "kv_cache.h"
-#include "rng.h"
+#include "backend/cpu/kv_cache.h"
+#include "core/rng.h"
 
 using namespace celer;
 

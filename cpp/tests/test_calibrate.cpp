@@ -3,10 +3,10 @@
 #include <cmath>
 #include <vector>
 
-#include "calibrate.h"
-#include "error.h"
+#include "backend/cpu/calibrate.h"
+#include "core/error.h"
 #include "harness.h"
-#include "threadpool.h"
+#include "backend/cpu/threadpool.h"
 
 using namespace celer;
 

@@ -1,4 +1,4 @@
-// File IO: base64, JSON, .npy, safetensors, the seed JSON format and the atomic writer. Each
+// File IO: base64, JSON, safetensors, the seed JSON format and the atomic writer. Each
 // malformed input must give a FormatError / IOError naming what is wrong, never a crash.
 #include <stdlib.h>
 
@@ -12,19 +12,18 @@
 #include <string>
 #include <vector>
 
-#include "config.h"
-#include "error.h"
+#include "core/config.h"
+#include "core/error.h"
 #include "harness.h"
 #include "io/base64.h"
 #include "io/config_json.h"
 #include "io/hf_config.h"
 #include "io/json.h"
 #include "io/mapped_file.h"
-#include "io/npy.h"
 #include "io/safetensors.h"
 #include "io/seed_json.h"
-#include "model.h"
-#include "rng.h"
+#include "core/model.h"
+#include "core/rng.h"
 
 using namespace celer;
 
@@ -316,74 +315,6 @@ TEST(io_mapped_file_and_atomic_writer) {
   CHECK(dir.count() == 2);  // empty, out.bin
   CHECK_ERROR(IOError, AtomicFileWriter(dir / "no/such/dir/x"), "no/such/dir/x");
 }
-
-TEST(io_npy_round_trip) {
-  TempDir dir;
-  for (auto [dtype, shape] : {std::pair{DType::F32, Shape{2, 5, 3}}, {DType::F64, Shape{}}, {DType::I32, Shape{7}},
-                              {DType::I64, Shape{2, 0}}, {DType::U8, Shape{3, 1}}, {DType::BOOL, Shape{4}},
-                              {DType::I8, Shape{2, 2}}, {DType::F16, Shape{3}}}) {
-    Tensor t = iota_tensor(dtype, shape);
-    save_npy(dir / "a.npy", t);
-    const std::string bytes = read_file(dir / "a.npy");
-    const size_t header = 10 + size_t(uint8_t(bytes[8])) + 256 * size_t(uint8_t(bytes[9]));
-    CHECK(header % 64 == 0 && bytes[header - 1] == '\n');
-    CHECK(bytes.size() == header + t.nbytes());
-    CHECK(same_bytes(load_npy(dir / "a.npy"), t));
-  }
-}
-
-TEST(io_npy_header_text_and_foreign_files) {
-  TempDir dir;
-  save_npy(dir / "a.npy", iota_tensor(DType::F32, {2, 5, 3}));
-  const std::string bytes = read_file(dir / "a.npy");
-  CHECK(bytes.compare(0, 8, "\x93NUMPY\x01\x00", 8) == 0);
-  CHECK(bytes.compare(10, 62, "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 5, 3), }") == 0);
-
-  // Version 2.0 with a 4-byte header length, key order changed, Python 2 longs.
-  std::string dict = "{'shape': (3L, 2L), 'fortran_order': False, 'descr': '<i4'}";
-  dict.append((64 - (12 + dict.size() + 1) % 64) % 64, ' ');
-  dict += '\n';
-  std::string v2 = std::string("\x93NUMPY\x02\x00", 8);
-  for (int i = 0; i < 4; ++i) v2 += char((dict.size() >> (8 * i)) & 0xff);
-  Tensor ints = iota_tensor(DType::I32, {3, 2});
-  write_file(dir / "v2.npy", v2 + dict + std::string(static_cast<const char*>(ints.data), ints.nbytes()));
-  CHECK(same_bytes(load_npy(dir / "v2.npy"), ints));
-}
-
-TEST(io_npy_rejects_malformed_files) {
-  TempDir dir;
-  auto npy = [&](const std::string& dict, size_t data_bytes) {
-    std::string head = std::string("\x93NUMPY\x01\x00", 8);
-    head += char(dict.size() & 0xff);
-    head += char(dict.size() >> 8);
-    write_file(dir / "x.npy", head + dict + std::string(data_bytes, '\0'));
-    return load_npy(dir / "x.npy");
-  };
-  auto dict = [](const std::string& order, const std::string& shape) {
-    return "{'descr': '<f4', 'fortran_order': " + order + ", 'shape': " + shape + ", }";
-  };
-  CHECK(npy(dict("False", "(2,)") + "\n", 8).shape == Shape{2});
-  CHECK_ERROR(FormatError, npy(dict("True", "(2,)"), 8), "fortran_order");
-  CHECK_ERROR(FormatError, npy("{'descr': '>f4', 'fortran_order': False, 'shape': (2,), }", 8),
-              "unsupported dtype descr '>f4'");
-  CHECK_ERROR(FormatError, npy("{'descr': '|O', 'fortran_order': False, 'shape': (2,), }", 16), "'|O'");
-  CHECK_ERROR(FormatError, npy(dict("False", "(2,)"), 12), "needs 8 bytes");
-  CHECK_ERROR(FormatError, npy("{'descr': '<f4', 'fortran_order': False}", 8),
-              "needs 'descr', 'fortran_order' and 'shape'");
-  CHECK_ERROR(FormatError, npy("{'descr': '<f4', 'fortran_order': False, 'shape': (2,), 'x': 1}", 8), "key 'x'");
-  CHECK_ERROR(FormatError, npy(dict("False", "(-2,)"), 8), "expected a dimension");
-  CHECK_ERROR(FormatError, npy(dict("False", "(2,)") + " junk", 8), "text after the dict");
-  CHECK_ERROR(FormatError, npy(dict("False", "(99999999999, 99999999999, 99999999999)"), 8), "too large");
-  write_file(dir / "bad.npy", "PK\x03\x04 not numpy");
-  CHECK_ERROR(FormatError, load_npy(dir / "bad.npy"), "bad magic");
-  write_file(dir / "short.npy", std::string("\x93NUMPY\x01\x00\xff\x00{", 11));
-  CHECK_ERROR(FormatError, load_npy(dir / "short.npy"), "runs past the end");
-  write_file(dir / "v9.npy", std::string("\x93NUMPY\x09\x00\x00\x00", 10));
-  CHECK_ERROR(FormatError, load_npy(dir / "v9.npy"), "version 9.0");
-  CHECK_THROWS(ValueError, save_npy(dir / "bf.npy", iota_tensor(DType::BF16, {2})));
-}
-
-// ---------------------------------------------------------------- safetensors
 
 namespace {
 std::string st_file(const std::string& header, const std::string& data, uint64_t header_len) {

@@ -11,13 +11,12 @@
 #include "backend/cpu/ops.h"
 #include "backend/cpu/quant.h"
 #include "backend/cpu/simd.h"
-#include "error.h"
+#include "core/error.h"
 #include "harness.h"
-#include "tensor.h"
-#include "threadpool.h"
+#include "core/tensor.h"
+#include "backend/cpu/threadpool.h"
 
 using namespace celer;
-using cpu::WeightFormat;
 
 namespace {
 Tensor random_matrix(int64_t rows, int64_t cols, uint64_t seed) {
@@ -67,7 +66,7 @@ TEST(linear_every_level_and_format_matches_naive) {
   for (auto [level, path] : paths) {
     cpu::set_simd_level(level);
     cpu::set_gemm_bf16_path(&path);
-    for (WeightFormat format : {WeightFormat::F32, WeightFormat::BF16, WeightFormat::Q8}) {
+    for (WeightFormat format : {WeightFormat::F32, WeightFormat::BF16, WeightFormat::Int8}) {
       for (auto [M, K, N] : {std::tuple{1, 1, 3}, {1, 31, 5}, {2, 33, 17}, {3, 64, 40}, {4, 100, 9}, {5, 47, 21},
                              {9, 65, 70}, {17, 96, 130}, {1, 300, 67}, {25, 513, 97}, {40, 257, 33},
                              {12, 256, 64}, {70, 1100, 130}}) {
@@ -99,8 +98,8 @@ TEST(linear_high_precision_splits_into_bf16_parts_within_its_bound) {
   const int threads = thread_pool()->num_threads();
   for (cpu::SimdLevel level : cpu::supported_simd_levels()) {
     cpu::set_simd_level(level);
-    for (WeightFormat format : {WeightFormat::F32, WeightFormat::Q8}) {
-      const bool splits = cpu::gemm_avx512_active() && cpu::gemm_splits(format, cpu::MatmulPrecision::High);
+    for (WeightFormat format : {WeightFormat::F32, WeightFormat::Int8}) {
+      const bool splits = cpu::gemm_avx512_active() && cpu::gemm_splits(format, MatmulPrecision::High);
       CHECK(splits == (level == cpu::SimdLevel::Avx512 && cpu::cpu_has_amx_bf16()));
       // M past the GEMV's rows, odd panels, past kAmxMaxRows; K with padded tails and 1-3 K blocks.
       for (auto [M, K, N] : {std::tuple{9, 65, 70}, {17, 96, 130}, {25, 513, 97}, {70, 1100, 130}, {530, 300, 40},
@@ -109,7 +108,7 @@ TEST(linear_high_precision_splits_into_bf16_parts_within_its_bound) {
         cpu::LinearScratch scratch;
         scratch.reserve(threads, K, M);
         std::vector<float> high(size_t(M * N), 0.5f), highest(size_t(M * N), 0.5f);
-        cpu::linear(packed, x.data(), M, high.data(), /*accumulate=*/true, &scratch, cpu::MatmulPrecision::High);
+        cpu::linear(packed, x.data(), M, high.data(), /*accumulate=*/true, &scratch, MatmulPrecision::High);
         cpu::linear(packed, x.data(), M, highest.data(), /*accumulate=*/true, &scratch);
         if (!splits) {
           CHECK(high == highest);
@@ -134,7 +133,7 @@ TEST(linear_high_precision_splits_into_bf16_parts_within_its_bound) {
 TEST(linear_group_writes_each_output_like_separate_calls) {
   const int64_t M = 2, K = 45;
   Tensor a = random_matrix(19, K, 1), b = random_matrix(7, K, 2), c = random_matrix(33, K, 3);
-  for (WeightFormat format : {WeightFormat::F32, WeightFormat::BF16, WeightFormat::Q8}) {
+  for (WeightFormat format : {WeightFormat::F32, WeightFormat::BF16, WeightFormat::Int8}) {
     cpu::PackedWeight pa = cpu::pack_weight(a, format), pb = cpu::pack_weight(b, format), pc = cpu::pack_weight(c, format);
     auto x = celer_test::random_floats(size_t(M * K), 4);
     std::vector<float> ya(M * 19), yb(M * 7), yc(M * 33), sa(M * 19), sb(M * 7), sc(M * 33);
@@ -148,8 +147,8 @@ TEST(linear_group_writes_each_output_like_separate_calls) {
 
 TEST(linear_results_do_not_depend_on_thread_count) {
   Tensor w = random_matrix(300, 130, 5);
-  for (cpu::MatmulPrecision precision : cpu::matmul_precisions())
-    for (WeightFormat format : {WeightFormat::F32, WeightFormat::BF16, WeightFormat::Q8})
+  for (MatmulPrecision precision : matmul_precisions())
+    for (WeightFormat format : {WeightFormat::F32, WeightFormat::BF16, WeightFormat::Int8})
       for (int64_t M : {1, 3, 20, 70}) {
         const cpu::PackedWeight packed = cpu::pack_weight(w, format);
         auto x = celer_test::random_floats(size_t(M * 130), 6);
@@ -170,7 +169,7 @@ TEST(q8_packing_is_blockwise_symmetric_with_fp16_scales) {
   const int64_t K = 70;  // blocks of 32, 32 and 6
   Tensor w = random_matrix(3, K, 9);
   w.f32()[5] = 0.0f;
-  const cpu::PackedWeight p = cpu::pack_weight(w, WeightFormat::Q8);
+  const cpu::PackedWeight p = cpu::pack_weight(w, WeightFormat::Int8);
   CHECK(p.blocks_per_row() == 3);
   CHECK(p.nbytes() == uint64_t(3 * K + 3 * 3 * 2));
   std::vector<float> back(size_t(3 * K));
@@ -179,10 +178,10 @@ TEST(q8_packing_is_blockwise_symmetric_with_fp16_scales) {
     for (int64_t b0 = 0; b0 < K; b0 += 32) {
       float amax = 0;
       for (int64_t k = b0; k < std::min(K, b0 + 32); ++k) amax = std::max(amax, std::fabs(w.f32()[r * K + k]));
-      const float scale = f16_to_f32(p.q8_scales(r)[b0 / 32]);
+      const float scale = f16_to_f32(p.int8_scales(r)[b0 / 32]);
       CHECK_NEAR(scale, amax / 127, amax / 127 * 1e-3);
       for (int64_t k = b0; k < std::min(K, b0 + 32); ++k) {
-        CHECK(std::abs(int(p.q8_row(r)[k])) <= 127);
+        CHECK(std::abs(int(p.int8_row(r)[k])) <= 127);
         CHECK_NEAR(back[size_t(r * K + k)], w.f32()[r * K + k], scale * 0.5f + 1e-7);
       }
     }
@@ -203,12 +202,12 @@ TEST(f32_packing_copies_nothing) {
 }
 
 TEST(weight_format_and_simd_names_round_trip) {
-  for (WeightFormat f : {WeightFormat::F32, WeightFormat::BF16, WeightFormat::Q8})
-    CHECK(cpu::parse_weight_format(cpu::weight_format_name(f)) == f);
-  CHECK_THROWS(ValueError, cpu::parse_weight_format("q4_k"));
-  for (cpu::MatmulPrecision p : cpu::matmul_precisions())
-    CHECK(cpu::parse_matmul_precision(cpu::matmul_precision_name(p)) == p);
-  CHECK_THROWS(ValueError, cpu::parse_matmul_precision("medium"));
+  for (WeightFormat f : {WeightFormat::F32, WeightFormat::BF16, WeightFormat::Int8})
+    CHECK(parse_weight_format(weight_format_name(f)) == f);
+  CHECK_THROWS(ValueError, parse_weight_format("q4_k"));
+  for (MatmulPrecision p : matmul_precisions())
+    CHECK(parse_matmul_precision(matmul_precision_name(p)) == p);
+  CHECK_THROWS(ValueError, parse_matmul_precision("medium"));
   CHECK_THROWS(ValueError, cpu::parse_simd_level("sse9"));
   for (cpu::SimdLevel l : cpu::supported_simd_levels()) CHECK(cpu::parse_simd_level(cpu::simd_name(l)) == l);
 }

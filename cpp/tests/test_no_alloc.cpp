@@ -6,9 +6,9 @@
 #include <cstdlib>
 #include <new>
 
-#include "engine.h"
+#include "engine/engine.h"
 #include "harness.h"
-#include "model.h"
+#include "core/model.h"
 
 namespace {
 std::atomic<long> g_allocations{0};

@@ -7,13 +7,13 @@
 #include <vector>
 
 #include "backend/cpu/ops.h"
-#include "config.h"
-#include "error.h"
+#include "core/config.h"
+#include "core/error.h"
 #include "harness.h"
-#include "model.h"
-#include "rng.h"
-#include "tensor.h"
-#include "threadpool.h"
+#include "core/model.h"
+#include "core/rng.h"
+#include "core/tensor.h"
+#include "backend/cpu/threadpool.h"
 
 using namespace celer;
 

@@ -7,10 +7,10 @@
 #include <string>
 #include <vector>
 
-#include "error.h"
+#include "core/error.h"
 #include "harness.h"
-#include "rng.h"
-#include "sampler.h"
+#include "core/rng.h"
+#include "engine/sampler.h"
 
 using namespace celer;
 

@@ -152,9 +152,10 @@ class Engine:
         return _core.prefill_gemm(self.weight_dtype, self.matmul_precision)
 
     @property
-    def weight_bytes(self) -> int:
-        """Bytes of weights one decode step reads: every linear layer and the output head."""
-        return self._impl.weight_bytes
+    def packed_weight_bytes(self) -> int:
+        """Bytes of the packed weights one decode step reads: every linear layer and the output
+        head in the engine's weight format, scales included."""
+        return self._impl.packed_weight_bytes
 
     def generate(self, input_ids, max_new_tokens: int, temperature: float = 0.0, top_k: int = 0,
                  top_p: float = 1.0, repetition_penalty: float = 1.0, seed: int = 0,
@@ -170,10 +171,17 @@ class Engine:
         """
         ids = as_token_array(input_ids, "input_ids")
         mask = None if attention_mask is None else as_token_array(attention_mask, "attention_mask")
-        result = self._impl.generate(ids, mask, int(max_new_tokens), float(temperature), int(top_k), float(top_p),
-                                     float(repetition_penalty), int(seed),
-                                     -1 if eos_token_id is None else int(eos_token_id), bool(return_logits),
-                                     bool(timing))
+        options = _core.GenerateOptions()
+        options.max_new_tokens = int(max_new_tokens)
+        options.temperature = float(temperature)
+        options.top_k = int(top_k)
+        options.top_p = float(top_p)
+        options.repetition_penalty = float(repetition_penalty)
+        options.seed = int(seed)
+        options.eos_token_id = -1 if eos_token_id is None else int(eos_token_id)
+        options.return_logits = bool(return_logits)
+        options.timing = bool(timing)
+        result = self._impl.generate(ids, mask, options)
         steps = result.steps
         return Generation(tokens=result.tokens, logits=result.logits, timings=timings_from_steps(steps),
                           kv_cache_bytes=result.kv_cache_bytes, kv_cache_capacity_bytes=result.kv_cache_capacity_bytes,

@@ -6,8 +6,8 @@
 
 #include "backend/cpu/gemm.h"
 #include "backend/cpu/simd.h"
-#include "error.h"
-#include "calibrate.h"
+#include "core/error.h"
+#include "backend/cpu/calibrate.h"
 
 namespace py = pybind11;
 
@@ -70,8 +70,8 @@ traffic is not included), run on the engine's thread pool after one warm-up.)");
   }, py::arg("path"), "Force the bf16 prefill GEMM's path (None: the default choice); ValueError when this CPU "
      "cannot run it. For tests and measurements.");
   m.def("prefill_gemm", [](const std::string& weight_dtype, const std::string& matmul_precision) -> std::string {
-    const cpu::WeightFormat format = cpu::parse_weight_format(weight_dtype);
-    const cpu::MatmulPrecision precision = cpu::parse_matmul_precision(matmul_precision);
+    const WeightFormat format = parse_weight_format(weight_dtype);
+    const MatmulPrecision precision = parse_matmul_precision(matmul_precision);
     if (!cpu::gemm_avx512_active()) return "eigen";
     if (cpu::gemm_splits(format, precision)) return "amx-bf16x3";
     switch (cpu::gemm_instruction(format)) {

@@ -1,7 +1,7 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
-#include "config.h"
+#include "core/config.h"
 
 namespace py = pybind11;
 

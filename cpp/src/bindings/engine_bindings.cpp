@@ -3,8 +3,8 @@
 #include <pybind11/stl.h>
 
 #include "bindings/numpy_tensor.h"
-#include "engine.h"
-#include "versions.h"
+#include "engine/engine.h"
+#include "core/versions.h"
 
 namespace py = pybind11;
 
@@ -44,12 +44,32 @@ void bind_engine(py::module_& m) {
   }, "The versions registry: one dict of flags per KV-cache strategy.");
   m.def("weight_dtypes", [] {
     std::vector<std::string> out;
-    for (cpu::WeightFormat f : cpu::weight_formats()) out.push_back(cpu::weight_format_name(f));
+    for (WeightFormat f : weight_formats()) out.push_back(weight_format_name(f));
     return out;
   }, "The weight formats an Engine can compute with (its weight_dtype values).");
+  m.def("weight_formats", [] {
+    py::list out;
+    for (const WeightFormatInfo& f : weight_format_table()) {
+      py::dict d;
+      d["name"] = f.name;
+      d["block_values"] = f.block_values;
+      d["value_bits"] = f.value_bits;
+      d["scale_bytes"] = f.scale_bytes;
+      d["padded_blocks"] = f.padded_blocks;
+      d["bits_per_weight"] = f.bits_per_weight();
+      d["gguf_type"] = f.gguf_type;
+      d["description"] = f.description;
+      out.append(d);
+    }
+    return out;
+  }, "The weight-format table (core/weight_format.h): one dict per format, f32 first.");
+  m.def("weight_format_bytes", [](const std::string& name, int64_t rows, int64_t cols) {
+    return weight_format_bytes(parse_weight_format(name), rows, cols);
+  }, py::arg("weight_dtype"), py::arg("rows"), py::arg("cols"),
+  "Bytes a (rows, cols) matrix takes in a weight format, scales included.");
   m.def("matmul_precisions", [] {
     std::vector<std::string> out;
-    for (cpu::MatmulPrecision p : cpu::matmul_precisions()) out.push_back(cpu::matmul_precision_name(p));
+    for (MatmulPrecision p : matmul_precisions()) out.push_back(matmul_precision_name(p));
     return out;
   }, "An Engine's matmul_precision values, the default first.");
   m.def("phase_names", [] {
@@ -58,6 +78,26 @@ void bind_engine(py::module_& m) {
     return out;
   });
   m.def("peak_rss_bytes", &peak_rss_bytes, "Peak resident set size of this process, in bytes.");
+
+  py::class_<GenerateOptions>(m, "GenerateOptions", "The options of one Engine.generate call (engine/engine.h).")
+      .def(py::init<>())
+      .def_readwrite("max_new_tokens", &GenerateOptions::max_new_tokens)
+      .def_property(
+          "temperature", [](const GenerateOptions& o) { return o.sampling.temperature; },
+          [](GenerateOptions& o, double v) { o.sampling.temperature = v; })
+      .def_property(
+          "top_k", [](const GenerateOptions& o) { return o.sampling.top_k; },
+          [](GenerateOptions& o, int64_t v) { o.sampling.top_k = v; })
+      .def_property(
+          "top_p", [](const GenerateOptions& o) { return o.sampling.top_p; },
+          [](GenerateOptions& o, double v) { o.sampling.top_p = v; })
+      .def_property(
+          "repetition_penalty", [](const GenerateOptions& o) { return o.sampling.repetition_penalty; },
+          [](GenerateOptions& o, double v) { o.sampling.repetition_penalty = v; })
+      .def_readwrite("seed", &GenerateOptions::seed)
+      .def_readwrite("eos_token_id", &GenerateOptions::eos_token_id)
+      .def_readwrite("return_logits", &GenerateOptions::return_logits)
+      .def_readwrite("timing", &GenerateOptions::timing);
 
   py::class_<GenerationResult>(m, "GenerationResult")
       .def_property_readonly("tokens", [](const GenerationResult& r) { return numpy_from_tensor(r.tokens); })
@@ -73,42 +113,31 @@ void bind_engine(py::module_& m) {
       .def(py::init([](const std::shared_ptr<Model>& model, const std::string& version, int64_t max_seq_len,
                        const std::string& weight_dtype) {
              const VersionSpec& spec = find_version(version);
-             const cpu::WeightFormat format = cpu::parse_weight_format(weight_dtype);
+             const WeightFormat format = parse_weight_format(weight_dtype);
              py::gil_scoped_release release;  // packing a large model takes a while
              return new Engine(*model, spec, max_seq_len, format);
            }),
            py::arg("model"), py::arg("version") = "v1", py::arg("max_seq_len") = 0, py::arg("weight_dtype") = "f32",
            py::keep_alive<1, 2>())  // the engine reads the model's weights
-      .def_property_readonly("weight_dtype", [](const Engine& e) { return cpu::weight_format_name(e.weight_format()); })
+      .def_property_readonly("weight_dtype", [](const Engine& e) { return weight_format_name(e.weight_format()); })
       .def_property(
-          "matmul_precision", [](const Engine& e) { return cpu::matmul_precision_name(e.matmul_precision()); },
-          [](Engine& e, const std::string& name) { e.set_matmul_precision(cpu::parse_matmul_precision(name)); },
+          "matmul_precision", [](const Engine& e) { return matmul_precision_name(e.matmul_precision()); },
+          [](Engine& e, const std::string& name) { e.set_matmul_precision(parse_matmul_precision(name)); },
           "How prefill's GEMMs multiply f32 and int8 weights: highest (f32 products) or high (bf16x3 on AMX "
           "tiles where the CPU has them, else as highest).")
-      .def_property_readonly("weight_bytes", &Engine::weight_bytes,
-                             "Bytes of weights one decode step reads (linear layers and output head).")
+      .def_property_readonly("packed_weight_bytes", &Engine::packed_weight_bytes,
+                             "Bytes of the packed weights one decode step reads (linear layers and output head).")
       .def_property_readonly("version", [](const Engine& e) { return version_dict(e.version()); })
       .def_property_readonly("max_seq_len", &Engine::max_seq_len)
       .def(
           "generate",
-          [](Engine& self, const py::array& input_ids, py::object attention_mask, int64_t max_new_tokens,
-             double temperature, int64_t top_k, double top_p, double repetition_penalty, uint64_t seed,
-             int64_t eos_token_id, bool return_logits, bool timing) {
+          [](Engine& self, const py::array& input_ids, py::object attention_mask, const GenerateOptions& options) {
             Tensor ids = tensor_from_numpy(input_ids, "input_ids");
             Tensor mask = attention_mask.is_none() ? Tensor() : tensor_from_numpy(attention_mask, "attention_mask");
-            GenerateOptions opt;
-            opt.max_new_tokens = max_new_tokens;
-            opt.sampling = {temperature, top_k, top_p, repetition_penalty};
-            opt.seed = seed;
-            opt.eos_token_id = eos_token_id;
-            opt.return_logits = return_logits;
-            opt.timing = timing;
             py::gil_scoped_release release;
-            return self.generate(ids, &mask, opt);
+            return self.generate(ids, &mask, options);
           },
-          py::arg("input_ids"), py::arg("attention_mask"), py::arg("max_new_tokens"), py::arg("temperature"),
-          py::arg("top_k"), py::arg("top_p"), py::arg("repetition_penalty"), py::arg("seed"), py::arg("eos_token_id"),
-          py::arg("return_logits"), py::arg("timing"))
+          py::arg("input_ids"), py::arg("attention_mask"), py::arg("options"))
       .def(
           "score",
           [](Engine& self, const py::array& input_ids, py::object attention_mask, int64_t prefill_length) {

@@ -3,14 +3,14 @@
 #include <pybind11/stl.h>
 
 #include "bindings/numpy_tensor.h"
-#include "forward.h"
+#include "engine/forward.h"
 #include "io/config_json.h"
 #include "io/hf_config.h"
 #include "io/hf_weights.h"
 #include "io/io_util.h"
 #include "io/safetensors.h"
 #include "io/seed_json.h"
-#include "model.h"
+#include "core/model.h"
 
 namespace py = pybind11;
 

@@ -2,9 +2,8 @@
 #include <pybind11/pybind11.h>
 
 #include "bindings/numpy_tensor.h"
-#include "error.h"
-#include "io/npy.h"
-#include "threadpool.h"
+#include "core/error.h"
+#include "backend/cpu/threadpool.h"
 
 namespace py = pybind11;
 
@@ -43,16 +42,6 @@ PYBIND11_MODULE(_core, m) {
   m.def("set_num_threads", &set_num_threads, py::arg("n"),
         "Threads for the C++ engine (n <= 0: CELER_NUM_THREADS or all CPUs).");
   m.def("get_num_threads", &get_num_threads);
-  m.def(
-      "save_npy",
-      [](const std::string& path, const py::array& array) {
-        Tensor t = py_bind::tensor_from_numpy(array, "array");
-        py::gil_scoped_release release;
-        save_npy(path, t);
-      },
-      py::arg("path"), py::arg("array"));
-  m.def(
-      "load_npy", [](const std::string& path) { return py_bind::numpy_from_tensor(load_npy(path)); }, py::arg("path"));
 #ifdef CELER_WITH_CUDA
   m.attr("built_with_cuda") = true;
 #else

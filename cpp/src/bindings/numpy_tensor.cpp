@@ -1,8 +1,8 @@
-#include "numpy_tensor.h"
+#include "bindings/numpy_tensor.h"
 
 #include <cstring>
 
-#include "error.h"
+#include "core/error.h"
 
 namespace celer::py_bind {
 

@@ -4,7 +4,7 @@
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
-#include "tensor.h"
+#include "core/tensor.h"
 
 namespace celer::py_bind {
 

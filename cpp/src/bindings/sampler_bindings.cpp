@@ -6,8 +6,8 @@
 #include <string>
 #include <vector>
 
-#include "error.h"
-#include "sampler.h"
+#include "core/error.h"
+#include "engine/sampler.h"
 
 namespace py = pybind11;
 

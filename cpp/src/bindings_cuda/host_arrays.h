@@ -9,7 +9,7 @@
 #include <vector>
 
 #include "backend/cuda/device_buffer.h"
-#include "error.h"
+#include "core/error.h"
 
 namespace celer::cuda::py_arrays {
 

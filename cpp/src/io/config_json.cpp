@@ -1,6 +1,6 @@
 #include "io/config_json.h"
 
-#include "error.h"
+#include "core/error.h"
 #include "io/hf_config.h"
 #include "io/io_util.h"
 

@@ -4,8 +4,8 @@
 #pragma once
 #include <string>
 
-#include "config.h"
-#include "json.h"
+#include "core/config.h"
+#include "io/json.h"
 
 namespace celer {
 

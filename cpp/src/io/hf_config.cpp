@@ -3,7 +3,7 @@
 #include <algorithm>
 #include <sstream>
 
-#include "error.h"
+#include "core/error.h"
 #include "io/config_json.h"
 #include "io/io_util.h"
 

@@ -14,7 +14,7 @@
 #pragma once
 #include <string>
 
-#include "config.h"
+#include "core/config.h"
 #include "io/json.h"
 
 namespace celer {

@@ -2,7 +2,7 @@
 
 #include <cstring>
 
-#include "error.h"
+#include "core/error.h"
 #include "io/io_util.h"
 
 namespace celer {

@@ -5,7 +5,7 @@
 
 #include <set>
 
-#include "error.h"
+#include "core/error.h"
 #include "io/hf_config.h"
 #include "io/hf_gpt2.h"
 #include "io/io_util.h"

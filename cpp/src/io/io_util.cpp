@@ -7,7 +7,7 @@
 #include <cstdlib>
 #include <cstring>
 
-#include "config.h"
+#include "core/config.h"
 
 namespace celer::io {
 

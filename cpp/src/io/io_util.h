@@ -4,10 +4,10 @@
 #include <string_view>
 #include <utility>
 
-#include "error.h"
+#include "core/error.h"
 #include "io/json.h"
 #include "io/mapped_file.h"
-#include "tensor.h"
+#include "core/tensor.h"
 
 namespace celer::io {
 

@@ -6,7 +6,7 @@
 #include <cstring>
 #include <limits>
 
-#include "error.h"
+#include "core/error.h"
 #include "io/io_util.h"
 
 namespace celer::json {

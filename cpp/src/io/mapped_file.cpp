@@ -11,8 +11,8 @@
 #include <cstdio>
 #include <cstring>
 
-#include "error.h"
-#include "rng.h"
+#include "core/error.h"
+#include "core/rng.h"
 
 namespace celer {
 

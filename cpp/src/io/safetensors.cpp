@@ -6,7 +6,7 @@
 #include <cstring>
 #include <set>
 
-#include "error.h"
+#include "core/error.h"
 #include "io/config_json.h"
 #include "io/hf_weights.h"
 #include "io/io_util.h"

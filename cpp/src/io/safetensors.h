@@ -6,7 +6,7 @@
 #include <utility>
 #include <vector>
 
-#include "model.h"
+#include "core/model.h"
 
 namespace celer {
 

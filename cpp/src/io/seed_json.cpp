@@ -6,7 +6,7 @@
 #include <iterator>
 #include <map>
 
-#include "error.h"
+#include "core/error.h"
 #include "io/base64.h"
 #include "io/config_json.h"
 #include "io/io_util.h"

@@ -3,7 +3,7 @@
 #pragma once
 #include <string>
 
-#include "model.h"
+#include "core/model.h"
 
 namespace celer {
 

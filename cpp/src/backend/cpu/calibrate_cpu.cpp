@@ -8,14 +8,14 @@
 #include <vector>
 
 #include "backend/cpu/ops.h"
-#include "calibrate.h"
+#include "backend/cpu/calibrate.h"
 #include "backend/cpu/gemm.h"
 #include "backend/cpu/linear.h"
 #include "backend/cpu/simd.h"
-#include "config.h"
-#include "error.h"
-#include "rng.h"
-#include "threadpool.h"
+#include "core/config.h"
+#include "core/error.h"
+#include "core/rng.h"
+#include "backend/cpu/threadpool.h"
 
 namespace celer {
 
@@ -110,8 +110,8 @@ std::vector<double> linear_seconds(int64_t M, int64_t N, int64_t K, int reps, co
   const int64_t limit = int64_t(1) << 24;
   require(M <= limit && N <= limit && K <= limit, "matmul sizes must be at most 2^24 each");
   check_reps(reps);
-  const cpu::WeightFormat format = cpu::parse_weight_format(weight_dtype);
-  const cpu::MatmulPrecision precision = cpu::parse_matmul_precision(matmul_precision);
+  const WeightFormat format = parse_weight_format(weight_dtype);
+  const MatmulPrecision precision = parse_matmul_precision(matmul_precision);
   const double floats = double(M) * double(K) + double(N) * double(K) + double(M) * double(N);
   require(floats * 4 < 9.0e18, "the matmul operands are absurdly large");
   check_allocation(uint64_t(floats * 4), "the matmul's operands (" + std::to_string(M) + "x" + std::to_string(K) +
@@ -144,7 +144,7 @@ std::vector<double> matmul_gflops(int64_t M, int64_t N, int64_t K, int reps) {
 
 std::vector<double> multiply_add_peak_gflops(const std::string& weight_dtype, int reps) {
   check_reps(reps);
-  const cpu::WeightFormat format = cpu::parse_weight_format(weight_dtype);
+  const WeightFormat format = parse_weight_format(weight_dtype);
   require(cpu::simd_level() == cpu::SimdLevel::Avx512,
           "the multiply-add peak is measured for the AVX-512 GEMM; the SIMD level is " +
               cpu::simd_name(cpu::simd_level()));

@@ -15,7 +15,7 @@
 #include <string>
 #include <vector>
 
-#include "backend/cpu/matmul_precision.h"
+#include "core/matmul_precision.h"
 #include "backend/cpu/packed_weight.h"
 
 namespace celer::cpu {

@@ -9,7 +9,7 @@
 
 #include "backend/cpu/lane_masks.h"
 #include "backend/cpu/simd.h"
-#include "error.h"
+#include "core/error.h"
 
 namespace celer::cpu {
 
@@ -122,9 +122,9 @@ CELER_AVX512 __m512 load_values(const PackedWeight& w, int64_t r, int64_t k0, in
       return _mm512_maskz_loadu_ps(mask, w.f32 + r * w.cols + k0 + i0);
     case WeightFormat::BF16:
       return widen_bf16(_mm256_maskz_loadu_epi16(mask, w.bf16_row(r) + k0 + i0));
-    case WeightFormat::Q8: {  // 16 values inside one block of 32
-      const __m128i q = _mm_maskz_loadu_epi8(mask, w.q8_row(r) + k0 + i0);
-      const float scale = _cvtsh_ss(w.q8_scales(r)[(k0 + i0) / kQ8Block]);
+    case WeightFormat::Int8: {  // 16 values inside one block of 32
+      const __m128i q = _mm_maskz_loadu_epi8(mask, w.int8_row(r) + k0 + i0);
+      const float scale = _cvtsh_ss(w.int8_scales(r)[(k0 + i0) / kInt8Block]);
       return _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(q)), _mm512_set1_ps(scale));
     }
   }
@@ -156,7 +156,7 @@ CELER_AVX512 inline void prefetch_row_inputs(const PackedWeight& w, int64_t r, i
   switch (w.format) {
     case WeightFormat::F32: p = reinterpret_cast<const char*>(w.f32 + r * w.cols + k), bytes = n * 4; break;
     case WeightFormat::BF16: p = reinterpret_cast<const char*>(w.bf16_row(r) + k), bytes = n * 2; break;
-    case WeightFormat::Q8: p = reinterpret_cast<const char*>(w.q8_row(r) + k), bytes = n; break;
+    case WeightFormat::Int8: p = reinterpret_cast<const char*>(w.int8_row(r) + k), bytes = n; break;
   }
   for (int64_t b = 0; b < bytes; b += 64) _mm_prefetch(p + b, _MM_HINT_T1);
 }

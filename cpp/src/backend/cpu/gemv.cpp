@@ -70,12 +70,12 @@ void dot_rows_scalar(const PackedWeight& w, int64_t row, const float* x, int64_t
       const uint16_t* wr = w.bf16_row(row);
       for (int64_t k = 0; k < K; ++k) acc += bf16_to_f32(wr[k]) * xm[k];
     } else {
-      const int8_t* q = w.q8_row(row);
-      const uint16_t* s = w.q8_scales(row);
-      for (int64_t b0 = 0; b0 < K; b0 += kQ8Block) {
+      const int8_t* q = w.int8_row(row);
+      const uint16_t* s = w.int8_scales(row);
+      for (int64_t b0 = 0; b0 < K; b0 += kInt8Block) {
         float block = 0.0f;
-        for (int64_t k = b0; k < std::min(K, b0 + kQ8Block); ++k) block += float(q[k]) * xm[k];
-        acc += block * f16_to_f32(s[b0 / kQ8Block]);
+        for (int64_t k = b0; k < std::min(K, b0 + kInt8Block); ++k) block += float(q[k]) * xm[k];
+        acc += block * f16_to_f32(s[b0 / kInt8Block]);
       }
     }
     dots[m] = acc;

@@ -64,7 +64,7 @@ CELER_AVX2 void dot_q8(const int8_t* q, const uint16_t* scales, int64_t K, const
   __m256 acc[M];
   for (int m = 0; m < M; ++m) acc[m] = _mm256_setzero_ps();
   int64_t k = 0, blk = 0;
-  for (; k + kQ8Block <= K; k += kQ8Block, ++blk) {
+  for (; k + kInt8Block <= K; k += kInt8Block, ++blk) {
     const __m256 q0 = load_i8(q + k), q1 = load_i8(q + k + 8), q2 = load_i8(q + k + 16), q3 = load_i8(q + k + 24);
     const __m256 s = _mm256_set1_ps(_cvtsh_ss(scales[blk]));
     for (int m = 0; m < M; ++m) {
@@ -89,7 +89,7 @@ CELER_AVX2 void dot_rows_m(const PackedWeight& w, int64_t row, const float* x, i
   switch (w.format) {
     case WeightFormat::F32: return dot_dense<M>(F32Row{w.f32 + row * K}, K, x, xs, dots);
     case WeightFormat::BF16: return dot_dense<M>(Bf16Row{w.bf16_row(row)}, K, x, xs, dots);
-    case WeightFormat::Q8: return dot_q8<M>(w.q8_row(row), w.q8_scales(row), K, x, xs, dots);
+    case WeightFormat::Int8: return dot_q8<M>(w.int8_row(row), w.int8_scales(row), K, x, xs, dots);
   }
 }
 

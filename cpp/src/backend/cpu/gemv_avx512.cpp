@@ -89,18 +89,18 @@ CELER_AVX512 void dot_q8(const int8_t* q, const uint16_t* scales, int64_t K, con
   };
   // 16 blocks at a time: their scales widened in one instruction, then broadcast from memory
   // (a load, not a shuffle: the shuffle port is busy sign-extending the int8 values).
-  for (; k + 16 * kQ8Block <= K; ) {
+  for (; k + 16 * kInt8Block <= K; ) {
     alignas(64) float sc[16];
     _mm512_store_ps(sc, _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i*)(scales + blk))));
     for (int j = 0; j < 16; j += 2) {
       prefetch(q + k);  // one 64-byte line per two blocks
       block(_mm512_set1_ps(sc[j]), 0);
-      k += kQ8Block, ++blk;
+      k += kInt8Block, ++blk;
       block(_mm512_set1_ps(sc[j + 1]), 1);
-      k += kQ8Block, ++blk;
+      k += kInt8Block, ++blk;
     }
   }
-  for (; k + kQ8Block <= K; k += kQ8Block, ++blk) block(_mm512_set1_ps(_cvtsh_ss(scales[blk])), 0);
+  for (; k + kInt8Block <= K; k += kInt8Block, ++blk) block(_mm512_set1_ps(_cvtsh_ss(scales[blk])), 0);
   if (k < K) {  // a short last block
     const int64_t n = K - k;
     const __mmask16 m0 = first_lanes16(n), m1 = first_lanes16(n - 16);
@@ -143,7 +143,7 @@ CELER_AVX512 void dot_rows_m(const PackedWeight& w, int64_t row, int64_t nrows, 
     switch (w.format) {
       case WeightFormat::F32: dot_dense<M>(F32Row{w.f32 + r * K}, K, x, xs, dots); break;
       case WeightFormat::BF16: dot_dense<M>(Bf16Row{w.bf16_row(r)}, K, x, xs, dots); break;
-      case WeightFormat::Q8: dot_q8<M>(w.q8_row(r), w.q8_scales(r), K, x, xs, dots); break;
+      case WeightFormat::Int8: dot_q8<M>(w.int8_row(r), w.int8_scales(r), K, x, xs, dots); break;
     }
   }
 }

@@ -7,8 +7,8 @@
 #include "backend/cpu/gemm.h"
 #include "backend/cpu/gemv.h"
 #include "backend/cpu/ops.h"
-#include "error.h"
-#include "threadpool.h"
+#include "core/error.h"
+#include "backend/cpu/threadpool.h"
 
 namespace celer::cpu {
 
@@ -110,21 +110,6 @@ void gemm_avx512_group(std::initializer_list<LinearOut> outs, const float* x, in
 }
 
 }  // namespace
-
-std::string matmul_precision_name(MatmulPrecision precision) {
-  return precision == MatmulPrecision::High ? "high" : "highest";
-}
-
-const std::vector<MatmulPrecision>& matmul_precisions() {
-  static const std::vector<MatmulPrecision> all{MatmulPrecision::Highest, MatmulPrecision::High};
-  return all;
-}
-
-MatmulPrecision parse_matmul_precision(const std::string& name) {
-  for (MatmulPrecision p : matmul_precisions())
-    if (matmul_precision_name(p) == name) return p;
-  throw ValueError("unknown matmul precision '" + name + "' (expected highest or high)");
-}
 
 void linear_group(std::initializer_list<LinearOut> outs, const float* x, int64_t x_stride, int64_t M,
                   LinearScratch* scratch, MatmulPrecision precision) {

@@ -12,7 +12,7 @@
 #include <memory>
 #include <vector>
 
-#include "backend/cpu/matmul_precision.h"
+#include "core/matmul_precision.h"
 #include "backend/cpu/packed_weight.h"
 
 namespace celer::cpu {

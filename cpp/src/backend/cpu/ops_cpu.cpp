@@ -5,7 +5,7 @@
 #include <cstring>
 
 #include "backend/cpu/ops.h"
-#include "threadpool.h"
+#include "backend/cpu/threadpool.h"
 
 namespace celer::cpu {
 

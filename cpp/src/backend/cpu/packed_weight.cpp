@@ -6,52 +6,26 @@
 #include <utility>
 #include <vector>
 
-#include "error.h"
-#include "threadpool.h"
+#include "core/error.h"
+#include "backend/cpu/threadpool.h"
 
 namespace celer::cpu {
 
-std::string weight_format_name(WeightFormat format) {
-  switch (format) {
-    case WeightFormat::BF16: return "bf16";
-    case WeightFormat::Q8: return "int8";
-    default: return "f32";
-  }
-}
-
-const std::vector<WeightFormat>& weight_formats() {
-  static const std::vector<WeightFormat> all{WeightFormat::F32, WeightFormat::BF16, WeightFormat::Q8};
-  return all;
-}
-
-WeightFormat parse_weight_format(const std::string& name) {
-  for (WeightFormat f : weight_formats())
-    if (weight_format_name(f) == name) return f;
-  throw ValueError("unknown weight dtype '" + name + "' (expected f32, bf16 or int8)");
-}
-
-uint64_t PackedWeight::nbytes() const {
-  const uint64_t n = uint64_t(rows) * uint64_t(cols);
-  switch (format) {
-    case WeightFormat::BF16: return 2 * n;
-    case WeightFormat::Q8: return n + 2 * uint64_t(rows) * uint64_t(blocks_per_row());
-    default: return 4 * n;
-  }
-}
+uint64_t PackedWeight::nbytes() const { return weight_format_bytes(format, rows, cols); }
 
 namespace {
-// One block of Q8: its fp16 scale, and the n <= 32 int8 values quantized with that scale.
+// One block of the int8 format: its fp16 scale, and the n <= 32 int8 values quantized with that scale.
 // Plain fixed-size loops over a padded copy, so the compiler vectorizes them.
-uint16_t quantize_block_q8(const float* w, int64_t n, int8_t* q) {
-  float x[kQ8Block] = {};
+uint16_t quantize_block_int8(const float* w, int64_t n, int8_t* q) {
+  float x[kInt8Block] = {};
   std::memcpy(x, w, size_t(n) * 4);
   float amax = 0.0f;
-  for (int i = 0; i < kQ8Block; ++i) amax = std::max(amax, std::fabs(x[i]));
+  for (int i = 0; i < kInt8Block; ++i) amax = std::max(amax, std::fabs(x[i]));
   const uint16_t bits = f32_to_f16(amax / 127.0f);
   const float scale = f16_to_f32(bits);  // quantize against the scale we keep
   const float divisor = scale > 0.0f ? scale : 1.0f;
-  int8_t out[kQ8Block];
-  for (int i = 0; i < kQ8Block; ++i) {
+  int8_t out[kInt8Block];
+  for (int i = 0; i < kInt8Block; ++i) {
     // x / scale rounded half to even: adding and subtracting 1.5 * 2^23 rounds any |v| < 2^22
     // in the default rounding mode, and unlike nearbyint it vectorizes.
     // A zero scale (all zeros, or max|w| below fp16's range) leaves |v| < 1e-5: it rounds to 0.
@@ -63,9 +37,9 @@ uint16_t quantize_block_q8(const float* w, int64_t n, int8_t* q) {
   return bits;
 }
 
-void quantize_row_q8(const float* w, int64_t cols, int8_t* q, uint16_t* scales) {
-  for (int64_t b0 = 0, blk = 0; b0 < cols; b0 += kQ8Block, ++blk)
-    scales[blk] = quantize_block_q8(w + b0, std::min(kQ8Block, cols - b0), q + b0);
+void quantize_row_int8(const float* w, int64_t cols, int8_t* q, uint16_t* scales) {
+  for (int64_t b0 = 0, blk = 0; b0 < cols; b0 += kInt8Block, ++blk)
+    scales[blk] = quantize_block_int8(w + b0, std::min(kInt8Block, cols - b0), q + b0);
 }
 }  // namespace
 
@@ -77,7 +51,7 @@ uint64_t aligned(uint64_t bytes) { return (bytes + kArenaAlign - 1) / kArenaAlig
 std::vector<std::pair<DType, Shape>> packed_buffers(int64_t rows, int64_t cols, WeightFormat format) {
   switch (format) {
     case WeightFormat::BF16: return {{DType::U8, {rows, 2 * cols}}};
-    case WeightFormat::Q8: return {{DType::I8, {rows, cols}}, {DType::U8, {rows, 2 * ((cols + kQ8Block - 1) / kQ8Block)}}};
+    case WeightFormat::Int8: return {{DType::I8, {rows, cols}}, {DType::U8, {rows, 2 * ((cols + kInt8Block - 1) / kInt8Block)}}};
     default: return {};  // F32 keeps the model's own rows
   }
 }
@@ -133,7 +107,7 @@ PackedWeight pack_weight(const Tensor& w, WeightFormat format, const Tensor* bia
     p.scales = buffers[1];
     thread_pool()->parallel_for(p.rows, [&](int64_t r0, int64_t r1) {
       for (int64_t r = r0; r < r1; ++r)
-        quantize_row_q8(src + r * cols, cols, p.values.as<int8_t>() + r * cols,
+        quantize_row_int8(src + r * cols, cols, p.values.as<int8_t>() + r * cols,
                         p.scales.as<uint16_t>() + r * p.blocks_per_row());
     }, 16);
   }
@@ -150,11 +124,11 @@ void unpack_rows(const PackedWeight& w, int64_t r0, int64_t r1, float* out) {
       const uint16_t* src = w.bf16_row(r);
       for (int64_t i = 0; i < K; ++i) out[i] = bf16_to_f32(src[i]);
     } else {
-      const int8_t* q = w.q8_row(r);
-      const uint16_t* s = w.q8_scales(r);
-      for (int64_t b0 = 0; b0 < K; b0 += kQ8Block) {
-        const float scale = f16_to_f32(s[b0 / kQ8Block]);
-        const int64_t n = std::min(kQ8Block, K - b0);
+      const int8_t* q = w.int8_row(r);
+      const uint16_t* s = w.int8_scales(r);
+      for (int64_t b0 = 0; b0 < K; b0 += kInt8Block) {
+        const float scale = f16_to_f32(s[b0 / kInt8Block]);
+        const int64_t n = std::min(kInt8Block, K - b0);
         for (int64_t i = 0; i < n; ++i) out[b0 + i] = float(q[b0 + i]) * scale;
       }
     }

@@ -1,9 +1,9 @@
-// A weight matrix (N output rows, K inputs) in the format the engine computes with:
+// A weight matrix (N output rows, K inputs) in the format the CPU backend computes with
+// (core/weight_format.h defines the formats):
 //   F32   the model's own float32 rows (no copy);
-//   BF16  bfloat16, rounded to nearest even (linear.h rounds the layer's inputs too);
-//   Q8    weight-only INT8, symmetric per block of 32 consecutive values of a row (like
-//         llama.cpp's Q8_0): scale = fp16(max|w| / 127), q = clamp(round(w / scale), +-127);
-//         the value is q * scale. A row's last block may be shorter.
+//   BF16  bfloat16 values (linear.h rounds the layer's inputs too);
+//   Int8  int8 values (rows, cols) and one fp16 scale per block of 32 values of a row, in a
+//         second array (rows, blocks); a row's last block may be shorter.
 // Optionally a float32 bias (N). Packing happens once, when an engine is built.
 #pragma once
 #include <cstdint>
@@ -11,31 +11,24 @@
 #include <string>
 #include <vector>
 
-#include "tensor.h"
+#include "core/tensor.h"
+#include "core/weight_format.h"
 
 namespace celer::cpu {
-
-enum class WeightFormat { F32, BF16, Q8 };
-
-constexpr int64_t kQ8Block = 32;
-
-std::string weight_format_name(WeightFormat format);  // "f32", "bf16", "int8"
-const std::vector<WeightFormat>& weight_formats();    // every format, f32 first
-WeightFormat parse_weight_format(const std::string& name);  // ValueError on an unknown name
 
 struct PackedWeight {
   WeightFormat format = WeightFormat::F32;
   int64_t rows = 0, cols = 0;
   const float* f32 = nullptr;  // F32: (rows, cols)
-  Tensor values;               // BF16: uint16 (rows, cols); Q8: int8 (rows, cols)
-  Tensor scales;               // Q8: fp16 bits (rows, blocks_per_row)
+  Tensor values;               // BF16: uint16 (rows, cols); Int8: int8 (rows, cols)
+  Tensor scales;               // Int8: fp16 bits (rows, blocks_per_row)
   const float* bias = nullptr;  // (rows) or null
   Tensor source, bias_source;   // keep the F32 rows and the bias alive
 
-  int64_t blocks_per_row() const { return (cols + kQ8Block - 1) / kQ8Block; }
+  int64_t blocks_per_row() const { return (cols + kInt8Block - 1) / kInt8Block; }
   const uint16_t* bf16_row(int64_t r) const { return values.as<uint16_t>() + r * cols; }
-  const int8_t* q8_row(int64_t r) const { return values.as<int8_t>() + r * cols; }
-  const uint16_t* q8_scales(int64_t r) const { return scales.as<uint16_t>() + r * blocks_per_row(); }
+  const int8_t* int8_row(int64_t r) const { return values.as<int8_t>() + r * cols; }
+  const uint16_t* int8_scales(int64_t r) const { return scales.as<uint16_t>() + r * blocks_per_row(); }
   // Bytes one pass over the matrix reads (what a decode step streams), bias excluded.
   uint64_t nbytes() const;
 };

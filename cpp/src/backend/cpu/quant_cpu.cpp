@@ -5,7 +5,7 @@
 
 #include "backend/cpu/quant.h"
 #include "backend/cpu/simd.h"
-#include "tensor.h"
+#include "core/tensor.h"
 
 namespace celer::cpu {
 

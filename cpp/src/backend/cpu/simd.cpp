@@ -10,7 +10,7 @@
 #include <unistd.h>
 #endif
 
-#include "error.h"
+#include "core/error.h"
 
 namespace celer::cpu {
 

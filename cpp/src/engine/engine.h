@@ -7,12 +7,12 @@
 
 #include "backend/cpu/linear.h"
 #include "backend/cpu/packed_weight.h"
-#include "cache_attention.h"
-#include "kv_cache.h"
-#include "model.h"
-#include "sampler.h"
-#include "timer.h"
-#include "versions.h"
+#include "backend/cpu/attention.h"
+#include "backend/cpu/kv_cache.h"
+#include "core/model.h"
+#include "engine/sampler.h"
+#include "engine/timer.h"
+#include "core/versions.h"
 
 namespace celer {
 
@@ -40,7 +40,7 @@ class Engine {
   // The model must outlive the engine. max_seq_len <= 0: the model's max_position_embeddings.
   // weights: the format the linear layers compute with (packed once, here; f32 copies nothing).
   Engine(const Model& model, const VersionSpec& version, int64_t max_seq_len = 0,
-         cpu::WeightFormat weights = cpu::WeightFormat::F32);
+         WeightFormat weights = WeightFormat::F32);
 
   GenerationResult generate(const Tensor& input_ids, const Tensor* attention_mask, const GenerateOptions& options);
 
@@ -56,13 +56,13 @@ class Engine {
   const VersionSpec& version() const { return version_; }
   int64_t max_seq_len() const { return max_seq_len_; }
   uint64_t buffer_bytes() const;  // activations + scratch + cache, as allocated now
-  cpu::WeightFormat weight_format() const { return weight_format_; }
+  WeightFormat weight_format() const { return weight_format_; }
   // How prefill's GEMMs multiply f32 and int8 weights (backend/cpu/matmul_precision.h);
   // Highest unless set. Decoding is the same at every setting.
-  cpu::MatmulPrecision matmul_precision() const { return matmul_precision_; }
-  void set_matmul_precision(cpu::MatmulPrecision precision) { matmul_precision_ = precision; }
+  MatmulPrecision matmul_precision() const { return matmul_precision_; }
+  void set_matmul_precision(MatmulPrecision precision) { matmul_precision_ = precision; }
   // Bytes of weights one decode step streams: every linear layer and the output head.
-  uint64_t weight_bytes() const;
+  uint64_t packed_weight_bytes() const;
 
  private:
   // Sizes activations for batch x rows tokens per step and the cache for batch x max_seq_len;
@@ -85,8 +85,8 @@ class Engine {
 
   const Model& model_;
   VersionSpec version_;
-  cpu::WeightFormat weight_format_;
-  cpu::MatmulPrecision matmul_precision_ = cpu::MatmulPrecision::Highest;
+  WeightFormat weight_format_;
+  MatmulPrecision matmul_precision_ = MatmulPrecision::Highest;
   std::vector<PackedLayer> packed_;
   cpu::PackedWeight lm_head_;
   cpu::LinearScratch linear_scratch_;

@@ -1,4 +1,4 @@
-#include "threadpool.h"
+#include "backend/cpu/threadpool.h"
 
 #include <sched.h>
 
@@ -7,7 +7,7 @@
 #include <cstdlib>
 #include <memory>
 
-#include "error.h"
+#include "core/error.h"
 
 namespace celer {
 

@@ -19,7 +19,7 @@
 #include <cstdint>
 #include <vector>
 
-#include "rng.h"
+#include "core/rng.h"
 
 namespace celer {
 

@@ -1,4 +1,4 @@
-#include "engine.h"
+#include "engine/engine.h"
 
 #include <sys/resource.h>
 
@@ -9,13 +9,13 @@
 #include <utility>
 
 #include "backend/cpu/ops.h"
-#include "error.h"
-#include "forward.h"
-#include "threadpool.h"
+#include "core/error.h"
+#include "engine/forward.h"
+#include "backend/cpu/threadpool.h"
 
 namespace celer {
 
-Engine::Engine(const Model& model, const VersionSpec& version, int64_t max_seq_len, cpu::WeightFormat weights)
+Engine::Engine(const Model& model, const VersionSpec& version, int64_t max_seq_len, WeightFormat weights)
     : model_(model),
       version_(version),
       weight_format_(weights),
@@ -48,7 +48,7 @@ Engine::Engine(const Model& model, const VersionSpec& version, int64_t max_seq_l
   size(model.output_weight());
   std::optional<cpu::WeightArena> arena;
   if (arena_bytes > 0) {
-    check_allocation(arena_bytes, "the " + cpu::weight_format_name(weights) + " copy of the weights");
+    check_allocation(arena_bytes, "the " + weight_format_name(weights) + " copy of the weights");
     arena.emplace(arena_bytes);
   }
   cpu::WeightArena* from = arena ? &*arena : nullptr;
@@ -100,7 +100,7 @@ void Engine::reserve(int64_t batch, int64_t rows) {
   }
 }
 
-uint64_t Engine::weight_bytes() const {
+uint64_t Engine::packed_weight_bytes() const {
   uint64_t total = lm_head_.nbytes();
   for (const PackedLayer& P : packed_)
     for (const cpu::PackedWeight* w : {&P.q, &P.k, &P.v, &P.o, &P.gate, &P.up, &P.down}) total += w->nbytes();
@@ -130,7 +130,7 @@ void Engine::layer(size_t l, int64_t B, int64_t n, int64_t p0, const uint8_t* va
   const LayerWeights& L = model_.layers[l];
   const PackedLayer& P = packed_[l];
   cpu::LinearScratch* scratch = &linear_scratch_;
-  const cpu::MatmulPrecision precision = matmul_precision_;
+  const MatmulPrecision precision = matmul_precision_;
   const int64_t M = B * n, H = c.hidden_size, Q = c.q_dim(), KV = c.kv_dim(), I = c.intermediate_size,
                 D = c.head_dim(), nKV = c.num_key_value_heads, group = c.num_attention_heads / nKV;
   const int64_t cl = cache_layer_[l];

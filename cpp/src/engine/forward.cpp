@@ -1,10 +1,10 @@
-#include "forward.h"
+#include "engine/forward.h"
 
 #include <cmath>
 #include <vector>
 
-#include "engine.h"
-#include "error.h"
+#include "engine/engine.h"
+#include "core/error.h"
 
 namespace celer {
 

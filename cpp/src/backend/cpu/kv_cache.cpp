@@ -1,11 +1,11 @@
-#include "kv_cache.h"
+#include "backend/cpu/kv_cache.h"
 
 #include <algorithm>
 #include <cstring>
 
 #include "backend/cpu/quant.h"
-#include "config.h"
-#include "error.h"
+#include "core/config.h"
+#include "core/error.h"
 
 namespace celer {
 

@@ -1,5 +1,5 @@
 #include "backend/cpu/quiet_intrinsics.h"
-#include "cache_attention.h"
+#include "backend/cpu/attention.h"
 
 #include <Eigen/Core>
 #include <algorithm>

@@ -5,8 +5,8 @@
 #include <cstdint>
 #include <vector>
 
-#include "tensor.h"
-#include "versions.h"
+#include "core/tensor.h"
+#include "core/versions.h"
 
 namespace celer {
 

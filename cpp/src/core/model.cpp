@@ -1,10 +1,10 @@
-#include "model.h"
+#include "core/model.h"
 
 #include <cmath>
 #include <cstring>
 
-#include "error.h"
-#include "rng.h"
+#include "core/error.h"
+#include "core/rng.h"
 
 namespace celer {
 

@@ -1,4 +1,4 @@
-#include "config.h"
+#include "core/config.h"
 
 #include <unistd.h>
 
@@ -7,7 +7,7 @@
 #include <cstdlib>
 #include <sstream>
 
-#include "error.h"
+#include "core/error.h"
 
 namespace celer {
 

@@ -14,8 +14,8 @@
 #include <utility>
 #include <vector>
 
-#include "config.h"
-#include "tensor.h"
+#include "core/config.h"
+#include "core/tensor.h"
 
 namespace celer {
 

@@ -6,7 +6,7 @@
 #include <cstdint>
 #include <vector>
 
-#include "kv_cache.h"
+#include "backend/cpu/kv_cache.h"
 
 namespace celer {
 

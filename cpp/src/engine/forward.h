@@ -2,7 +2,7 @@
 #pragma once
 #include <vector>
 
-#include "model.h"
+#include "core/model.h"
 
 namespace celer {
 

@@ -1,4 +1,4 @@
-#include "sampler.h"
+#include "engine/sampler.h"
 
 #include <algorithm>
 #include <cmath>
@@ -13,7 +13,7 @@
 #endif
 #include <Eigen/Core>
 
-#include "error.h"
+#include "core/error.h"
 
 namespace celer {
 

@@ -13,7 +13,7 @@
 #include <string>
 #include <vector>
 
-namespace celer::cpu {
+namespace celer {
 
 enum class MatmulPrecision { Highest, High };
 
@@ -21,4 +21,4 @@ std::string matmul_precision_name(MatmulPrecision precision);   // "highest", "h
 const std::vector<MatmulPrecision>& matmul_precisions();          // every setting, Highest first
 MatmulPrecision parse_matmul_precision(const std::string& name);  // ValueError on an unknown name
 
-}  // namespace celer::cpu
+}  // namespace celer

@@ -1,6 +1,6 @@
-#include "versions.h"
+#include "core/versions.h"
 
-#include "error.h"
+#include "core/error.h"
 
 namespace celer {
 
