@@ -38,17 +38,16 @@ std::vector<double> naive_attention(const float* q, const std::vector<float>& k,
 // Batch row 0 was not asked for and must stay untouched (the sentinel check).
 double attention_error(int64_t kvh, int64_t group, int64_t D, int64_t T, int64_t n, int64_t pad_every) {
   const int64_t p0 = T - n, Q = kvh * group * D;
-  KVCache cache;
-  cache.allocate(KVStorage::F32, 1, 2, T, kvh, D);
+  cpu::CpuKVCache cache({KVStorage::F32, 1, 2, T, kvh, D});
   auto k = celer_test::random_floats(size_t(2 * T * kvh * D), 1, 3.0f), v = celer_test::random_floats(size_t(2 * T * kvh * D), 2);
   cache.write(0, 2, T, 0, k.data(), v.data());
   std::vector<uint8_t> valid(size_t(T), 1);
   for (int64_t t = 0; pad_every > 0 && t < T; t += pad_every) valid[size_t(t)] = 0;
   auto q = celer_test::random_floats(size_t(2 * n * Q), 3, 2.0f);
   std::vector<float> out(size_t(2 * n * Q), -5.0f);
-  AttentionScratch scratch;
+  cpu::AttentionScratch scratch;
   scratch.reserve(n, group, D);
-  for (int64_t h = 0; h < kvh; ++h) cache_attention(cache, 0, 1, h, group, D, q.data(), out.data(), Q, n, p0, valid.data(), scratch);
+  for (int64_t h = 0; h < kvh; ++h) cpu::cache_attention(cache, 0, 1, h, group, D, q.data(), out.data(), Q, n, p0, valid.data(), scratch);
   double worst = 0;
   for (int64_t h = 0; h < kvh; ++h) {
     std::vector<float> kh(size_t(T * D)), vh(size_t(T * D));  // this head's keys of row 1
@@ -116,15 +115,14 @@ TEST(prefill_attention_matches_naive_at_every_simd_level) {
 
 TEST(cache_attention_gives_zeros_to_a_query_that_sees_nothing) {
   const int64_t D = 4;
-  KVCache cache;
-  cache.allocate(KVStorage::F32, 1, 1, 4, 1, D);
+  cpu::CpuKVCache cache({KVStorage::F32, 1, 1, 4, 1, D});
   auto kv = celer_test::random_floats(size_t(3 * D), 4);
   cache.write(0, 1, 3, 0, kv.data(), kv.data());
   std::vector<uint8_t> valid = {0, 0, 1};
   std::vector<float> q(size_t(3 * D), 1.0f), out(size_t(3 * D), 9.0f);
-  AttentionScratch scratch;
+  cpu::AttentionScratch scratch;
   scratch.reserve(3, 1, D);
-  cache_attention(cache, 0, 0, 0, 1, D, q.data(), out.data(), D, 3, 0, valid.data(), scratch);
+  cpu::cache_attention(cache, 0, 0, 0, 1, D, q.data(), out.data(), D, 3, 0, valid.data(), scratch);
   for (int64_t d = 0; d < 2 * D; ++d) CHECK(out[size_t(d)] == 0.0f);  // positions 0, 1 see only padding
   for (int64_t d = 0; d < D; ++d) CHECK_NEAR(out[size_t(2 * D + d)], kv[size_t(2 * D + d)], 1e-6);
 }
@@ -151,8 +149,7 @@ TEST(cache_storages_read_back_within_their_precision) {
   auto k = celer_test::random_floats(size_t(T * kvh * D), 6, 2.0f), v = celer_test::random_floats(size_t(T * kvh * D), 7);
   std::vector<float> kt(size_t(T * D)), vt(size_t(T * D));
   for (KVStorage s : {KVStorage::F32, KVStorage::F16, KVStorage::Int8Token, KVStorage::Int8Channel}) {
-    KVCache cache;
-    cache.allocate(s, 1, 1, 80, kvh, D);
+    cpu::CpuKVCache cache({s, 1, 1, 80, kvh, D});
     for (int64_t t = 0; t < T; ++t) cache.write(0, 1, 1, t, k.data() + t * kvh * D, v.data() + t * kvh * D);
     auto rows = cache.read(0, 0, 1, 0, T, kt.data(), vt.data());
     double worst = 0, recent_worst = 0;
@@ -173,8 +170,7 @@ TEST(cache_bytes_follow_the_storage_formulas) {
   const int64_t layers = 3, rows = 2, kvh = 4, D = 64, T = 100;
   const uint64_t slots = layers * rows * kvh;
   auto bytes = [&](KVStorage s) {
-    KVCache c;
-    c.allocate(s, layers, rows, 128, kvh, D);
+    cpu::CpuKVCache c({s, layers, rows, 128, kvh, D});
     return c.bytes_for(T, rows);
   };
   CHECK(bytes(KVStorage::F32) == slots * T * D * 4 * 2);

@@ -111,14 +111,15 @@ void bind_engine(py::module_& m) {
 
   py::class_<Engine>(m, "Engine")
       .def(py::init([](const std::shared_ptr<Model>& model, const std::string& version, int64_t max_seq_len,
-                       const std::string& weight_dtype) {
+                       const std::string& weight_dtype, const std::string& device) {
              const VersionSpec& spec = find_version(version);
              const WeightFormat format = parse_weight_format(weight_dtype);
              py::gil_scoped_release release;  // packing a large model takes a while
-             return new Engine(*model, spec, max_seq_len, format);
+             return new Engine(*model, spec, max_seq_len, format, device);
            }),
            py::arg("model"), py::arg("version") = "v1", py::arg("max_seq_len") = 0, py::arg("weight_dtype") = "f32",
-           py::keep_alive<1, 2>())  // the engine reads the model's weights
+           py::arg("device") = "cpu", py::keep_alive<1, 2>())  // the engine reads the model's weights
+      .def_property_readonly("device", &Engine::device)
       .def_property_readonly("weight_dtype", [](const Engine& e) { return weight_format_name(e.weight_format()); })
       .def_property(
           "matmul_precision", [](const Engine& e) { return matmul_precision_name(e.matmul_precision()); },

@@ -2,6 +2,7 @@
 #include <pybind11/pybind11.h>
 
 #include "bindings/numpy_tensor.h"
+#include "engine/backend.h"
 #include "core/error.h"
 #include "backend/cpu/threadpool.h"
 
@@ -42,9 +43,5 @@ PYBIND11_MODULE(_core, m) {
   m.def("set_num_threads", &set_num_threads, py::arg("n"),
         "Threads for the C++ engine (n <= 0: CELER_NUM_THREADS or all CPUs).");
   m.def("get_num_threads", &get_num_threads);
-#ifdef CELER_WITH_CUDA
-  m.attr("built_with_cuda") = true;
-#else
-  m.attr("built_with_cuda") = false;
-#endif
+  m.attr("built_with_cuda") = built_with_cuda();
 }

@@ -15,6 +15,7 @@
 namespace py = pybind11;
 using namespace celer::cuda;
 using namespace celer::cuda::py_arrays;
+using celer::KVStorage;
 using celer::require;
 
 namespace {
@@ -43,10 +44,10 @@ py::array_t<float> norm(const Array<float>& x, const Array<float>& w, const Arra
   return download(out, {rows, H});
 }
 
-CacheStorage storage_from(const std::string& s) {
-  if (s == "f32") return CacheStorage::F32;
-  if (s == "f16") return CacheStorage::F16;
-  if (s == "int8") return CacheStorage::Int8Token;
+KVStorage storage_from(const std::string& s) {
+  if (s == "f32") return KVStorage::F32;
+  if (s == "f16") return KVStorage::F16;
+  if (s == "int8") return KVStorage::Int8Token;
   throw celer::ValueError("storage must be 'f32', 'f16' or 'int8', got '" + s + "'");
 }
 
@@ -55,12 +56,12 @@ struct DeviceCache {
   DeviceBuffer<uint8_t> k, v;
   DeviceBuffer<float> k_scale, v_scale;
   CacheLayer layer;
-  DeviceCache(CacheStorage s, int64_t batch, int64_t kv_heads, int64_t max_seq, int64_t D) {
+  DeviceCache(KVStorage s, int64_t batch, int64_t kv_heads, int64_t max_seq, int64_t D) {
     const size_t elems = size_t(batch * kv_heads * max_seq * D);
-    const size_t width = s == CacheStorage::F32 ? 4 : s == CacheStorage::F16 ? 2 : 1;
+    const size_t width = s == KVStorage::F32 ? 4 : s == KVStorage::F16 ? 2 : 1;
     k = DeviceBuffer<uint8_t>(elems * width);
     v = DeviceBuffer<uint8_t>(elems * width);
-    if (s == CacheStorage::Int8Token) {
+    if (s == KVStorage::Int8Token) {
       k_scale = DeviceBuffer<float>(size_t(batch * kv_heads * max_seq));
       v_scale = DeviceBuffer<float>(size_t(batch * kv_heads * max_seq));
     }
@@ -260,7 +261,7 @@ void bind_cuda_ops(py::module_& m) {
     py::dict out;
     out["k"] = download(c.k, {py::ssize_t(c.k.size())});
     out["v"] = download(c.v, {py::ssize_t(c.v.size())});
-    if (L.storage == CacheStorage::Int8Token) {
+    if (L.storage == KVStorage::Int8Token) {
       out["k_scale"] = download(c.k_scale, {L.batch, L.kv_heads, L.max_seq});
       out["v_scale"] = download(c.v_scale, {L.batch, L.kv_heads, L.max_seq});
     }

@@ -3,22 +3,20 @@
 #include <sys/resource.h>
 
 #include <algorithm>
-#include <array>
 #include <cstring>
-#include <optional>
 #include <utility>
 
-#include "backend/cpu/ops.h"
 #include "core/error.h"
 #include "engine/forward.h"
-#include "backend/cpu/threadpool.h"
 
 namespace celer {
 
-Engine::Engine(const Model& model, const VersionSpec& version, int64_t max_seq_len, WeightFormat weights)
+Engine::Engine(const Model& model, const VersionSpec& version, int64_t max_seq_len, WeightFormat weights,
+               const std::string& device)
     : model_(model),
       version_(version),
       weight_format_(weights),
+      backend_(make_backend(device)),
       max_seq_len_(max_seq_len > 0 ? max_seq_len : model.config.max_position_embeddings) {
   const ModelConfig& c = model.config;
   require(max_seq_len_ <= c.max_position_embeddings,
@@ -31,175 +29,165 @@ Engine::Engine(const Model& model, const VersionSpec& version, int64_t max_seq_l
     cache_layer_.push_back(!version_.use_cache() ? 0 : version_.cross_layer_sharing ? l / 2 : l);
     owns_kv_.push_back(!shared);
   }
-  // Each layer's matrices in PackedLayer's order, with their biases (gpt2 has no gate).
-  auto matrices = [](const LayerWeights& L) {
-    return std::array<std::pair<const Tensor*, const Tensor*>, 7>{
-        {{&L.q_proj, &L.q_proj_bias}, {&L.k_proj, &L.k_proj_bias}, {&L.v_proj, &L.v_proj_bias},
-         {&L.o_proj, &L.o_proj_bias}, {&L.gate_proj, nullptr}, {&L.up_proj, &L.up_proj_bias},
-         {&L.down_proj, &L.down_proj_bias}}};
-  };
-  // Every packed matrix in one arena (packed_weight.h says why), sized by a first pass.
-  uint64_t arena_bytes = 0;
-  auto size = [&](const Tensor& w) {
-    if (!w.empty()) arena_bytes += cpu::WeightArena::bytes_for(w.dim(0), w.dim(1), weights);
-  };
+  // Every linear layer in one call, so a backend can place them together (the CPU: one arena
+  // on huge pages). Per layer, in LayerOnBackend's order: q k v o gate up down, with biases
+  // (gpt2 has no gate); the head last.
+  std::vector<WeightSource> sources;
   for (const LayerWeights& L : model.layers)
-    for (const auto& [w, bias] : matrices(L)) size(*w);
-  size(model.output_weight());
-  std::optional<cpu::WeightArena> arena;
-  if (arena_bytes > 0) {
-    check_allocation(arena_bytes, "the " + weight_format_name(weights) + " copy of the weights");
-    arena.emplace(arena_bytes);
-  }
-  cpu::WeightArena* from = arena ? &*arena : nullptr;
+    for (WeightSource s : {WeightSource{&L.q_proj, &L.q_proj_bias}, {&L.k_proj, &L.k_proj_bias},
+                           {&L.v_proj, &L.v_proj_bias}, {&L.o_proj, &L.o_proj_bias}, {&L.gate_proj, nullptr},
+                           {&L.up_proj, &L.up_proj_bias}, {&L.down_proj, &L.down_proj_bias}})
+      sources.push_back(s);
+  sources.push_back({&model.output_weight(), nullptr});
+  std::vector<std::unique_ptr<Weight>> packed = backend_->pack_weights(sources, weights);
+  auto next = packed.begin();
   for (const LayerWeights& L : model.layers) {
-    PackedLayer& P = packed_.emplace_back();
-    cpu::PackedWeight* out[] = {&P.q, &P.k, &P.v, &P.o, &P.gate, &P.up, &P.down};
-    const auto in = matrices(L);
-    for (size_t i = 0; i < in.size(); ++i)
-      if (!in[i].first->empty()) *out[i] = cpu::pack_weight(*in[i].first, weights, in[i].second, from);
+    LayerOnBackend& B = layers_.emplace_back();
+    for (std::unique_ptr<Weight>* w : {&B.q, &B.k, &B.v, &B.o, &B.gate, &B.up, &B.down}) *w = std::move(*next++);
+    B.input_norm = backend_->adopt(L.input_layernorm);
+    B.input_norm_bias = backend_->adopt(L.input_layernorm_bias);
+    B.post_norm = backend_->adopt(L.post_attention_layernorm);
+    B.post_norm_bias = backend_->adopt(L.post_attention_layernorm_bias);
   }
-  lm_head_ = cpu::pack_weight(model.output_weight(), weights, nullptr, from);
-  rope_cos_ = model.rope_cos;  // a file's tables, else computed once for the positions we use
-  rope_sin_ = model.rope_sin;
-  if (rope_cos_.empty() && c.uses_rope()) rope_tables(c, rope_cos_, rope_sin_, max_seq_len_);
+  lm_head_ = std::move(*next);
+  embed_tokens_ = backend_->adopt(model.embed_tokens);
+  embed_positions_ = backend_->adopt(model.embed_positions);
+  final_norm_ = backend_->adopt(model.norm);
+  final_norm_bias_ = backend_->adopt(model.norm_bias);
+  Tensor cos = model.rope_cos, sin = model.rope_sin;  // a file's tables, else computed for the positions we use
+  if (cos.empty() && c.uses_rope()) rope_tables(c, cos, sin, max_seq_len_);
+  rope_cos_ = backend_->adopt(cos);
+  rope_sin_ = backend_->adopt(sin);
 }
 
 void Engine::reserve(int64_t batch, int64_t rows) {
   const ModelConfig& c = model_.config;
-  const int64_t threads = thread_pool()->num_threads();
   if (batch > batch_capacity_ || rows > row_capacity_) {
-    batch_capacity_ = std::max(batch, batch_capacity_);
-    row_capacity_ = std::max(rows, row_capacity_);
-    const int64_t M = batch_capacity_ * row_capacity_;
+    // Everything new is made before anything is replaced: a refused allocation leaves the
+    // engine with its old, consistent buffers.
+    const int64_t B = std::max(batch, batch_capacity_), R = std::max(rows, row_capacity_), M = B * R;
     const uint64_t floats = uint64_t(M) * uint64_t(3 * c.hidden_size + 2 * c.q_dim() + 2 * c.kv_dim() +
                                                    2 * c.intermediate_size);
-    check_allocation(floats * 4, "the engine's activations for " + std::to_string(batch_capacity_) + " x " +
-                                     std::to_string(row_capacity_) + " tokens");
-    auto buffer = [](int64_t n) { return Tensor::zeros(DType::F32, {n}); };
-    x_ = buffer(M * c.hidden_size);
-    h_ = buffer(M * c.hidden_size);
-    q_ = buffer(M * c.q_dim());
-    k_ = buffer(M * c.kv_dim());
-    v_ = buffer(M * c.kv_dim());
-    att_ = buffer(M * c.q_dim());
-    gate_ = buffer(M * c.intermediate_size);
-    up_ = buffer(M * c.intermediate_size);
-    last_ = buffer(batch_capacity_ * c.hidden_size);
-    pos_.assign(size_t(M), 0);
+    check_allocation(floats * 4, "the engine's activations for " + std::to_string(B) + " x " + std::to_string(R) +
+                                     " tokens");
     const int64_t cache_layers = !version_.use_cache() ? 1 : cache_layer_.back() + 1;
-    cache_.allocate(version_.use_cache() ? version_.storage : KVStorage::F32, cache_layers, batch_capacity_,
-                    max_seq_len_, c.num_key_value_heads, c.head_dim());
-    scratch_.clear();
+    const KVLayout layout{version_.use_cache() ? version_.storage : KVStorage::F32, cache_layers, B, max_seq_len_,
+                          c.num_key_value_heads, c.head_dim()};
+    std::unique_ptr<KVCache> cache = backend_->make_kv_cache(layout);
+    auto buffer = [&](int64_t n) { return backend_->allocate(uint64_t(n) * 4, "the engine's activations"); };
+    DeviceBuffer x = buffer(M * c.hidden_size), h = buffer(M * c.hidden_size), q = buffer(M * c.q_dim()),
+                 k = buffer(M * c.kv_dim()), v = buffer(M * c.kv_dim()), att = buffer(M * c.q_dim()),
+                 gate = buffer(M * c.intermediate_size), up = buffer(M * c.intermediate_size),
+                 last = buffer(B * c.hidden_size);
+    DeviceBuffer logits;
+    if (!backend_->host_memory()) {
+      check_allocation(uint64_t(M) * uint64_t(c.vocab_size) * 4, "the logits on the device");
+      logits = buffer(M * c.vocab_size);
+    }
+    std::vector<int64_t> pos(size_t(M), 0);
+    x_ = x, h_ = h, q_ = q, k_ = k, v_ = v, att_ = att, gate_ = gate, up_ = up, last_ = last, logits_ = logits;
+    pos_ = std::move(pos);
+    cache_ = std::move(cache);
+    batch_capacity_ = B;
+    row_capacity_ = R;
   }
-  const int64_t widest = std::max({c.hidden_size, c.q_dim(), c.intermediate_size});
-  linear_scratch_.reserve(int(threads), widest, batch_capacity_ * row_capacity_);
-  if (int64_t(scratch_.size()) < threads) {
-    scratch_.resize(size_t(threads));
-    for (auto& s : scratch_) s.reserve(row_capacity_, c.num_attention_heads / c.num_key_value_heads, c.head_dim());
-  }
+  ScratchSizes sizes;
+  sizes.max_rows = batch_capacity_ * row_capacity_;
+  sizes.max_width = std::max({c.hidden_size, c.q_dim(), c.intermediate_size});
+  sizes.query_rows = row_capacity_;
+  sizes.group = c.num_attention_heads / c.num_key_value_heads;
+  sizes.head_dim = c.head_dim();
+  backend_->prepare(sizes);
 }
 
 uint64_t Engine::packed_weight_bytes() const {
-  uint64_t total = lm_head_.nbytes();
-  for (const PackedLayer& P : packed_)
-    for (const cpu::PackedWeight* w : {&P.q, &P.k, &P.v, &P.o, &P.gate, &P.up, &P.down}) total += w->nbytes();
+  uint64_t total = lm_head_->nbytes();
+  for (const LayerOnBackend& L : layers_)
+    for (const std::unique_ptr<Weight>* w : {&L.q, &L.k, &L.v, &L.o, &L.gate, &L.up, &L.down})
+      if (*w) total += (*w)->nbytes();
   return total;
 }
 
-void Engine::norm(float* out, const float* x, const Tensor& weight, const Tensor& bias, int64_t rows) const {
+void Engine::norm(float* out, const float* x, const DeviceBuffer& weight, const DeviceBuffer& bias, int64_t rows) {
   const ModelConfig& c = model_.config;
   if (c.gpt2_style())
-    cpu::layernorm(out, x, weight.f32(), bias.f32(), rows, c.hidden_size, float(c.layer_norm_epsilon));
+    backend_->layernorm(out, x, weight, bias, rows, c.hidden_size, float(c.layer_norm_epsilon));
   else
-    cpu::rmsnorm(out, x, weight.f32(), rows, c.hidden_size, float(c.rms_norm_eps));
+    backend_->rmsnorm(out, x, weight, rows, c.hidden_size, float(c.rms_norm_eps));
 }
 
 uint64_t Engine::buffer_bytes() const {
-  uint64_t total = cache_.capacity_bytes() + pos_.size() * sizeof(int64_t) + linear_scratch_.bytes();
-  for (const Tensor* t : {&x_, &h_, &q_, &k_, &v_, &att_, &gate_, &up_, &last_})
-    if (!t->empty()) total += t->nbytes();
-  for (const auto& s : scratch_)
-    total += (s.k_tile.size() + s.v_tile.size() + s.scores.size() + s.row_max.size() + s.row_sum.size()) * 4;
+  uint64_t total = (cache_ ? cache_->capacity_bytes() : 0) + pos_.size() * sizeof(int64_t) + backend_->scratch_bytes();
+  for (const DeviceBuffer* b : {&x_, &h_, &q_, &k_, &v_, &att_, &gate_, &up_, &last_, &logits_}) total += b->bytes;
   return total;
 }
 
-void Engine::layer(size_t l, int64_t B, int64_t n, int64_t p0, const uint8_t* valid, int64_t valid_stride,
-                   StepTiming* timing) {
+// One model layer over the step's batch * n activation rows.
+void Engine::layer(size_t l, const StepInputs& in, StepTiming* timing) {
   const ModelConfig& c = model_.config;
-  const LayerWeights& L = model_.layers[l];
-  const PackedLayer& P = packed_[l];
-  cpu::LinearScratch* scratch = &linear_scratch_;
+  const LayerOnBackend& L = layers_[l];
+  Backend& be = *backend_;
   const MatmulPrecision precision = matmul_precision_;
-  const int64_t M = B * n, H = c.hidden_size, Q = c.q_dim(), KV = c.kv_dim(), I = c.intermediate_size,
-                D = c.head_dim(), nKV = c.num_key_value_heads, group = c.num_attention_heads / nKV;
-  const int64_t cl = cache_layer_[l];
-  auto pool = thread_pool();
+  const int64_t M = in.batch * in.n, H = c.hidden_size, Q = c.q_dim(), KV = c.kv_dim(), I = c.intermediate_size,
+                D = c.head_dim(), heads = c.num_attention_heads, kv_heads = c.num_key_value_heads;
+  float *x = x_.f32(), *h = h_.f32(), *q = q_.f32(), *k = k_.f32(), *v = v_.f32(), *att = att_.f32(),
+        *gate = gate_.f32(), *up = up_.f32();
   {
     ScopedPhase phase(timing, kAttention);
-    norm(h_.f32(), x_.f32(), L.input_layernorm, L.input_layernorm_bias, M);
+    norm(h, x, L.input_norm, L.input_norm_bias, M);
     if (owns_kv_[l])  // Q, K and V in one pass over h; a sharing odd layer computes only Q
-      cpu::linear_group({{&P.q, q_.f32(), Q}, {&P.k, k_.f32(), KV}, {&P.v, v_.f32(), KV}}, h_.f32(), H, M, scratch,
-                        precision);
+      be.linear({{L.q.get(), q, Q}, {L.k.get(), k, KV}, {L.v.get(), v, KV}}, h, H, M, precision);
     else
-      cpu::linear(P.q, h_.f32(), M, q_.f32(), false, scratch, precision);
-    if (c.uses_rope()) cpu::rope(q_.f32(), M, c.num_attention_heads, D, pos_.data(), rope_cos_.f32(), rope_sin_.f32());
+      be.linear({{L.q.get(), q, Q}}, h, H, M, precision);
+    if (c.uses_rope()) be.rope(q, heads, D, rope_cos_, rope_sin_);
     if (owns_kv_[l]) {
-      if (c.uses_rope()) cpu::rope(k_.f32(), M, nKV, D, pos_.data(), rope_cos_.f32(), rope_sin_.f32());
-      cache_.write(cl, B, n, p0, k_.f32(), v_.f32());
+      if (c.uses_rope()) be.rope(k, kv_heads, D, rope_cos_, rope_sin_);
+      cache_->write(cache_layer_[l], in.batch, in.n, in.p0, k, v);
     }
-    pool->parallel_for_threads(B * nKV, [&](int64_t i0, int64_t i1, int thread) {
-      for (int64_t i = i0; i < i1; ++i)
-        cache_attention(cache_, cl, i / nKV, i % nKV, group, D, q_.f32(), att_.f32(), Q, n, p0,
-                        valid + (i / nKV) * valid_stride, scratch_[size_t(thread)]);
-    });
-    cpu::linear(P.o, att_.f32(), M, x_.f32(), /*accumulate=*/true, scratch, precision);
+    be.attention(*cache_, cache_layer_[l], heads, kv_heads, D, q, att, Q);
+    be.linear({{L.o.get(), x, H, /*accumulate=*/true}}, att, Q, M, precision);
   }
   {
     ScopedPhase phase(timing, kMlp);
-    norm(h_.f32(), x_.f32(), L.post_attention_layernorm, L.post_attention_layernorm_bias, M);
-    const int64_t grain = std::max<int64_t>(1, 16384 / I);  // rows per thread: at least ~16K elements
+    norm(h, x, L.post_norm, L.post_norm_bias, M);
     if (c.gated_mlp()) {  // down(silu(gate(h)) * up(h))
-      cpu::linear_group({{&P.gate, gate_.f32(), I}, {&P.up, up_.f32(), I}}, h_.f32(), H, M, scratch, precision);
-      pool->parallel_for(M, [&](int64_t r0, int64_t r1) {
-        cpu::swiglu(gate_.f32() + r0 * I, gate_.f32() + r0 * I, up_.f32() + r0 * I, (r1 - r0) * I);
-      }, grain);
+      be.linear({{L.gate.get(), gate, I}, {L.up.get(), up, I}}, h, H, M, precision);
+      be.swiglu(gate, up, M, I);
     } else {  // gpt2: down(gelu(up(h)))
-      cpu::linear(P.up, h_.f32(), M, gate_.f32(), false, scratch, precision);
-      const bool tanh_form = c.gelu_tanh();
-      pool->parallel_for(M, [&](int64_t r0, int64_t r1) {
-        cpu::gelu(gate_.f32() + r0 * I, (r1 - r0) * I, tanh_form);
-      }, grain);
+      be.linear({{L.up.get(), gate, I}}, h, H, M, precision);
+      be.gelu(gate, M, I, c.gelu_tanh());
     }
-    cpu::linear(P.down, gate_.f32(), M, x_.f32(), /*accumulate=*/true, scratch, precision);
+    be.linear({{L.down.get(), x, H, /*accumulate=*/true}}, gate, I, M, precision);
   }
 }
 
 void Engine::step(int64_t B, int64_t n, int64_t p0, const int64_t* ids, int64_t ids_stride, const uint8_t* valid,
                   int64_t valid_stride, float* logits, bool all_positions, StepTiming* timing) {
   const ModelConfig& c = model_.config;
-  const int64_t H = c.hidden_size;
+  const int64_t H = c.hidden_size, V = c.vocab_size;
   for (int64_t r = 0; r < B * n; ++r) pos_[size_t(r)] = p0 + r % n;  // the same positions in every row
+  StepInputs in;
+  in.batch = B, in.n = n, in.p0 = p0, in.ids = ids, in.ids_stride = ids_stride, in.positions = pos_.data();
+  in.valid = valid, in.valid_stride = valid_stride;
+  backend_->begin_step(in);
   {
     ScopedPhase phase(timing, kEmbedding);
-    for (int64_t b = 0; b < B; ++b) cpu::embedding(x_.f32() + b * n * H, model_.embed_tokens.f32(), ids + b * ids_stride, n, H);
-    if (c.gpt2_style())  // learned positions
-      for (int64_t r = 0; r < B * n; ++r) {
-        const float* p = model_.embed_positions.f32() + pos_[size_t(r)] * H;
-        float* x = x_.f32() + r * H;
-        for (int64_t i = 0; i < H; ++i) x[i] += p[i];
-      }
+    backend_->embed(x_.f32(), embed_tokens_, H);
+    if (c.gpt2_style()) backend_->add_positions(x_.f32(), embed_positions_, H);  // learned positions
   }
-  for (size_t l = 0; l < model_.layers.size(); ++l) layer(l, B, n, p0, valid, valid_stride, timing);
+  for (size_t l = 0; l < layers_.size(); ++l) layer(l, in, timing);
   ScopedPhase phase(timing, kHead);
+  const int64_t rows = all_positions ? B * n : B;
+  float* out = backend_->host_memory() ? logits : logits_.f32();
   if (all_positions) {
-    norm(h_.f32(), x_.f32(), model_.norm, model_.norm_bias, B * n);
-    cpu::linear(lm_head_, h_.f32(), B * n, logits, false, &linear_scratch_, matmul_precision_);
+    norm(h_.f32(), x_.f32(), final_norm_, final_norm_bias_, B * n);
+    backend_->linear({{lm_head_.get(), out, V}}, h_.f32(), H, rows, matmul_precision_);
   } else {  // only each row's last position feeds the sampler
     for (int64_t b = 0; b < B; ++b)
-      norm(last_.f32() + b * H, x_.f32() + (b * n + n - 1) * H, model_.norm, model_.norm_bias, 1);
-    cpu::linear(lm_head_, last_.f32(), B, logits, false, &linear_scratch_, matmul_precision_);
+      norm(last_.f32() + b * H, x_.f32() + (b * n + n - 1) * H, final_norm_, final_norm_bias_, 1);
+    backend_->linear({{lm_head_.get(), out, V}}, last_.f32(), H, rows, matmul_precision_);
   }
+  backend_->copy_to_host(logits, out, uint64_t(rows * V) * 4);
 }
 
 Tensor Engine::forward(const Tensor& input_ids, const Tensor* attention_mask) {
@@ -209,7 +197,7 @@ Tensor Engine::forward(const Tensor& input_ids, const Tensor* attention_mask) {
                                  std::to_string(max_seq_len_) + ")");
   check_allocation(uint64_t(B * S) * uint64_t(model_.config.vocab_size) * 4, "logits of a " + shape_str(input_ids.shape) + " batch");
   reserve(B, S);
-  cache_.clear();
+  cache_->clear();
   Tensor logits = Tensor::zeros(DType::F32, {B, S, model_.config.vocab_size});
   step(B, S, 0, tok.ids.data(), S, tok.valid.data(), S, logits.f32(), /*all_positions=*/true, nullptr);
   check_finite(model_, logits);
@@ -225,7 +213,7 @@ Tensor Engine::score(const Tensor& input_ids, const Tensor* attention_mask, int6
                                  std::to_string(max_seq_len_) + ")");
   check_allocation(uint64_t(B * (S + P)) * uint64_t(V) * 4, "logits of a " + shape_str(input_ids.shape) + " batch");
   reserve(B, P);
-  cache_.clear();
+  cache_->clear();
   Tensor logits = Tensor::zeros(DType::F32, {B, S, V});
   Tensor prefill = Tensor::zeros(DType::F32, {B, P, V});
   step(B, P, 0, tok.ids.data(), S, tok.valid.data(), S, prefill.f32(), /*all_positions=*/true, nullptr);
@@ -255,7 +243,7 @@ GenerationResult Engine::generate(const Tensor& input_ids, const Tensor* attenti
 
   // Everything the loop touches is sized here.
   reserve(B, version_.use_cache() ? P : L);
-  cache_.clear();
+  cache_->clear();
   GenerationResult out;
   out.prompt_length = P;
   out.tokens = Tensor::zeros(DType::I64, {B, L});
@@ -318,8 +306,8 @@ GenerationResult Engine::generate(const Tensor& input_ids, const Tensor* attenti
   }
   out.logits = all_logits;
   if (opt.return_logits) check_finite(model_, out.logits);
-  out.kv_cache_bytes = version_.use_cache() ? cache_.bytes_for(cache_.length(), B) : 0;
-  out.kv_cache_capacity_bytes = version_.use_cache() ? cache_.capacity_bytes() : 0;
+  out.kv_cache_bytes = version_.use_cache() ? cache_->bytes_for(cache_->length(), B) : 0;
+  out.kv_cache_capacity_bytes = version_.use_cache() ? cache_->capacity_bytes() : 0;
   out.peak_bytes = buffer_bytes();
   return out;
 }

@@ -1,18 +1,22 @@
 // The engine: prefill, then one decode step per token, for a batch, under one version of the
-// KV cache (versions.h). Buffers and the cache are sized before the decode loop and reused;
-// nothing is allocated per token. An Engine is not thread-safe: use one per thread.
+// KV cache (core/versions.h). It walks the model (embedding, layers, head), keeps the cache and
+// samples; every number is computed by its Backend (backend.h), chosen by device. Buffers and
+// the cache are sized before the decode loop and reused; nothing is allocated per token. An
+// Engine is not thread-safe: use one per thread.
 #pragma once
 #include <cstdint>
+#include <memory>
+#include <string>
 #include <vector>
 
-#include "backend/cpu/linear.h"
-#include "backend/cpu/packed_weight.h"
-#include "backend/cpu/attention.h"
-#include "backend/cpu/kv_cache.h"
+#include "core/matmul_precision.h"
 #include "core/model.h"
+#include "core/versions.h"
+#include "core/weight_format.h"
+#include "engine/backend.h"
+#include "engine/kv_cache.h"
 #include "engine/sampler.h"
 #include "engine/timer.h"
-#include "core/versions.h"
 
 namespace celer {
 
@@ -38,9 +42,10 @@ struct GenerationResult {
 class Engine {
  public:
   // The model must outlive the engine. max_seq_len <= 0: the model's max_position_embeddings.
-  // weights: the format the linear layers compute with (packed once, here; f32 copies nothing).
+  // weights: the format the linear layers compute with (packed once, here). device: the
+  // backend ("cpu"; see make_backend).
   Engine(const Model& model, const VersionSpec& version, int64_t max_seq_len = 0,
-         WeightFormat weights = WeightFormat::F32);
+         WeightFormat weights = WeightFormat::F32, const std::string& device = "cpu");
 
   GenerationResult generate(const Tensor& input_ids, const Tensor* attention_mask, const GenerateOptions& options);
 
@@ -55,51 +60,54 @@ class Engine {
 
   const VersionSpec& version() const { return version_; }
   int64_t max_seq_len() const { return max_seq_len_; }
+  std::string device() const { return backend_->name(); }
   uint64_t buffer_bytes() const;  // activations + scratch + cache, as allocated now
   WeightFormat weight_format() const { return weight_format_; }
-  // How prefill's GEMMs multiply f32 and int8 weights (backend/cpu/matmul_precision.h);
-  // Highest unless set. Decoding is the same at every setting.
+  // How prefill's GEMMs multiply f32 and int8 weights (core/matmul_precision.h); Highest
+  // unless set. Decoding is the same at every setting.
   MatmulPrecision matmul_precision() const { return matmul_precision_; }
   void set_matmul_precision(MatmulPrecision precision) { matmul_precision_ = precision; }
-  // Bytes of weights one decode step streams: every linear layer and the output head.
+  // Bytes of packed weights one decode step streams: every linear layer and the output head.
   uint64_t packed_weight_bytes() const;
 
  private:
-  // Sizes activations for batch x rows tokens per step and the cache for batch x max_seq_len;
-  // keeps what is already large enough.
+  // Sizes activations for batch x rows tokens per step and the cache for batch x max_seq_len,
+  // keeping what is already large enough, and prepares the backend for the call. A refused
+  // size (check_allocation) leaves the engine as it was.
   void reserve(int64_t batch, int64_t rows);
   // One step: tokens ids[b * ids_stride + i], i < n, at positions p0 + i, for rows b < batch;
   // they see cache keys t < p0 + n with valid[b * valid_stride + t] != 0. Writes their K/V into
-  // the cache and the logits of every position (all_positions) or of each row's last one.
+  // the cache and the logits (host memory) of every position (all_positions) or of each row's
+  // last one.
   void step(int64_t batch, int64_t n, int64_t p0, const int64_t* ids, int64_t ids_stride, const uint8_t* valid,
             int64_t valid_stride, float* logits, bool all_positions, StepTiming* timing);
   // The architecture's norm (RMSNorm, or gpt2's LayerNorm with its bias) over rows of hidden.
-  void norm(float* out, const float* x, const Tensor& weight, const Tensor& bias, int64_t rows) const;
-  void layer(size_t l, int64_t batch, int64_t n, int64_t p0, const uint8_t* valid, int64_t valid_stride,
-             StepTiming* timing);
+  void norm(float* out, const float* x, const DeviceBuffer& weight, const DeviceBuffer& bias, int64_t rows);
+  void layer(size_t l, const StepInputs& in, StepTiming* timing);
 
-  // The linear layers of one model layer, in the engine's weight format.
-  struct PackedLayer {
-    cpu::PackedWeight q, k, v, o, gate, up, down;
+  // One model layer on the backend: its linear layers packed, its norms and biases adopted.
+  struct LayerOnBackend {
+    std::unique_ptr<Weight> q, k, v, o, gate, up, down;  // gate: null for gpt2
+    DeviceBuffer input_norm, input_norm_bias, post_norm, post_norm_bias;
   };
 
   const Model& model_;
   VersionSpec version_;
   WeightFormat weight_format_;
   MatmulPrecision matmul_precision_ = MatmulPrecision::Highest;
-  std::vector<PackedLayer> packed_;
-  cpu::PackedWeight lm_head_;
-  cpu::LinearScratch linear_scratch_;
+  std::unique_ptr<Backend> backend_;
+  std::vector<LayerOnBackend> layers_;
+  std::unique_ptr<Weight> lm_head_;
+  DeviceBuffer embed_tokens_, embed_positions_, final_norm_, final_norm_bias_, rope_cos_, rope_sin_;
   int64_t max_seq_len_;
   std::vector<int64_t> cache_layer_;  // model layer -> cache layer
   std::vector<uint8_t> owns_kv_;      // model layer computes and writes its K/V
-  KVCache cache_;
+  std::unique_ptr<KVCache> cache_;
   int64_t batch_capacity_ = 0, row_capacity_ = 0;
-  // Activations (batch * rows, width), 64-byte aligned.
-  Tensor x_, h_, q_, k_, v_, att_, gate_, up_, last_;
-  Tensor rope_cos_, rope_sin_;  // (positions, head_dim)
-  std::vector<int64_t> pos_;  // position of each activation row
-  std::vector<AttentionScratch> scratch_;  // one per pool thread
+  // Activations (batch * rows, width) on the backend; logits_ only where the backend's memory
+  // is not the host's.
+  DeviceBuffer x_, h_, q_, k_, v_, att_, gate_, up_, last_, logits_;
+  std::vector<int64_t> pos_;  // position of each activation row (host)
 };
 
 // Process peak resident set size in bytes (getrusage).

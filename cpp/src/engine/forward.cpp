@@ -54,9 +54,10 @@ TokenBatch check_tokens(const ModelConfig& c, const Tensor& input_ids, const Ten
 }
 
 Tensor forward(const Model& model, const Tensor& input_ids, const Tensor* attention_mask) {
-  // The plain forward pass is a prefill through an fp32 cache sized to the sequence.
+  // The plain forward pass is v0's prefill: no cache kept, each layer's K/V only while that
+  // layer attends.
   const TokenBatch tok = check_tokens(model.config, input_ids, attention_mask);
-  Engine engine(model, find_version("v1"), tok.seq_len);
+  Engine engine(model, find_version("v0"), tok.seq_len);
   return engine.forward(input_ids, attention_mask);
 }
 

@@ -9,13 +9,13 @@
 #include "backend/cpu/attention_kernels.h"
 #include "backend/cpu/simd.h"
 
-namespace celer {
+namespace celer::cpu {
 
 using RowMat = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
 using Strided = Eigen::OuterStride<>;
 
 namespace {
-constexpr int64_t kDecodeKeyChunk = 2 * cpu::kAttentionKeyBlock;  // keys transposed at a time when decoding
+constexpr int64_t kDecodeKeyChunk = 2 * kAttentionKeyBlock;  // keys transposed at a time when decoding
 }  // namespace
 
 void AttentionScratch::reserve(int64_t n, int64_t group, int64_t D) {
@@ -27,7 +27,7 @@ void AttentionScratch::reserve(int64_t n, int64_t group, int64_t D) {
   row_sum.resize(size_t(group * n));
 }
 
-void cache_attention(const KVCache& cache, int64_t layer, int64_t b, int64_t kv_head, int64_t group, int64_t D,
+void cache_attention(const CpuKVCache& cache, int64_t layer, int64_t b, int64_t kv_head, int64_t group, int64_t D,
                      const float* q, float* out, int64_t q_stride, int64_t n, int64_t p0, const uint8_t* key_valid,
                      AttentionScratch& s) {
   const float scale = 1.0f / std::sqrt(float(D));
@@ -37,7 +37,7 @@ void cache_attention(const KVCache& cache, int64_t layer, int64_t b, int64_t kv_
   // one block per head g: its n rows, row i at position p0 + i.
   const bool decode = n == 1;
   // At the avx512 level our own kernels run the two products (attention_kernels.h says why).
-  const bool kernels = D % 16 == 0 && cpu::simd_level() == cpu::SimdLevel::Avx512;
+  const bool kernels = D % 16 == 0 && simd_level() == SimdLevel::Avx512;
   const int64_t blocks = decode ? 1 : group, rows = decode ? group : n, stride = decode ? D : q_stride;
   auto offset = [&](int64_t blk) { return b * n * q_stride + (kv_head * group + blk) * D; };
   auto q_rows = [&](int64_t blk) { return Eigen::Map<const RowMat, 0, Strided>(q + offset(blk), rows, D, Strided(stride)); };
@@ -49,7 +49,7 @@ void cache_attention(const KVCache& cache, int64_t layer, int64_t b, int64_t kv_
   for (int64_t t0 = 0; t0 < keys; t0 += kAttentionTile) {
     const int64_t t1 = std::min(keys, t0 + kAttentionTile), T = t1 - t0;
     // One dequantization per tile, shared by the group's query heads.
-    const KVCache::Rows kv = cache.read(layer, b, kv_head, t0, t1, s.k_tile.data(), s.v_tile.data());
+    const CpuKVCache::Rows kv = cache.read(layer, b, kv_head, t0, t1, s.k_tile.data(), s.v_tile.data());
     Eigen::Map<const RowMat> K(kv.k, T, D), V(kv.v, T, D);
     const bool padded = std::memchr(key_valid + t0, 0, size_t(T)) != nullptr;  // keys to mask out
     // Causal: a row at position p sees keys t <= p, so prefill rows before `first` see none
@@ -60,7 +60,7 @@ void cache_attention(const KVCache& cache, int64_t layer, int64_t b, int64_t kv_
     Eigen::Map<RowMat> S(s.scores.data(), live, T);
     // Prefill: the tile's keys as columns once, for every head of the group. Decoding makes one
     // scores call per tile: 32 keys at a time, so the columns stay in L1.
-    if (kernels && !decode) cpu::transpose_keys_avx512(kv.k, T, D, s.key_columns.data());
+    if (kernels && !decode) transpose_keys_avx512(kv.k, T, D, s.key_columns.data());
     for (int64_t blk = 0; blk < blocks; ++blk) {
       auto O = out_rows(blk).bottomRows(live);
       float* m = s.row_max.data() + blk * rows + first;
@@ -68,12 +68,12 @@ void cache_attention(const KVCache& cache, int64_t layer, int64_t b, int64_t kv_
       if (kernels && decode) {
         for (int64_t t = 0; t < T; t += kDecodeKeyChunk) {
           const int64_t keys = std::min(kDecodeKeyChunk, T - t);
-          cpu::transpose_keys_avx512(kv.k + t * D, keys, D, s.key_columns.data());
-          cpu::attention_scores_avx512(q + offset(blk), stride, rows, s.key_columns.data(), keys, D, keys, scale,
+          transpose_keys_avx512(kv.k + t * D, keys, D, s.key_columns.data());
+          attention_scores_avx512(q + offset(blk), stride, rows, s.key_columns.data(), keys, D, keys, scale,
                                        S.data() + t, T);
         }
       } else if (kernels) {
-        cpu::attention_scores_avx512(q + offset(blk) + first * stride, stride, live, s.key_columns.data(), T, D, causal,
+        attention_scores_avx512(q + offset(blk) + first * stride, stride, live, s.key_columns.data(), T, D, causal,
                                      scale, S.data(), T);
       } else
         S.noalias() = (q_rows(blk).bottomRows(live) * K.transpose()) * scale;
@@ -81,7 +81,7 @@ void cache_attention(const KVCache& cache, int64_t layer, int64_t b, int64_t kv_
         const int64_t position = p0 + (decode ? 0 : first + i);
         const int64_t visible = std::min(T, position + 1 - t0);
         if (kernels) {
-          const float correction = cpu::softmax_tile_row_avx512(&S(i, 0), T, visible, padded ? key_valid + t0 : nullptr,
+          const float correction = softmax_tile_row_avx512(&S(i, 0), T, visible, padded ? key_valid + t0 : nullptr,
                                                                 m + i, l + i);
           if (correction != 1.0f) O.row(i) *= correction;
           continue;
@@ -104,7 +104,7 @@ void cache_attention(const KVCache& cache, int64_t layer, int64_t b, int64_t kv_
         O.row(i) *= correction;
       }
       if (kernels)
-        cpu::attention_values_avx512(S.data(), T, live, kv.v, T, D, causal, out + offset(blk) + first * stride, stride);
+        attention_values_avx512(S.data(), T, live, kv.v, T, D, causal, out + offset(blk) + first * stride, stride);
       else
         O.noalias() += S * V;
     }
@@ -117,4 +117,4 @@ void cache_attention(const KVCache& cache, int64_t layer, int64_t b, int64_t kv_
   }
 }
 
-}  // namespace celer
+}  // namespace celer::cpu

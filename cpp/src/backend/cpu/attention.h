@@ -8,7 +8,7 @@
 
 #include "backend/cpu/kv_cache.h"
 
-namespace celer {
+namespace celer::cpu {
 
 // Per-thread scratch for cache_attention, sized once. Aligned like Eigen's widest packet:
 // Eigen's vectorised reductions peel by address, so equally aligned buffers make every
@@ -28,8 +28,8 @@ constexpr int64_t kAttentionTile = 256;
 // cache positions [0, p0 + n). q: rows (b * n + i) of width q_stride, head h at column h * D;
 // out: the same layout. Query i sits at position p0 + i and sees keys t <= p0 + i with
 // key_valid[t] != 0. A query that sees no key gets zeros.
-void cache_attention(const KVCache& cache, int64_t layer, int64_t b, int64_t kv_head, int64_t group, int64_t D,
+void cache_attention(const CpuKVCache& cache, int64_t layer, int64_t b, int64_t kv_head, int64_t group, int64_t D,
                      const float* q, float* out, int64_t q_stride, int64_t n, int64_t p0, const uint8_t* key_valid,
                      AttentionScratch& scratch);
 
-}  // namespace celer
+}  // namespace celer::cpu

@@ -7,6 +7,7 @@
 #include "backend/cpu/gemm.h"
 #include "backend/cpu/gemv.h"
 #include "backend/cpu/ops.h"
+#include "core/config.h"
 #include "core/error.h"
 #include "backend/cpu/threadpool.h"
 
@@ -25,11 +26,16 @@ size_t LinearScratch::activation_bytes() const {
 
 void LinearScratch::reserve(int threads, int64_t max_cols, int64_t max_rows) {
   if (fits(threads, max_cols, max_rows)) return;
-  max_cols_ = std::max(max_cols_, max_cols);
-  max_rows_ = std::max(max_rows_, max_rows);
-  blocks_.resize(std::max(blocks_.size(), size_t(threads)));
-  for (auto& b : blocks_) b = zeroed_buffer(block_bytes(), /*huge_pages=*/true);
-  activations_ = zeroed_buffer(activation_bytes(), /*huge_pages=*/true);
+  // The new buffers are made before the sizes change: a failed allocation keeps the old,
+  // consistent scratch.
+  LinearScratch grown;
+  grown.max_cols_ = std::max(max_cols_, max_cols);
+  grown.max_rows_ = std::max(max_rows_, max_rows);
+  grown.blocks_.resize(std::max(blocks_.size(), size_t(threads)));
+  check_allocation(grown.bytes(), "the linear layers' scratch");
+  for (auto& b : grown.blocks_) b = zeroed_buffer(grown.block_bytes(), /*huge_pages=*/true);
+  grown.activations_ = zeroed_buffer(grown.activation_bytes(), /*huge_pages=*/true);
+  *this = std::move(grown);
 }
 
 bool LinearScratch::fits(int threads, int64_t max_cols, int64_t max_rows) const {
@@ -41,7 +47,7 @@ namespace {
 // Rows [r0, r1) of one output by an Eigen GEMM (the levels below avx512).
 void eigen_block(const LinearOut& o, int64_t r0, int64_t r1, const float* x, int64_t x_stride, int64_t M,
                  float* scratch) {
-  const PackedWeight& w = *o.w;
+  const PackedWeight& w = as_packed(*o.w);
   const int64_t K = w.cols, nn = r1 - r0;
   const float* rows = w.f32 != nullptr ? w.f32 + r0 * K : scratch;
   if (w.f32 == nullptr) unpack_rows(w, r0, r1, scratch);
@@ -58,7 +64,7 @@ void eigen_block(const LinearOut& o, int64_t r0, int64_t r1, const float* x, int
 // The group's weight rows, concatenated and cut into units of `unit` rows (a unit never spans
 // two outputs), split between threads: fn(out, r0, r1, thread) for each thread's share.
 template <class F>
-void for_each_unit(std::initializer_list<LinearOut> outs, int64_t unit, int64_t M, F&& fn) {
+void for_each_unit(ThreadPool& pool, std::initializer_list<LinearOut> outs, int64_t unit, int64_t M, F&& fn) {
   int64_t units = 0, work_per_unit = 0;
   for (const LinearOut& o : outs) {
     units += (o.w->rows + unit - 1) / unit;
@@ -66,7 +72,7 @@ void for_each_unit(std::initializer_list<LinearOut> outs, int64_t unit, int64_t 
   }
   // A thread gets at least ~64K multiply-adds: below that, waking it costs more than it saves.
   const int64_t grain = std::max<int64_t>(1, (int64_t(1) << 16) / std::max<int64_t>(1, work_per_unit));
-  thread_pool()->parallel_for_threads(units, [&](int64_t u0, int64_t u1, int thread) {
+  pool.parallel_for_threads(units, [&](int64_t u0, int64_t u1, int thread) {
     int64_t first = 0;  // index of the first unit of the current output
     for (const LinearOut& o : outs) {
       const int64_t n_units = (o.w->rows + unit - 1) / unit;
@@ -77,20 +83,20 @@ void for_each_unit(std::initializer_list<LinearOut> outs, int64_t unit, int64_t 
   }, grain);
 }
 
-void gemm_avx512_group(std::initializer_list<LinearOut> outs, const float* x, int64_t x_stride, int64_t M,
-                       LinearScratch& scratch, MatmulPrecision precision) {
-  const PackedWeight& w0 = *outs.begin()->w;
+void gemm_avx512_group(ThreadPool& pool, std::initializer_list<LinearOut> outs, const float* x, int64_t x_stride,
+                       int64_t M, LinearScratch& scratch, MatmulPrecision precision) {
+  const PackedWeight& w0 = as_packed(*outs.begin()->w);
   const bool split = gemm_splits(w0.format, precision);
   if (split || gemm_uses_amx(w0.format)) {
     uint32_t* packed = reinterpret_cast<uint32_t*>(scratch.activations());
     for (int64_t m0 = 0; m0 < M; m0 += kAmxMaxRows) {  // a K block of x then stays in L2
       const int64_t rows = std::min(kAmxMaxRows, M - m0);
-      thread_pool()->parallel_for(amx_panels(rows), [&](int64_t p0, int64_t p1) {
+      pool.parallel_for(amx_panels(rows), [&](int64_t p0, int64_t p1) {
         pack_activations_amx(x + m0 * x_stride, x_stride, rows, w0.cols, p0, p1, packed,
                              split ? packed + amx_activation_words(rows, w0.cols) : nullptr);
       });
-      for_each_unit(outs, kAmxPanelRows, rows, [&](const LinearOut& o, int64_t r0, int64_t r1, int thread) {
-        gemm_rows_amx(*o.w, r0, r1, packed, rows, o.y + m0 * o.y_stride, o.y_stride, o.accumulate, split,
+      for_each_unit(pool, outs, kAmxPanelRows, rows, [&](const LinearOut& o, int64_t r0, int64_t r1, int thread) {
+        gemm_rows_amx(as_packed(*o.w), r0, r1, packed, rows, o.y + m0 * o.y_stride, o.y_stride, o.accumulate, split,
                       scratch.block(thread));
       });
     }
@@ -98,13 +104,13 @@ void gemm_avx512_group(std::initializer_list<LinearOut> outs, const float* x, in
   }
   const bool pairs = gemm_uses_bf16_pairs(w0.format), round = w0.format == WeightFormat::BF16 && !pairs;
   float* packed = scratch.activations();
-  thread_pool()->parallel_for(gemm_panels(M), [&](int64_t p0, int64_t p1) {
+  pool.parallel_for(gemm_panels(M), [&](int64_t p0, int64_t p1) {
     pack_activations(x, x_stride, M, w0.cols, pairs, round, p0, p1, packed);
   });
   const PackedActivations xa{packed, M, w0.cols, pairs};
-  for_each_unit(outs, kGemmPanelRows, M, [&](const LinearOut& o, int64_t r0, int64_t r1, int thread) {
+  for_each_unit(pool, outs, kGemmPanelRows, M, [&](const LinearOut& o, int64_t r0, int64_t r1, int thread) {
     for (int64_t r = r0; r < r1; r += kGemmPanelRows)
-      gemm_rows_avx512(*o.w, r, std::min(r1, r + kGemmPanelRows), xa, o.y, o.y_stride, o.accumulate,
+      gemm_rows_avx512(as_packed(*o.w), r, std::min(r1, r + kGemmPanelRows), xa, o.y, o.y_stride, o.accumulate,
                        scratch.block(thread));
   });
 }
@@ -112,24 +118,26 @@ void gemm_avx512_group(std::initializer_list<LinearOut> outs, const float* x, in
 }  // namespace
 
 void linear_group(std::initializer_list<LinearOut> outs, const float* x, int64_t x_stride, int64_t M,
-                  LinearScratch* scratch, MatmulPrecision precision) {
-  const PackedWeight& w0 = *outs.begin()->w;
+                  LinearScratch* scratch, MatmulPrecision precision, ThreadPool* pool_or_null) {
+  const PackedWeight& w0 = as_packed(*outs.begin()->w);
   for (const LinearOut& o : outs)  // (no require(): its message would allocate on every call)
     if (o.w->format != w0.format || o.w->cols != w0.cols)
       throw ValueError("linear_group: the outputs differ in weight format or input size");
+  std::shared_ptr<ThreadPool> process_pool;  // held for the call: set_num_threads cannot change it midway
+  ThreadPool& pool = pool_or_null != nullptr ? *pool_or_null : *(process_pool = thread_pool());
   LinearScratch temporary;
   if (scratch == nullptr) scratch = &temporary;
-  scratch->reserve(thread_pool()->num_threads(), w0.cols, M);  // nothing to do once sized
+  scratch->reserve(pool.num_threads(), w0.cols, M);  // nothing to do once sized
   const bool gemv = M <= kGemvMaxRows;
-  if (!gemv && gemm_avx512_active()) return gemm_avx512_group(outs, x, x_stride, M, *scratch, precision);
+  if (!gemv && gemm_avx512_active()) return gemm_avx512_group(pool, outs, x, x_stride, M, *scratch, precision);
   // Decoding streams bf16 weights with vdpbf16ps on input pairs wherever the CPU has it: it
   // saves widening every weight, and memory, not the multiply-adds, sets the pace.
   if (gemv && gemm_avx512_active() && w0.format == WeightFormat::BF16 && cpu_has_avx512_bf16()) {
     uint32_t* pairs = reinterpret_cast<uint32_t*>(scratch->activations());
     const int64_t stride = (w0.cols + 1) / 2;
     pack_bf16_pair_rows(x, x_stride, M, w0.cols, pairs);
-    return for_each_unit(outs, 16, M, [&](const LinearOut& o, int64_t r0, int64_t r1, int) {
-      gemv_rows_bf16_pairs(*o.w, r0, r1, pairs, stride, M, o.y, o.y_stride, o.accumulate);
+    return for_each_unit(pool, outs, 16, M, [&](const LinearOut& o, int64_t r0, int64_t r1, int) {
+      gemv_rows_bf16_pairs(as_packed(*o.w), r0, r1, pairs, stride, M, o.y, o.y_stride, o.accumulate);
     });
   }
   if (w0.format == WeightFormat::BF16) {  // the bf16 format's inputs are bf16 too
@@ -140,8 +148,8 @@ void linear_group(std::initializer_list<LinearOut> outs, const float* x, int64_t
     x_stride = w0.cols;
   }
   const SimdLevel level = simd_level();
-  for_each_unit(outs, gemv ? 16 : kGemmBlock, M, [&](const LinearOut& o, int64_t r0, int64_t r1, int thread) {
-    if (gemv) return gemv_rows(*o.w, r0, r1, x, x_stride, M, o.y, o.y_stride, o.accumulate, level);
+  for_each_unit(pool, outs, gemv ? 16 : kGemmBlock, M, [&](const LinearOut& o, int64_t r0, int64_t r1, int thread) {
+    if (gemv) return gemv_rows(as_packed(*o.w), r0, r1, x, x_stride, M, o.y, o.y_stride, o.accumulate, level);
     for (int64_t r = r0; r < r1; r += kGemmBlock)
       eigen_block(o, r, std::min(r1, r + kGemmBlock), x, x_stride, M, scratch->block(thread));
   });

@@ -14,6 +14,7 @@
 
 #include "core/matmul_precision.h"
 #include "backend/cpu/packed_weight.h"
+#include "backend/cpu/threadpool.h"
 
 namespace celer::cpu {
 
@@ -42,23 +43,22 @@ class LinearScratch {
   int64_t max_cols_ = 0, max_rows_ = 0;
 };
 
-// One output of a group: y (M, w.rows) with row stride y_stride.
-struct LinearOut {
-  const PackedWeight* w;
-  float* y;
-  int64_t y_stride;
-  bool accumulate = false;
-};
+// The outputs of a group are the engine's LinearOut (engine/backend.h); their weights are
+// PackedWeights (the CPU backend packed them).
+inline const PackedWeight& as_packed(const Weight& w) { return static_cast<const PackedWeight&>(w); }
 
 // Runs every output on the same x (M, K), K = each w.cols, row stride x_stride; the outputs
 // share one weight format. `scratch` is grown when it does not fit the threads, M and K
 // (null: a temporary one). `precision`: how the GEMM multiplies (matmul_precision.h).
+// `pool`: the threads to split over (null: the process pool, taken once for the whole call).
 void linear_group(std::initializer_list<LinearOut> outs, const float* x, int64_t x_stride, int64_t M,
-                  LinearScratch* scratch, MatmulPrecision precision = MatmulPrecision::Highest);
+                  LinearScratch* scratch, MatmulPrecision precision = MatmulPrecision::Highest,
+                  ThreadPool* pool = nullptr);
 
 inline void linear(const PackedWeight& w, const float* x, int64_t M, float* y, bool accumulate,
-                   LinearScratch* scratch, MatmulPrecision precision = MatmulPrecision::Highest) {
-  linear_group({LinearOut{&w, y, w.rows, accumulate}}, x, w.cols, M, scratch, precision);
+                   LinearScratch* scratch, MatmulPrecision precision = MatmulPrecision::Highest,
+                   ThreadPool* pool = nullptr) {
+  linear_group({LinearOut{&w, y, w.rows, accumulate}}, x, w.cols, M, scratch, precision, pool);
 }
 
 }  // namespace celer::cpu

@@ -11,8 +11,6 @@
 
 namespace celer::cpu {
 
-uint64_t PackedWeight::nbytes() const { return weight_format_bytes(format, rows, cols); }
-
 namespace {
 // One block of the int8 format: its fp16 scale, and the n <= 32 int8 values quantized with that scale.
 // Plain fixed-size loops over a padded copy, so the compiler vectorizes them.

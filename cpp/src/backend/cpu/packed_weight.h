@@ -13,12 +13,11 @@
 
 #include "core/tensor.h"
 #include "core/weight_format.h"
+#include "engine/backend.h"
 
 namespace celer::cpu {
 
-struct PackedWeight {
-  WeightFormat format = WeightFormat::F32;
-  int64_t rows = 0, cols = 0;
+struct PackedWeight : Weight {
   const float* f32 = nullptr;  // F32: (rows, cols)
   Tensor values;               // BF16: uint16 (rows, cols); Int8: int8 (rows, cols)
   Tensor scales;               // Int8: fp16 bits (rows, blocks_per_row)
@@ -29,8 +28,6 @@ struct PackedWeight {
   const uint16_t* bf16_row(int64_t r) const { return values.as<uint16_t>() + r * cols; }
   const int8_t* int8_row(int64_t r) const { return values.as<int8_t>() + r * cols; }
   const uint16_t* int8_scales(int64_t r) const { return scales.as<uint16_t>() + r * blocks_per_row(); }
-  // Bytes one pass over the matrix reads (what a decode step streams), bias excluded.
-  uint64_t nbytes() const;
 };
 
 // One zeroed buffer on huge pages holding many packed weights (an engine's), handed out in

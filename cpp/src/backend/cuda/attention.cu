@@ -17,15 +17,15 @@ constexpr int kAttnThreads = 128;                     // 4 warps
 constexpr int kTile = kAttnThreads;                   // keys per tile: one score per thread
 constexpr int kPerThread = kMaxHeadDim / kAttnThreads;  // output dims each thread accumulates
 
-template <CacheStorage S>
+template <KVStorage S>
 __device__ __forceinline__ float load(const void* base, const float* scale, int64_t row, int64_t D, int64_t d) {
-  if constexpr (S == CacheStorage::F32) return static_cast<const float*>(base)[row * D + d];
-  if constexpr (S == CacheStorage::F16) return __half2float(static_cast<const __half*>(base)[row * D + d]);
-  if constexpr (S == CacheStorage::Int8Token) return float(static_cast<const int8_t*>(base)[row * D + d]) * scale[row];
+  if constexpr (S == KVStorage::F32) return static_cast<const float*>(base)[row * D + d];
+  if constexpr (S == KVStorage::F16) return __half2float(static_cast<const __half*>(base)[row * D + d]);
+  if constexpr (S == KVStorage::Int8Token) return float(static_cast<const int8_t*>(base)[row * D + d]) * scale[row];
   return 0.0f;
 }
 
-template <CacheStorage S>
+template <KVStorage S>
 __global__ void decode_attention_kernel(float* out, const float* q, CacheLayer c, int64_t q_heads, int64_t length,
                                         const uint8_t* key_valid) {
   __shared__ float q_s[kMaxHeadDim];
@@ -91,14 +91,14 @@ void decode_attention(float* out, const float* q, const CacheLayer& c, int64_t q
   if (c.batch == 0 || q_heads == 0) return;
   const dim3 grid(unsigned(q_heads), unsigned(c.batch));
   switch (c.storage) {
-    case CacheStorage::F32:
-      decode_attention_kernel<CacheStorage::F32><<<grid, kAttnThreads, 0, stream>>>(out, q, c, q_heads, length, key_valid);
+    case KVStorage::F32:
+      decode_attention_kernel<KVStorage::F32><<<grid, kAttnThreads, 0, stream>>>(out, q, c, q_heads, length, key_valid);
       break;
-    case CacheStorage::F16:
-      decode_attention_kernel<CacheStorage::F16><<<grid, kAttnThreads, 0, stream>>>(out, q, c, q_heads, length, key_valid);
+    case KVStorage::F16:
+      decode_attention_kernel<KVStorage::F16><<<grid, kAttnThreads, 0, stream>>>(out, q, c, q_heads, length, key_valid);
       break;
-    case CacheStorage::Int8Token:
-      decode_attention_kernel<CacheStorage::Int8Token>
+    case KVStorage::Int8Token:
+      decode_attention_kernel<KVStorage::Int8Token>
           <<<grid, kAttnThreads, 0, stream>>>(out, q, c, q_heads, length, key_valid);
       break;
   }

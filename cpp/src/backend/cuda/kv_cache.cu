@@ -9,7 +9,7 @@
 namespace celer::cuda {
 namespace {
 
-template <CacheStorage S>
+template <KVStorage S>
 __global__ void cache_write_kernel(CacheLayer c, const float* k, const float* v, int64_t n, int64_t p0) {
   __shared__ float scratch[32];
   const int64_t r = blockIdx.x;  // ((b * n + i) * kv_heads + h)
@@ -17,7 +17,7 @@ __global__ void cache_write_kernel(CacheLayer c, const float* k, const float* v,
   const int64_t dst_row = (b * c.kv_heads + h) * c.max_seq + p0 + i;
   const float* ks = k + r * c.D;
   const float* vs = v + r * c.D;
-  if constexpr (S == CacheStorage::Int8Token) {
+  if constexpr (S == KVStorage::Int8Token) {
     int8_t* kq = static_cast<int8_t*>(c.k) + dst_row * c.D;
     int8_t* vq = static_cast<int8_t*>(c.v) + dst_row * c.D;
     const float k_scale = quantize_row_int8(ks, c.D, kq, scratch);
@@ -28,7 +28,7 @@ __global__ void cache_write_kernel(CacheLayer c, const float* k, const float* v,
     }
   } else {
     for (int64_t d = threadIdx.x; d < c.D; d += blockDim.x) {
-      if constexpr (S == CacheStorage::F16) {
+      if constexpr (S == KVStorage::F16) {
         static_cast<__half*>(c.k)[dst_row * c.D + d] = __float2half_rn(ks[d]);
         static_cast<__half*>(c.v)[dst_row * c.D + d] = __float2half_rn(vs[d]);
       } else {
@@ -45,14 +45,14 @@ void cache_write(const CacheLayer& c, const float* k, const float* v, int64_t n,
   const int64_t rows = c.batch * n * c.kv_heads;
   if (rows == 0) return;
   switch (c.storage) {
-    case CacheStorage::F32:
-      cache_write_kernel<CacheStorage::F32><<<unsigned(rows), kQuantThreads, 0, stream>>>(c, k, v, n, p0);
+    case KVStorage::F32:
+      cache_write_kernel<KVStorage::F32><<<unsigned(rows), kQuantThreads, 0, stream>>>(c, k, v, n, p0);
       break;
-    case CacheStorage::F16:
-      cache_write_kernel<CacheStorage::F16><<<unsigned(rows), kQuantThreads, 0, stream>>>(c, k, v, n, p0);
+    case KVStorage::F16:
+      cache_write_kernel<KVStorage::F16><<<unsigned(rows), kQuantThreads, 0, stream>>>(c, k, v, n, p0);
       break;
-    case CacheStorage::Int8Token:
-      cache_write_kernel<CacheStorage::Int8Token><<<unsigned(rows), kQuantThreads, 0, stream>>>(c, k, v, n, p0);
+    case KVStorage::Int8Token:
+      cache_write_kernel<KVStorage::Int8Token><<<unsigned(rows), kQuantThreads, 0, stream>>>(c, k, v, n, p0);
       break;
   }
   check_launch("cache_write_kernel");

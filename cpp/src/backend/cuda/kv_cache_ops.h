@@ -5,15 +5,17 @@
 
 #include <cstdint>
 
+#include "core/versions.h"
+
 namespace celer::cuda {
 
-// How a cache layer stores K and V (the per-token storages of versions.h; KIVI is not here yet).
-enum class CacheStorage : int { F32 = 0, F16 = 1, Int8Token = 2 };
+// A cache layer stores K and V as core/versions.h's KVStorage says; these kernels cover the
+// per-token storages (F32, F16, Int8Token; KIVI is not here yet).
 
 // One cache layer: k, v are (batch, kv_heads, max_seq, D) of float / half bits / int8;
 // k_scale, v_scale (batch, kv_heads, max_seq) fp32 for Int8Token, else null.
 struct CacheLayer {
-  CacheStorage storage = CacheStorage::F32;
+  KVStorage storage = KVStorage::F32;
   void* k = nullptr;
   void* v = nullptr;
   float* k_scale = nullptr;
