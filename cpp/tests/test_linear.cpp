@@ -13,6 +13,8 @@
 #include "backend/cpu/simd.h"
 #include "core/error.h"
 #include "harness.h"
+#include "core/block_quant.h"
+#include "core/model.h"
 #include "core/tensor.h"
 #include "backend/cpu/threadpool.h"
 
@@ -66,7 +68,7 @@ TEST(linear_every_level_and_format_matches_naive) {
   for (auto [level, path] : paths) {
     cpu::set_simd_level(level);
     cpu::set_gemm_bf16_path(&path);
-    for (WeightFormat format : {WeightFormat::F32, WeightFormat::BF16, WeightFormat::Int8}) {
+    for (WeightFormat format : weight_formats()) {
       for (auto [M, K, N] : {std::tuple{1, 1, 3}, {1, 31, 5}, {2, 33, 17}, {3, 64, 40}, {4, 100, 9}, {5, 47, 21},
                              {9, 65, 70}, {17, 96, 130}, {1, 300, 67}, {25, 513, 97}, {40, 257, 33},
                              {12, 256, 64}, {70, 1100, 130}}) {
@@ -89,6 +91,49 @@ TEST(linear_every_level_and_format_matches_naive) {
   }
 }
 
+// A block-quantized source packs into the format of its own values exactly (core/block_quant.h
+// defines them), and into any other format through its exact dequantized values.
+TEST(block_quantized_sources_pack_exactly) {
+  const int64_t N = 7, K = 96;
+  const Tensor w = random_matrix(N, K, 3);
+  for (auto [type, format] : {std::pair{DType::Q4_0, WeightFormat::Q4_0}, {DType::Q4_1, WeightFormat::Q4_1},
+                              {DType::Q8_0, WeightFormat::Int8}}) {
+    Tensor q = Tensor::zeros(type, {N, K});
+    const uint64_t row_bytes = tensor_bytes(type, {1, K});
+    for (int64_t r = 0; r < N; ++r) quantize_blocks(type, w.f32() + r * K, K, q.as<uint8_t>() + r * row_bytes);
+    std::vector<float> exact(size_t(N * K)), unpacked(size_t(N * K));
+    for (int64_t r = 0; r < N; ++r) dequantize_blocks(type, q.as<uint8_t>() + r * row_bytes, K, exact.data() + r * K);
+    for (WeightFormat target : weight_formats()) {
+      cpu::PackedWeight p = cpu::pack_weight(q, target);
+      cpu::unpack_rows(p, 0, N, unpacked.data());
+      if (target == format || target == WeightFormat::F32) {
+        CHECK(unpacked == exact);
+      } else {  // re-rounded from the exact values: within the target's own rounding
+        cpu::PackedWeight direct = cpu::pack_weight(dequantize(q), target);
+        std::vector<float> expected(size_t(N * K));
+        cpu::unpack_rows(direct, 0, N, expected.data());
+        CHECK(unpacked == expected);
+      }
+    }
+  }
+  // An f32 matrix whose rows end inside a block: zeros pad the last Q4 block, and the values
+  // are llama.cpp's quantization of the row.
+  const int64_t K2 = 45;
+  const Tensor w2 = random_matrix(3, K2, 5);
+  for (auto [type, format] : {std::pair{DType::Q4_0, WeightFormat::Q4_0}, {DType::Q4_1, WeightFormat::Q4_1}}) {
+    cpu::PackedWeight p = cpu::pack_weight(w2, format);
+    std::vector<float> unpacked(size_t(3 * K2)), row(64);
+    std::vector<uint8_t> blocks(2 * dtype_size(type));
+    cpu::unpack_rows(p, 0, 3, unpacked.data());
+    for (int64_t r = 0; r < 3; ++r) {
+      quantize_blocks(type, w2.f32() + r * K2, K2, blocks.data());
+      dequantize_blocks(type, blocks.data(), K2, row.data());
+      for (int64_t k = 0; k < K2; ++k) CHECK(unpacked[size_t(r * K2 + k)] == row[size_t(k)]);
+    }
+    CHECK(p.nbytes() == 3 * 2 * dtype_size(type));
+  }
+}
+
 // MatmulPrecision::High (bf16x3 on AMX) against a double-precision loop, relative to the sum of
 // |products| each output adds up. The bound, 4e-6, is ~10x what bf16x3 measures (4e-7 at worst;
 // f32 products: 4e-8) and ~35x below what one bf16 product per term gives (1.5e-4): a kernel that
@@ -98,7 +143,7 @@ TEST(linear_high_precision_splits_into_bf16_parts_within_its_bound) {
   const int threads = thread_pool()->num_threads();
   for (cpu::SimdLevel level : cpu::supported_simd_levels()) {
     cpu::set_simd_level(level);
-    for (WeightFormat format : {WeightFormat::F32, WeightFormat::Int8}) {
+    for (WeightFormat format : {WeightFormat::F32, WeightFormat::Int8, WeightFormat::Q4_0, WeightFormat::Q4_1}) {
       const bool splits = cpu::gemm_avx512_active() && cpu::gemm_splits(format, MatmulPrecision::High);
       CHECK(splits == (level == cpu::SimdLevel::Avx512 && cpu::cpu_has_amx_bf16()));
       // M past the GEMV's rows, odd panels, past kAmxMaxRows; K with padded tails and 1-3 K blocks.
@@ -133,7 +178,7 @@ TEST(linear_high_precision_splits_into_bf16_parts_within_its_bound) {
 TEST(linear_group_writes_each_output_like_separate_calls) {
   const int64_t M = 2, K = 45;
   Tensor a = random_matrix(19, K, 1), b = random_matrix(7, K, 2), c = random_matrix(33, K, 3);
-  for (WeightFormat format : {WeightFormat::F32, WeightFormat::BF16, WeightFormat::Int8}) {
+  for (WeightFormat format : weight_formats()) {
     cpu::PackedWeight pa = cpu::pack_weight(a, format), pb = cpu::pack_weight(b, format), pc = cpu::pack_weight(c, format);
     auto x = celer_test::random_floats(size_t(M * K), 4);
     std::vector<float> ya(M * 19), yb(M * 7), yc(M * 33), sa(M * 19), sb(M * 7), sc(M * 33);
@@ -148,7 +193,7 @@ TEST(linear_group_writes_each_output_like_separate_calls) {
 TEST(linear_results_do_not_depend_on_thread_count) {
   Tensor w = random_matrix(300, 130, 5);
   for (MatmulPrecision precision : matmul_precisions())
-    for (WeightFormat format : {WeightFormat::F32, WeightFormat::BF16, WeightFormat::Int8})
+    for (WeightFormat format : weight_formats())
       for (int64_t M : {1, 3, 20, 70}) {
         const cpu::PackedWeight packed = cpu::pack_weight(w, format);
         auto x = celer_test::random_floats(size_t(M * 130), 6);
@@ -202,8 +247,7 @@ TEST(f32_packing_copies_nothing) {
 }
 
 TEST(weight_format_and_simd_names_round_trip) {
-  for (WeightFormat f : {WeightFormat::F32, WeightFormat::BF16, WeightFormat::Int8})
-    CHECK(parse_weight_format(weight_format_name(f)) == f);
+  for (WeightFormat f : weight_formats()) CHECK(parse_weight_format(weight_format_name(f)) == f);
   CHECK_THROWS(ValueError, parse_weight_format("q4_k"));
   for (MatmulPrecision p : matmul_precisions())
     CHECK(parse_matmul_precision(matmul_precision_name(p)) == p);

@@ -2,6 +2,8 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <optional>
+
 #include "bindings/numpy_tensor.h"
 #include "engine/engine.h"
 #include "core/versions.h"
@@ -113,14 +115,20 @@ void bind_engine(py::module_& m) {
       .def(py::init([](const std::shared_ptr<Model>& model, const std::string& version, int64_t max_seq_len,
                        const std::string& weight_dtype, const std::string& device) {
              const VersionSpec& spec = find_version(version);
-             const WeightFormat format = parse_weight_format(weight_dtype);
+             std::optional<WeightFormat> format;  // "stored": each matrix in the format of its stored values
+             if (weight_dtype != "stored") format = parse_weight_format(weight_dtype);
              py::gil_scoped_release release;  // packing a large model takes a while
              return new Engine(*model, spec, max_seq_len, format, device);
            }),
-           py::arg("model"), py::arg("version") = "v1", py::arg("max_seq_len") = 0, py::arg("weight_dtype") = "f32",
+           py::arg("model"), py::arg("version") = "v1", py::arg("max_seq_len") = 0, py::arg("weight_dtype") = "stored",
            py::arg("device") = "cpu", py::keep_alive<1, 2>())  // the engine reads the model's weights
       .def_property_readonly("device", &Engine::device)
       .def_property_readonly("weight_dtype", [](const Engine& e) { return weight_format_name(e.weight_format()); })
+      .def_property_readonly("matrix_formats", [](const Engine& e) {
+        py::dict out;
+        for (const auto& [format, n] : e.matrix_formats()) out[py::str(weight_format_name(format))] = n;
+        return out;
+      }, "Weight format -> how many of the engine's matrices (the head included) compute in it.")
       .def_property(
           "matmul_precision", [](const Engine& e) { return matmul_precision_name(e.matmul_precision()); },
           [](Engine& e, const std::string& name) { e.set_matmul_precision(parse_matmul_precision(name)); },

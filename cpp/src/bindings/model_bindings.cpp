@@ -23,6 +23,15 @@ void bind_model(py::module_& m) {
       .def_property_readonly("config", [](const Model& self) { return self.config; })
       .def_property_readonly("input_ids", [](const Model& self) { return numpy_or_none(self.input_ids); })
       .def_property_readonly("attention_mask", [](const Model& self) { return numpy_or_none(self.attention_mask); })
+      .def_property_readonly("weight_dtypes",
+                             [](Model& self) {
+                               py::dict out;
+                               for (const WeightSlot& slot : weight_slots(self))
+                                 out[py::str(slot.name)] = dtype_name(slot.tensor->dtype);
+                               return out;
+                             },
+                             "Hugging Face name -> the dtype the model stores the weight in (float32, q4_1, ...).")
+      .def_property_readonly("rope_interleaved_rows", [](const Model& self) { return self.rope_interleaved_rows; })
       .def_property_readonly("rope",
                              [](const Model& self) -> py::object {
                                if (self.rope_cos.empty()) return py::none();
@@ -43,10 +52,12 @@ void bind_model(py::module_& m) {
           "state_dict",
           [](Model& self) {
             py::dict out;
-            for (const WeightSlot& slot : weight_slots(self)) out[py::str(slot.name)] = numpy_from_tensor(*slot.tensor, false);
+            Model hf = float32_model(self);
+            for (const WeightSlot& slot : weight_slots(hf)) out[py::str(slot.name)] = numpy_from_tensor(*slot.tensor, false);
             return out;
           },
-          "Hugging Face name -> read-only float32 numpy view of the weight (no copy).")
+          "Hugging Face name -> read-only float32 numpy array of the weight in Hugging Face's layout: a view "
+          "(no copy) where the model holds it so, else an exact dequantized copy.")
       .def(
           "forward",
           [](const Model& self, const py::array& input_ids, py::object attention_mask) {

@@ -14,6 +14,7 @@ void bind_model(py::module_& m);
 void bind_engine(py::module_& m);
 void bind_sampler(py::module_& m);
 void bind_calibrate(py::module_& m);
+void bind_gguf(py::module_& m);
 }  // namespace celer::py_bind
 
 PYBIND11_MODULE(_core, m) {
@@ -39,6 +40,7 @@ PYBIND11_MODULE(_core, m) {
   py_bind::bind_engine(m);
   py_bind::bind_sampler(m);
   py_bind::bind_calibrate(m);
+  py_bind::bind_gguf(m);
 
   m.def("set_num_threads", &set_num_threads, py::arg("n"),
         "Threads for the C++ engine (n <= 0: CELER_NUM_THREADS or all CPUs).");

@@ -32,8 +32,9 @@ py::dtype numpy_dtype(DType d) {
     case DType::I8: return py::dtype::of<int8_t>();
     case DType::U8: return py::dtype::of<uint8_t>();
     case DType::BOOL: return py::dtype("bool");
+    default: break;
   }
-  throw ValueError("unknown dtype");
+  throw ValueError("a " + dtype_name(d) + " tensor has no numpy dtype (dequantize it first)");
 }
 }  // namespace
 

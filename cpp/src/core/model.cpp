@@ -3,6 +3,8 @@
 #include <cmath>
 #include <cstring>
 
+#include "core/block_quant.h"
+#include "core/config.h"
 #include "core/error.h"
 #include "core/rng.h"
 
@@ -63,9 +65,13 @@ void validate_model(Model& model) {
   }
   for (const WeightSlot& slot : weight_slots(model)) {
     require_shape(*slot.tensor, slot.shape, slot.name);
-    require<FormatError>(slot.tensor->dtype == DType::F32,
-                         "tensor '" + slot.name + "' must be float32, got " + dtype_name(slot.tensor->dtype));
+    const DType d = slot.tensor->dtype;
+    require<FormatError>(d == DType::F32 || (is_block_type(d) && may_be_quantized(slot)),
+                         "tensor '" + slot.name + "' must be float32" +
+                             (may_be_quantized(slot) ? " or block-quantized" : "") + ", got " + dtype_name(d));
   }
+  require<FormatError>(!model.rope_interleaved_rows || model.config.uses_rope(),
+                       "a " + model.config.architecture + " model has no RoPE to interleave");
   const ModelConfig& c = model.config;
   if (!model.rope_cos.empty() || !model.rope_sin.empty()) {
     require<FormatError>(c.uses_rope(), "a " + c.architecture + " model has no RoPE tables");
@@ -84,6 +90,49 @@ void validate_model(Model& model) {
                            "inputs.attention_mask has shape " + shape_str(model.attention_mask.shape) +
                                " but input_ids has " + shape_str(ids.shape));
   }
+}
+
+bool may_be_quantized(const WeightSlot& slot) {
+  return slot.kind == WeightKind::Linear || slot.name == "model.embed_tokens.weight";
+}
+
+Tensor dequantize(const Tensor& t) {
+  require(is_block_type(t.dtype) && t.shape.size() == 2, "dequantize: expected a block-quantized matrix, got " +
+                                                              dtype_name(t.dtype) + " " + shape_str(t.shape));
+  const int64_t rows = t.dim(0), cols = t.dim(1);
+  check_allocation(uint64_t(rows) * uint64_t(cols) * 4, "a float32 copy of a " + dtype_name(t.dtype) + " tensor");
+  Tensor out = Tensor::zeros(DType::F32, t.shape);
+  const uint64_t row_bytes = tensor_bytes(t.dtype, {1, cols});
+  for (int64_t r = 0; r < rows; ++r)
+    dequantize_blocks(t.dtype, t.as<uint8_t>() + uint64_t(r) * row_bytes, cols, out.f32() + r * cols);
+  return out;
+}
+
+namespace {
+// GGML's RoPE row order back to rotate-half: HF row i of a head is row 2i, row i + D/2 is 2i + 1.
+Tensor deinterleave_rope_rows(const Tensor& w, int64_t heads) {
+  const int64_t rows = w.dim(0), cols = w.dim(1), D = rows / heads, half = D / 2;
+  Tensor out = Tensor::zeros(DType::F32, w.shape);
+  for (int64_t h = 0; h < heads; ++h)
+    for (int64_t i = 0; i < half; ++i)
+      for (int64_t j = 0; j < 2; ++j)
+        std::memcpy(out.f32() + (h * D + j * half + i) * cols, w.f32() + (h * D + 2 * i + j) * cols, size_t(cols) * 4);
+  return out;
+}
+}  // namespace
+
+Model float32_model(const Model& model) {
+  Model out = model;
+  const ModelConfig& c = out.config;
+  for (const WeightSlot& slot : weight_slots(out))
+    if (is_block_type(slot.tensor->dtype)) *slot.tensor = dequantize(*slot.tensor);
+  if (out.rope_interleaved_rows)
+    for (LayerWeights& L : out.layers) {
+      L.q_proj = deinterleave_rope_rows(L.q_proj, c.num_attention_heads);
+      L.k_proj = deinterleave_rope_rows(L.k_proj, c.num_key_value_heads);
+    }
+  out.rope_interleaved_rows = false;
+  return out;
 }
 
 namespace {

@@ -1,5 +1,6 @@
-// A model: its config and its weights (float32 for now), plus what a seed file may carry
-// (example inputs and a RoPE cache). Tensor names follow Hugging Face's Llama / Qwen2 names
+// A model: its config and its weights, plus what a seed file may carry (example inputs and a
+// RoPE cache). Weights are float32, except that the linear weights and the token embedding may
+// stay in a block-quantized dtype (core/block_quant.h) as a GGUF file stores them, memory-mapped. Tensor names follow Hugging Face's Llama / Qwen2 names
 // for every architecture; a GPT-2 checkpoint's own names and layout (fused, transposed
 // Conv1D weights) are translated at the file boundary (io/hf_gpt2.h).
 //
@@ -48,6 +49,12 @@ struct Model {
   Tensor attention_mask;  // (B, S)
   Tensor rope_cos, rope_sin;  // (max_pos, head_dim) float32; empty: computed from rope_theta
 
+  // The rows of each head of q_proj and k_proj are in GGML's RoPE order (llama GGUF files):
+  // row 2i holds Hugging Face's row i and row 2i + 1 its row i + D/2, and RoPE rotates the
+  // adjacent pairs. Attention is the same function (q and k are reordered alike); readers of
+  // Hugging Face layouts get the rows back in their order from float32_model().
+  bool rope_interleaved_rows = false;
+
   const Tensor& output_weight() const { return config.tie_word_embeddings ? embed_tokens : lm_head; }
 };
 
@@ -69,9 +76,22 @@ std::vector<WeightSlot> weight_slots(Model& model);
 // rounding): a file format that cannot store tables must refuse such a model.
 bool has_custom_rope(const Model& model);
 
-// Checks every weight is present, float32, and of the shape the config implies; also the
-// optional inputs and RoPE cache. Throws FormatError naming the tensor.
+// Checks every weight is present, of the shape the config implies, float32 or (linear weights
+// and the token embedding) block-quantized; also the optional inputs and RoPE cache. Throws
+// FormatError naming the tensor.
 void validate_model(Model& model);
+
+// Whether a slot's tensor may be block-quantized (the matrices the engine packs and the table
+// it embeds from).
+bool may_be_quantized(const WeightSlot& slot);
+
+// The model with every weight float32 in Hugging Face's layout: the same tensors where they
+// already are (no copy), else exact dequantized copies with q/k rows in rotate-half order.
+// What writers of float formats and the reference read.
+Model float32_model(const Model& model);
+
+// A (rows, cols) block-quantized tensor's exact float32 values (a new tensor).
+Tensor dequantize(const Tensor& t);
 
 // Deterministic random model: same config and seed give the same bytes on every machine.
 Model random_model(ModelConfig config, uint64_t seed);

@@ -18,15 +18,37 @@ size_t dtype_size(DType dtype) {
     case DType::F16: case DType::BF16: return 2;
     case DType::F64: case DType::I64: return 8;
     case DType::I8: case DType::U8: case DType::BOOL: return 1;
+    case DType::Q8_0: return 34;   // fp16 scale, 32 int8
+    case DType::Q4_0: return 18;   // fp16 scale, 32 nibbles
+    case DType::Q4_1: return 20;   // fp16 scale and minimum, 32 nibbles
+    case DType::Q4_K: return 144;  // fp16 scale and minimum, 12 bytes of 6-bit sub-scales, 256 nibbles
+    case DType::Q6_K: return 210;  // 256 x (4 + 2 bits), 16 int8 sub-scales, fp16 scale
   }
   return 0;
 }
 
+int64_t dtype_block_values(DType dtype) {
+  switch (dtype) {
+    case DType::Q8_0: case DType::Q4_0: case DType::Q4_1: return 32;
+    case DType::Q4_K: case DType::Q6_K: return 256;
+    default: return 1;
+  }
+}
+
+uint64_t tensor_bytes(DType dtype, const Shape& shape) {
+  const int64_t n = checked_numel(shape), block = dtype_block_values(dtype);
+  if (block > 1 && (shape.empty() || shape.back() % block != 0))
+    throw FormatError("a " + dtype_name(dtype) + " tensor's last dimension must be a multiple of " +
+                      std::to_string(block) + ", got shape " + shape_str(shape));
+  return uint64_t(n / block) * dtype_size(dtype);
+}
+
 namespace {
 const struct { DType dtype; const char* name; } kDTypeNames[] = {
-    {DType::F32, "float32"}, {DType::F16, "float16"}, {DType::BF16, "bfloat16"},
-    {DType::F64, "float64"}, {DType::I8, "int8"},     {DType::I32, "int32"},
-    {DType::I64, "int64"},   {DType::U8, "uint8"},    {DType::BOOL, "bool"},
+    {DType::F32, "float32"}, {DType::F16, "float16"}, {DType::BF16, "bfloat16"}, {DType::F64, "float64"},
+    {DType::I8, "int8"},     {DType::I32, "int32"},   {DType::I64, "int64"},     {DType::U8, "uint8"},
+    {DType::BOOL, "bool"},   {DType::Q8_0, "q8_0"},   {DType::Q4_0, "q4_0"},     {DType::Q4_1, "q4_1"},
+    {DType::Q4_K, "q4_k"},   {DType::Q6_K, "q6_k"},
 };
 }  // namespace
 

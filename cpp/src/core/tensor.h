@@ -10,13 +10,22 @@
 
 namespace celer {
 
-enum class DType { F32, F16, BF16, F64, I8, I32, I64, U8, BOOL };
+// Element types, and llama.cpp's block-quantized types (GGML's Q8_0, Q4_0, Q4_1, Q4_K, Q6_K;
+// core/block_quant.h defines them): those store a tensor's last dimension in blocks of
+// dtype_block_values(dtype) values, dtype_size(dtype) bytes each.
+enum class DType { F32, F16, BF16, F64, I8, I32, I64, U8, BOOL, Q8_0, Q4_0, Q4_1, Q4_K, Q6_K };
 
-size_t dtype_size(DType dtype);
+size_t dtype_size(DType dtype);          // bytes per element, or per block of a block type
+int64_t dtype_block_values(DType dtype);  // 1, or the values per block of a block type
+inline bool is_block_type(DType dtype) { return dtype_block_values(dtype) > 1; }
+
 std::string dtype_name(DType dtype);            // numpy-style: "float32", "int32", ...
 DType dtype_from_name(const std::string& name); // numpy-style names; throws FormatError
 
 using Shape = std::vector<int64_t>;
+// Bytes of a tensor of `shape`; for a block type the last dimension must be a whole number of
+// blocks (FormatError otherwise).
+uint64_t tensor_bytes(DType dtype, const Shape& shape);
 std::string shape_str(const Shape& shape);       // "(2, 5)"
 
 // Product of dims with overflow and negative checks (throws FormatError).
@@ -30,7 +39,7 @@ struct Tensor {
 
   bool empty() const { return data == nullptr; }
   int64_t numel() const;
-  size_t nbytes() const { return size_t(numel()) * dtype_size(dtype); }
+  size_t nbytes() const { return size_t(tensor_bytes(dtype, shape)); }
   int64_t dim(size_t i) const { return shape.at(i); }
 
   float* f32();

@@ -40,10 +40,12 @@ struct Weight {
   uint64_t nbytes() const { return weight_format_bytes(format, rows, cols); }
 };
 
-// A float32 (rows, cols) model tensor to pack, and its optional (rows) bias.
+// A (rows, cols) model tensor (float32 or block-quantized) to pack into `format`, and its
+// optional (rows) bias.
 struct WeightSource {
   const Tensor* weight;
   const Tensor* bias = nullptr;
+  WeightFormat format = WeightFormat::F32;
 };
 
 // One output of a grouped linear: y (M, w.rows) with row stride y_stride, y += when accumulate.
@@ -86,9 +88,8 @@ class Backend {
   virtual DeviceBuffer adopt(const Tensor& tensor) = 0;  // a model tensor on the backend (CPU: no copy)
   virtual void copy_to_host(void* host, const void* device, uint64_t bytes) = 0;
 
-  // --- weights: one per source (null for an empty tensor), in `format`.
-  virtual std::vector<std::unique_ptr<Weight>> pack_weights(const std::vector<WeightSource>& sources,
-                                                            WeightFormat format) = 0;
+  // --- weights: one per source (null for an empty tensor), each in its source's format.
+  virtual std::vector<std::unique_ptr<Weight>> pack_weights(const std::vector<WeightSource>& sources) = 0;
 
   // --- per call and per step
   // Sizes the backend's scratch (kept when large enough) and fixes the resources this call
@@ -99,8 +100,9 @@ class Backend {
   virtual void begin_step(const StepInputs& inputs) = 0;
 
   // --- ops; `rows` are tokens, every array row-major.
-  // x (batch * n, H) = table[ids]
-  virtual void embed(float* x, const DeviceBuffer& table, int64_t H) = 0;
+  // x (batch * n, H) = table[ids]; the table (vocab, H) float32 or block-quantized (dequantized
+  // exactly, row by row)
+  virtual void embed(float* x, const DeviceBuffer& table, DType table_dtype, int64_t H) = 0;
   // x (batch * n, H) += table[positions] (learned positions, gpt2)
   virtual void add_positions(float* x, const DeviceBuffer& table, int64_t H) = 0;
   // out = x * rsqrt(mean(x^2) + eps) * w
@@ -111,8 +113,11 @@ class Backend {
   // Every output on the same x (M, K), row stride x_stride; the outputs share format and K.
   virtual void linear(std::initializer_list<LinearOut> outs, const float* x, int64_t x_stride, int64_t M,
                       MatmulPrecision precision) = 0;
-  // Rotate-half RoPE in place on x (batch * n, heads * D) at the step's positions; cos/sin (positions, D).
-  virtual void rope(float* x, int64_t heads, int64_t D, const DeviceBuffer& cos, const DeviceBuffer& sin) = 0;
+  // RoPE in place on x (batch * n, heads * D) at the step's positions; cos/sin (positions, D)
+  // in rotate-half layout (cat(freqs, freqs)). Rotate-half pairs dimension i with i + D/2;
+  // `interleaved` pairs 2i with 2i + 1 (GGUF llama files), at the same frequency i.
+  virtual void rope(float* x, int64_t heads, int64_t D, const DeviceBuffer& cos, const DeviceBuffer& sin,
+                    bool interleaved) = 0;
   // gate (rows, width) = silu(gate) * up
   virtual void swiglu(float* gate, const float* up, int64_t rows, int64_t width) = 0;
   // x (rows, width) = gelu(x): the tanh approximation or the exact erf form

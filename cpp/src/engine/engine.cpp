@@ -11,11 +11,10 @@
 
 namespace celer {
 
-Engine::Engine(const Model& model, const VersionSpec& version, int64_t max_seq_len, WeightFormat weights,
-               const std::string& device)
+Engine::Engine(const Model& model, const VersionSpec& version, int64_t max_seq_len,
+               std::optional<WeightFormat> weights, const std::string& device)
     : model_(model),
       version_(version),
-      weight_format_(weights),
       backend_(make_backend(device)),
       max_seq_len_(max_seq_len > 0 ? max_seq_len : model.config.max_position_embeddings) {
   const ModelConfig& c = model.config;
@@ -39,7 +38,8 @@ Engine::Engine(const Model& model, const VersionSpec& version, int64_t max_seq_l
                            {&L.up_proj, &L.up_proj_bias}, {&L.down_proj, &L.down_proj_bias}})
       sources.push_back(s);
   sources.push_back({&model.output_weight(), nullptr});
-  std::vector<std::unique_ptr<Weight>> packed = backend_->pack_weights(sources, weights);
+  for (WeightSource& s : sources) s.format = weights ? *weights : stored_weight_format(s.weight->dtype);
+  std::vector<std::unique_ptr<Weight>> packed = backend_->pack_weights(sources);
   auto next = packed.begin();
   for (const LayerWeights& L : model.layers) {
     LayerOnBackend& B = layers_.emplace_back();
@@ -58,6 +58,34 @@ Engine::Engine(const Model& model, const VersionSpec& version, int64_t max_seq_l
   if (cos.empty() && c.uses_rope()) rope_tables(c, cos, sin, max_seq_len_);
   rope_cos_ = backend_->adopt(cos);
   rope_sin_ = backend_->adopt(sin);
+}
+
+std::vector<std::pair<WeightFormat, int64_t>> Engine::matrix_formats() const {
+  std::vector<std::pair<WeightFormat, int64_t>> counts;
+  auto count = [&](const Weight& w) {
+    for (auto& [format, n] : counts)
+      if (format == w.format) return void(++n);
+    counts.emplace_back(w.format, 1);
+  };
+  for (const LayerOnBackend& L : layers_)
+    for (const std::unique_ptr<Weight>* w : {&L.q, &L.k, &L.v, &L.o, &L.gate, &L.up, &L.down})
+      if (*w) count(**w);
+  count(*lm_head_);
+  return counts;
+}
+
+WeightFormat Engine::weight_format() const {
+  std::vector<std::pair<WeightFormat, int64_t>> counts;  // the layers' alone: the head is one matrix
+  for (const LayerOnBackend& L : layers_)
+    for (const std::unique_ptr<Weight>* w : {&L.q, &L.k, &L.v, &L.o, &L.gate, &L.up, &L.down}) {
+      if (!*w) continue;
+      auto it = std::find_if(counts.begin(), counts.end(), [&](const auto& c) { return c.first == (*w)->format; });
+      if (it == counts.end()) counts.emplace_back((*w)->format, 1);
+      else ++it->second;
+    }
+  if (counts.empty()) return lm_head_->format;
+  return std::max_element(counts.begin(), counts.end(), [](const auto& a, const auto& b) { return a.second < b.second; })
+      ->first;
 }
 
 void Engine::reserve(int64_t batch, int64_t rows) {
@@ -139,9 +167,10 @@ void Engine::layer(size_t l, const StepInputs& in, StepTiming* timing) {
       be.linear({{L.q.get(), q, Q}, {L.k.get(), k, KV}, {L.v.get(), v, KV}}, h, H, M, precision);
     else
       be.linear({{L.q.get(), q, Q}}, h, H, M, precision);
-    if (c.uses_rope()) be.rope(q, heads, D, rope_cos_, rope_sin_);
+    const bool interleaved = model_.rope_interleaved_rows;
+    if (c.uses_rope()) be.rope(q, heads, D, rope_cos_, rope_sin_, interleaved);
     if (owns_kv_[l]) {
-      if (c.uses_rope()) be.rope(k, kv_heads, D, rope_cos_, rope_sin_);
+      if (c.uses_rope()) be.rope(k, kv_heads, D, rope_cos_, rope_sin_, interleaved);
       cache_->write(cache_layer_[l], in.batch, in.n, in.p0, k, v);
     }
     be.attention(*cache_, cache_layer_[l], heads, kv_heads, D, q, att, Q);
@@ -172,7 +201,7 @@ void Engine::step(int64_t B, int64_t n, int64_t p0, const int64_t* ids, int64_t 
   backend_->begin_step(in);
   {
     ScopedPhase phase(timing, kEmbedding);
-    backend_->embed(x_.f32(), embed_tokens_, H);
+    backend_->embed(x_.f32(), embed_tokens_, model_.embed_tokens.dtype, H);
     if (c.gpt2_style()) backend_->add_positions(x_.f32(), embed_positions_, H);  // learned positions
   }
   for (size_t l = 0; l < layers_.size(); ++l) layer(l, in, timing);

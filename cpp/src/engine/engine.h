@@ -6,6 +6,7 @@
 #pragma once
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -42,10 +43,11 @@ struct GenerationResult {
 class Engine {
  public:
   // The model must outlive the engine. max_seq_len <= 0: the model's max_position_embeddings.
-  // weights: the format the linear layers compute with (packed once, here). device: the
-  // backend ("cpu"; see make_backend).
+  // weights: the format every linear layer computes with (packed once, here); none: each in
+  // the format that holds its stored values exactly (stored_weight_format: a float32 model's
+  // f32, a GGUF file's own Q4_0 / Q4_1 / Q8_0). device: the backend ("cpu"; make_backend).
   Engine(const Model& model, const VersionSpec& version, int64_t max_seq_len = 0,
-         WeightFormat weights = WeightFormat::F32, const std::string& device = "cpu");
+         std::optional<WeightFormat> weights = std::nullopt, const std::string& device = "cpu");
 
   GenerationResult generate(const Tensor& input_ids, const Tensor* attention_mask, const GenerateOptions& options);
 
@@ -62,7 +64,11 @@ class Engine {
   int64_t max_seq_len() const { return max_seq_len_; }
   std::string device() const { return backend_->name(); }
   uint64_t buffer_bytes() const;  // activations + scratch + cache, as allocated now
-  WeightFormat weight_format() const { return weight_format_; }
+  // The format the engine's layers compute with: the one asked for, else the format of most of
+  // the layers' matrices (a GGUF file's own type, as llama.cpp names a file).
+  WeightFormat weight_format() const;
+  // How many matrices (the head included) compute in each format.
+  std::vector<std::pair<WeightFormat, int64_t>> matrix_formats() const;
   // How prefill's GEMMs multiply f32 and int8 weights (core/matmul_precision.h); Highest
   // unless set. Decoding is the same at every setting.
   MatmulPrecision matmul_precision() const { return matmul_precision_; }
@@ -93,7 +99,6 @@ class Engine {
 
   const Model& model_;
   VersionSpec version_;
-  WeightFormat weight_format_;
   MatmulPrecision matmul_precision_ = MatmulPrecision::Highest;
   std::unique_ptr<Backend> backend_;
   std::vector<LayerOnBackend> layers_;

@@ -4,6 +4,7 @@
 #include <vector>
 
 #include "engine/engine.h"
+#include "core/block_quant.h"
 #include "core/error.h"
 
 namespace celer {
@@ -68,8 +69,16 @@ void check_finite(const Model& model, const Tensor& logits) {
   if (finite) return;
   // Name the culprit when it is a weight; otherwise the activations overflowed.
   for (const WeightSlot& slot : weight_slots(const_cast<Model&>(model))) {
-    const float* w = slot.tensor->f32();
-    for (int64_t i = 0, n = slot.tensor->numel(); i < n; ++i)
+    const Tensor& t = *slot.tensor;
+    if (is_block_type(t.dtype)) {  // a block's only floats are its fp16 scales
+      const int64_t bad = first_nonfinite_block(t.dtype, t.data, int64_t(t.nbytes() / dtype_size(t.dtype)));
+      if (bad >= 0)
+        throw ValueError("the logits are not finite: weight '" + slot.name + "' has a NaN or Inf scale in block " +
+                         std::to_string(bad));
+      continue;
+    }
+    const float* w = t.f32();
+    for (int64_t i = 0, n = t.numel(); i < n; ++i)
       if (!std::isfinite(w[i])) throw ValueError("the logits are not finite: weight '" + slot.name + "' holds " +
                                                  (std::isnan(w[i]) ? "NaN" : "Inf") + " at flat index " +
                                                  std::to_string(i));

@@ -54,7 +54,7 @@ Model model_from_hf_tensors(const ModelConfig& config, const TensorMap& tensors,
 
 std::vector<std::pair<std::string, Tensor>> hf_tensors(const Model& model) {
   if (model.config.gpt2_style()) return gpt2_to_hf(model);
-  Model m = model;  // shares the tensors; weight_slots needs a mutable model
+  Model m = float32_model(model);  // shares the tensors that are float32 in HF layout already
   std::vector<std::pair<std::string, Tensor>> out;
   for (const WeightSlot& slot : weight_slots(m)) out.emplace_back(slot.name, *slot.tensor);
   return out;

@@ -268,7 +268,7 @@ Model load_seed_json(const std::string& path) {
 }
 
 void save_seed_json(const Model& model, const std::string& path) {
-  Model m = model;  // shares the tensors; validate_model needs a mutable model
+  Model m = float32_model(model);  // shares the tensors that are float32 in HF layout already
   validate_model(m);
   require(m.config.architecture == "llama", "the seed JSON format holds llama models only: save a " +
                                                 m.config.architecture + " model as .safetensors or a folder");

@@ -7,6 +7,7 @@
 #include "backend/cpu/kv_cache.h"
 #include "backend/cpu/ops.h"
 #include "backend/cpu/packed_weight.h"
+#include "core/block_quant.h"
 #include "core/config.h"
 #include "core/error.h"
 
@@ -27,22 +28,22 @@ void CpuBackend::copy_to_host(void* host, const void* device, uint64_t bytes) {
   if (host != device) std::memcpy(host, device, size_t(bytes));
 }
 
-std::vector<std::unique_ptr<Weight>> CpuBackend::pack_weights(const std::vector<WeightSource>& sources,
-                                                              WeightFormat format) {
+std::vector<std::unique_ptr<Weight>> CpuBackend::pack_weights(const std::vector<WeightSource>& sources) {
   // Every packed matrix in one arena (packed_weight.h says why), sized by a first pass.
   uint64_t arena_bytes = 0;
   for (const WeightSource& s : sources)
-    if (!s.weight->empty()) arena_bytes += WeightArena::bytes_for(s.weight->dim(0), s.weight->dim(1), format);
+    if (!s.weight->empty())
+      arena_bytes += WeightArena::bytes_for(s.weight->dim(0), s.weight->dim(1), s.format, s.weight->dtype);
   std::optional<WeightArena> arena;
   if (arena_bytes > 0) {
-    check_allocation(arena_bytes, "the " + weight_format_name(format) + " copy of the weights");
+    check_allocation(arena_bytes, "the packed copy of the weights");
     arena.emplace(arena_bytes);
   }
   std::vector<std::unique_ptr<Weight>> out;
   for (const WeightSource& s : sources)
     out.push_back(s.weight->empty() ? nullptr
                                     : std::make_unique<PackedWeight>(
-                                          pack_weight(*s.weight, format, s.bias, arena ? &*arena : nullptr)));
+                                          pack_weight(*s.weight, s.format, s.bias, arena ? &*arena : nullptr)));
   return out;
 }
 
@@ -76,9 +77,19 @@ std::unique_ptr<KVCache> CpuBackend::make_kv_cache(const KVLayout& layout) {
   return std::make_unique<CpuKVCache>(layout);
 }
 
-void CpuBackend::embed(float* x, const DeviceBuffer& table, int64_t H) {
-  for (int64_t b = 0; b < step_.batch; ++b)
-    cpu::embedding(x + b * step_.n * H, table.f32(), step_.ids + b * step_.ids_stride, step_.n, H);
+void CpuBackend::embed(float* x, const DeviceBuffer& table, DType table_dtype, int64_t H) {
+  for (int64_t b = 0; b < step_.batch; ++b) {
+    const int64_t* ids = step_.ids + b * step_.ids_stride;
+    float* rows = x + b * step_.n * H;
+    if (table_dtype == DType::F32) {
+      cpu::embedding(rows, table.f32(), ids, step_.n, H);
+      continue;
+    }
+    const uint64_t row_bytes = tensor_bytes(table_dtype, {1, H});
+    for (int64_t i = 0; i < step_.n; ++i)
+      dequantize_blocks(table_dtype, static_cast<const uint8_t*>(table.data) + uint64_t(ids[i]) * row_bytes, H,
+                        rows + i * H);
+  }
 }
 
 void CpuBackend::add_positions(float* x, const DeviceBuffer& table, int64_t H) {
@@ -100,11 +111,20 @@ void CpuBackend::layernorm(float* out, const float* x, const DeviceBuffer& w, co
 
 void CpuBackend::linear(std::initializer_list<LinearOut> outs, const float* x, int64_t x_stride, int64_t M,
                         MatmulPrecision precision) {
-  linear_group(outs, x, x_stride, M, &linear_scratch_, precision, pool_.get());
+  // One group per run of outputs in the same format (a GGUF file may store v or down in
+  // another format than q and k): each runs as one parallel section.
+  const LinearOut* first = outs.begin();
+  for (const LinearOut* o = outs.begin(); o <= outs.end(); ++o)
+    if (o == outs.end() || o->w->format != first->w->format) {
+      linear_group(LinearOuts{first, o}, x, x_stride, M, &linear_scratch_, precision, pool_.get());
+      first = o;
+    }
 }
 
-void CpuBackend::rope(float* x, int64_t heads, int64_t D, const DeviceBuffer& cos, const DeviceBuffer& sin) {
-  cpu::rope(x, step_.batch * step_.n, heads, D, step_.positions, cos.f32(), sin.f32());
+void CpuBackend::rope(float* x, int64_t heads, int64_t D, const DeviceBuffer& cos, const DeviceBuffer& sin,
+                      bool interleaved) {
+  (interleaved ? cpu::rope_interleaved : cpu::rope)(x, step_.batch * step_.n, heads, D, step_.positions, cos.f32(),
+                                                    sin.f32());
 }
 
 namespace {

@@ -20,22 +20,22 @@ class CpuBackend final : public Backend {
   DeviceBuffer allocate(uint64_t bytes, const std::string& what) override;
   DeviceBuffer adopt(const Tensor& tensor) override;
   void copy_to_host(void* host, const void* device, uint64_t bytes) override;
-  std::vector<std::unique_ptr<Weight>> pack_weights(const std::vector<WeightSource>& sources,
-                                                    WeightFormat format) override;
+  std::vector<std::unique_ptr<Weight>> pack_weights(const std::vector<WeightSource>& sources) override;
 
   void prepare(const ScratchSizes& sizes) override;
   uint64_t scratch_bytes() const override;
   std::unique_ptr<KVCache> make_kv_cache(const KVLayout& layout) override;
   void begin_step(const StepInputs& inputs) override { step_ = inputs; }
 
-  void embed(float* x, const DeviceBuffer& table, int64_t H) override;
+  void embed(float* x, const DeviceBuffer& table, DType table_dtype, int64_t H) override;
   void add_positions(float* x, const DeviceBuffer& table, int64_t H) override;
   void rmsnorm(float* out, const float* x, const DeviceBuffer& w, int64_t rows, int64_t H, float eps) override;
   void layernorm(float* out, const float* x, const DeviceBuffer& w, const DeviceBuffer& b, int64_t rows, int64_t H,
                  float eps) override;
   void linear(std::initializer_list<LinearOut> outs, const float* x, int64_t x_stride, int64_t M,
               MatmulPrecision precision) override;
-  void rope(float* x, int64_t heads, int64_t D, const DeviceBuffer& cos, const DeviceBuffer& sin) override;
+  void rope(float* x, int64_t heads, int64_t D, const DeviceBuffer& cos, const DeviceBuffer& sin,
+            bool interleaved) override;
   void swiglu(float* gate, const float* up, int64_t rows, int64_t width) override;
   void gelu(float* x, int64_t rows, int64_t width, bool tanh_form) override;
   void attention(const KVCache& cache, int64_t layer, int64_t heads, int64_t kv_heads, int64_t D, const float* q,

@@ -127,6 +127,15 @@ CELER_AVX512 __m512 load_values(const PackedWeight& w, int64_t r, int64_t k0, in
       const float scale = _cvtsh_ss(w.int8_scales(r)[(k0 + i0) / kInt8Block]);
       return _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(q)), _mm512_set1_ps(scale));
     }
+    case WeightFormat::Q4_0:
+    case WeightFormat::Q4_1: {  // half a block: the low (first 16) or high (last 16) nibbles
+      const int64_t e = k0 + i0, b = e / 32;
+      const __m512i v = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i*)(w.q4_row(r) + 16 * b)));
+      const __m512i q = (e / 16) % 2 == 0 ? _mm512_and_si512(v, _mm512_set1_epi32(0xF)) : _mm512_srli_epi32(v, 4);
+      const float d = _cvtsh_ss(w.q4_scales(r)[b]);
+      const float mn = w.format == WeightFormat::Q4_1 ? _cvtsh_ss(w.q4_mins(r)[b]) : -8.0f * d;
+      return _mm512_maskz_mov_ps(mask, _mm512_fmadd_ps(_mm512_cvtepi32_ps(q), _mm512_set1_ps(d), _mm512_set1_ps(mn)));
+    }
   }
   return _mm512_setzero_ps();
 }
@@ -157,6 +166,9 @@ CELER_AVX512 inline void prefetch_row_inputs(const PackedWeight& w, int64_t r, i
     case WeightFormat::F32: p = reinterpret_cast<const char*>(w.f32 + r * w.cols + k), bytes = n * 4; break;
     case WeightFormat::BF16: p = reinterpret_cast<const char*>(w.bf16_row(r) + k), bytes = n * 2; break;
     case WeightFormat::Int8: p = reinterpret_cast<const char*>(w.int8_row(r) + k), bytes = n; break;
+    case WeightFormat::Q4_0: case WeightFormat::Q4_1:
+      p = reinterpret_cast<const char*>(w.q4_row(r) + k / 2), bytes = n / 2;
+      break;
   }
   for (int64_t b = 0; b < bytes; b += 64) _mm_prefetch(p + b, _MM_HINT_T1);
 }

@@ -69,13 +69,23 @@ void dot_rows_scalar(const PackedWeight& w, int64_t row, const float* x, int64_t
     } else if (w.format == WeightFormat::BF16) {
       const uint16_t* wr = w.bf16_row(row);
       for (int64_t k = 0; k < K; ++k) acc += bf16_to_f32(wr[k]) * xm[k];
-    } else {
+    } else if (w.format == WeightFormat::Int8) {
       const int8_t* q = w.int8_row(row);
       const uint16_t* s = w.int8_scales(row);
       for (int64_t b0 = 0; b0 < K; b0 += kInt8Block) {
         float block = 0.0f;
         for (int64_t k = b0; k < std::min(K, b0 + kInt8Block); ++k) block += float(q[k]) * xm[k];
         acc += block * f16_to_f32(s[b0 / kInt8Block]);
+      }
+    } else {  // Q4_0, Q4_1: each value dequantized exactly (q * d + m; Q4_0's m is -8 d)
+      const uint8_t* q = w.q4_row(row);
+      for (int64_t b = 0, b0 = 0; b0 < K; ++b, b0 += 32) {
+        const float d = f16_to_f32(w.q4_scales(row)[b]);
+        const float mn = w.format == WeightFormat::Q4_1 ? f16_to_f32(w.q4_mins(row)[b]) : -8.0f * d;
+        for (int64_t j = 0; j < 32 && b0 + j < K; ++j) {
+          const int nibble = j < 16 ? q[b * 16 + j] & 0xF : q[b * 16 + j - 16] >> 4;
+          acc += (float(nibble) * d + mn) * xm[b0 + j];
+        }
       }
     }
     dots[m] = acc;

@@ -64,7 +64,7 @@ void eigen_block(const LinearOut& o, int64_t r0, int64_t r1, const float* x, int
 // The group's weight rows, concatenated and cut into units of `unit` rows (a unit never spans
 // two outputs), split between threads: fn(out, r0, r1, thread) for each thread's share.
 template <class F>
-void for_each_unit(ThreadPool& pool, std::initializer_list<LinearOut> outs, int64_t unit, int64_t M, F&& fn) {
+void for_each_unit(ThreadPool& pool, LinearOuts outs, int64_t unit, int64_t M, F&& fn) {
   int64_t units = 0, work_per_unit = 0;
   for (const LinearOut& o : outs) {
     units += (o.w->rows + unit - 1) / unit;
@@ -83,7 +83,7 @@ void for_each_unit(ThreadPool& pool, std::initializer_list<LinearOut> outs, int6
   }, grain);
 }
 
-void gemm_avx512_group(ThreadPool& pool, std::initializer_list<LinearOut> outs, const float* x, int64_t x_stride,
+void gemm_avx512_group(ThreadPool& pool, LinearOuts outs, const float* x, int64_t x_stride,
                        int64_t M, LinearScratch& scratch, MatmulPrecision precision) {
   const PackedWeight& w0 = as_packed(*outs.begin()->w);
   const bool split = gemm_splits(w0.format, precision);
@@ -117,7 +117,7 @@ void gemm_avx512_group(ThreadPool& pool, std::initializer_list<LinearOut> outs, 
 
 }  // namespace
 
-void linear_group(std::initializer_list<LinearOut> outs, const float* x, int64_t x_stride, int64_t M,
+void linear_group(LinearOuts outs, const float* x, int64_t x_stride, int64_t M,
                   LinearScratch* scratch, MatmulPrecision precision, ThreadPool* pool_or_null) {
   const PackedWeight& w0 = as_packed(*outs.begin()->w);
   for (const LinearOut& o : outs)  // (no require(): its message would allocate on every call)

@@ -47,13 +47,25 @@ class LinearScratch {
 // PackedWeights (the CPU backend packed them).
 inline const PackedWeight& as_packed(const Weight& w) { return static_cast<const PackedWeight&>(w); }
 
+// A run of outputs [first, last).
+struct LinearOuts {
+  const LinearOut *first, *last;
+  const LinearOut* begin() const { return first; }
+  const LinearOut* end() const { return last; }
+};
+
 // Runs every output on the same x (M, K), K = each w.cols, row stride x_stride; the outputs
 // share one weight format. `scratch` is grown when it does not fit the threads, M and K
 // (null: a temporary one). `precision`: how the GEMM multiplies (matmul_precision.h).
 // `pool`: the threads to split over (null: the process pool, taken once for the whole call).
-void linear_group(std::initializer_list<LinearOut> outs, const float* x, int64_t x_stride, int64_t M,
+void linear_group(LinearOuts outs, const float* x, int64_t x_stride, int64_t M,
                   LinearScratch* scratch, MatmulPrecision precision = MatmulPrecision::Highest,
                   ThreadPool* pool = nullptr);
+inline void linear_group(std::initializer_list<LinearOut> outs, const float* x, int64_t x_stride, int64_t M,
+                         LinearScratch* scratch, MatmulPrecision precision = MatmulPrecision::Highest,
+                         ThreadPool* pool = nullptr) {
+  linear_group(LinearOuts{outs.begin(), outs.end()}, x, x_stride, M, scratch, precision, pool);
+}
 
 inline void linear(const PackedWeight& w, const float* x, int64_t M, float* y, bool accumulate,
                    LinearScratch* scratch, MatmulPrecision precision = MatmulPrecision::Highest,

@@ -20,6 +20,10 @@ void layernorm(float* out, const float* x, const float* weight, const float* bia
 // Rotate-half RoPE in place on x (rows, heads * D); row r is at position pos[r].
 // cos/sin tables are (max_pos, D).
 void rope(float* x, int64_t rows, int64_t heads, int64_t D, const int64_t* pos, const float* cos, const float* sin);
+// The same rotation on adjacent pairs (2i, 2i + 1) at frequency i (GGML's llama RoPE; the
+// tables are the same rotate-half tables).
+void rope_interleaved(float* x, int64_t rows, int64_t heads, int64_t D, const int64_t* pos, const float* cos,
+                      const float* sin);
 
 // out = silu(gate) * up, elementwise over n values.
 void swiglu(float* out, const float* gate, const float* up, int64_t n);

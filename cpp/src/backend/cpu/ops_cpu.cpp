@@ -52,6 +52,22 @@ void rope(float* x, int64_t rows, int64_t heads, int64_t D, const int64_t* pos, 
   }
 }
 
+void rope_interleaved(float* x, int64_t rows, int64_t heads, int64_t D, const int64_t* pos, const float* cos,
+                      const float* sin) {
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* c = cos + pos[r] * D;
+    const float* s = sin + pos[r] * D;
+    for (int64_t h = 0; h < heads; ++h) {
+      float* v = x + (r * heads + h) * D;
+      for (int64_t i = 0; i < D / 2; ++i) {
+        const float a = v[2 * i], b = v[2 * i + 1];
+        v[2 * i] = a * c[i] - b * s[i];
+        v[2 * i + 1] = b * c[i] + a * s[i];
+      }
+    }
+  }
+}
+
 void swiglu(float* out, const float* gate, const float* up, int64_t n) {
   Eigen::Map<const Eigen::ArrayXf> g(gate, n), u(up, n);
   Eigen::Map<Eigen::ArrayXf>(out, n) = g / (1.0f + (-g).exp()) * u;

@@ -6,6 +6,7 @@
 #include <utility>
 #include <vector>
 
+#include "core/block_quant.h"
 #include "core/error.h"
 #include "backend/cpu/threadpool.h"
 
@@ -45,19 +46,57 @@ namespace {
 constexpr uint64_t kArenaAlign = 64;
 uint64_t aligned(uint64_t bytes) { return (bytes + kArenaAlign - 1) / kArenaAlign * kArenaAlign; }
 
-// The buffers pack_weight allocates for a (rows, cols) matrix in `format`: values, then scales.
-std::vector<std::pair<DType, Shape>> packed_buffers(int64_t rows, int64_t cols, WeightFormat format) {
+// The buffers pack_weight allocates for a (rows, cols) matrix in `format`: values, then scales
+// (and Q4_1's minimums).
+std::vector<std::pair<DType, Shape>> packed_buffers(int64_t rows, int64_t cols, WeightFormat format, DType source) {
+  const int64_t blocks = (cols + kInt8Block - 1) / kInt8Block;
   switch (format) {
+    case WeightFormat::F32:  // the model's own rows, unless they need dequantizing
+      if (source == DType::F32) return {};
+      return {{DType::F32, {rows, cols}}};
     case WeightFormat::BF16: return {{DType::U8, {rows, 2 * cols}}};
-    case WeightFormat::Int8: return {{DType::I8, {rows, cols}}, {DType::U8, {rows, 2 * ((cols + kInt8Block - 1) / kInt8Block)}}};
-    default: return {};  // F32 keeps the model's own rows
+    case WeightFormat::Int8: return {{DType::I8, {rows, cols}}, {DType::U8, {rows, 2 * blocks}}};
+    case WeightFormat::Q4_0: return {{DType::U8, {rows, 16 * blocks}}, {DType::U8, {rows, 2 * blocks}}};
+    case WeightFormat::Q4_1:
+      return {{DType::U8, {rows, 16 * blocks}}, {DType::U8, {rows, 2 * blocks}}, {DType::U8, {rows, 2 * blocks}}};
+  }
+  return {};
+}
+
+// Row r of a float32 or block-quantized matrix as its exact float32 values.
+void source_row(const Tensor& w, int64_t r, float* out) {
+  const int64_t cols = w.dim(1);
+  if (w.dtype == DType::F32) {
+    std::memcpy(out, w.f32() + r * cols, size_t(cols) * 4);
+    return;
+  }
+  const uint64_t row_bytes = tensor_bytes(w.dtype, {1, cols});
+  dequantize_blocks(w.dtype, static_cast<const uint8_t*>(w.data) + uint64_t(r) * row_bytes, cols, out);
+}
+
+// One row of GGML Q4 blocks (Q4_0 or Q4_1) into the split arrays of packed row r.
+void split_q4_row(const uint8_t* blocks, int64_t num_blocks, bool has_min, PackedWeight& p, int64_t r) {
+  const size_t block_bytes = has_min ? sizeof(BlockQ4_1) : sizeof(BlockQ4_0);
+  uint8_t* nibbles = p.values.as<uint8_t>() + r * num_blocks * 16;
+  uint16_t* d = p.scales.as<uint16_t>() + r * num_blocks;
+  uint16_t* m = has_min ? p.mins.as<uint16_t>() + r * num_blocks : nullptr;
+  for (int64_t b = 0; b < num_blocks; ++b, blocks += block_bytes) {
+    if (has_min) {
+      const auto* q = reinterpret_cast<const BlockQ4_1*>(blocks);
+      d[b] = q->d, m[b] = q->m;
+      std::memcpy(nibbles + b * 16, q->qs, 16);
+    } else {
+      const auto* q = reinterpret_cast<const BlockQ4_0*>(blocks);
+      d[b] = q->d;
+      std::memcpy(nibbles + b * 16, q->qs, 16);
+    }
   }
 }
 }  // namespace
 
-uint64_t WeightArena::bytes_for(int64_t rows, int64_t cols, WeightFormat format) {
+uint64_t WeightArena::bytes_for(int64_t rows, int64_t cols, WeightFormat format, DType source) {
   uint64_t total = 0;
-  for (const auto& [dtype, shape] : packed_buffers(rows, cols, format))
+  for (const auto& [dtype, shape] : packed_buffers(rows, cols, format, source))
     total += aligned(uint64_t(checked_numel(shape)) * dtype_size(dtype));
   return total;
 }
@@ -74,8 +113,9 @@ Tensor WeightArena::take(DType dtype, const Shape& shape) {
 }
 
 PackedWeight pack_weight(const Tensor& w, WeightFormat format, const Tensor* bias, WeightArena* arena) {
-  require(w.dtype == DType::F32 && w.shape.size() == 2, "pack_weight: expected a float32 matrix, got " +
-                                                             dtype_name(w.dtype) + " " + shape_str(w.shape));
+  require((w.dtype == DType::F32 || is_block_type(w.dtype)) && w.shape.size() == 2,
+          "pack_weight: expected a float32 or block-quantized matrix, got " + dtype_name(w.dtype) + " " +
+              shape_str(w.shape));
   PackedWeight p;
   p.format = format;
   p.rows = w.dim(0);
@@ -87,28 +127,61 @@ PackedWeight pack_weight(const Tensor& w, WeightFormat format, const Tensor* bia
     p.bias = bias->f32();
     p.bias_source = *bias;
   }
-  const float* src = w.f32();
-  const int64_t cols = p.cols;
+  const int64_t cols = p.cols, blocks = p.blocks_per_row();
   std::vector<Tensor> buffers;
-  for (const auto& [dtype, shape] : packed_buffers(p.rows, cols, format))
+  for (const auto& [dtype, shape] : packed_buffers(p.rows, cols, format, w.dtype))
     buffers.push_back(arena != nullptr ? arena->take(dtype, shape) : Tensor::zeros(dtype, shape));
-  if (format == WeightFormat::F32) {
-    p.f32 = src;
-  } else if (format == WeightFormat::BF16) {
-    p.values = buffers[0];
-    uint16_t* dst = p.values.as<uint16_t>();
-    thread_pool()->parallel_for(p.rows, [&](int64_t r0, int64_t r1) {
-      for (int64_t i = r0 * cols; i < r1 * cols; ++i) dst[i] = f32_to_bf16(src[i]);
-    }, 16);
-  } else {
-    p.values = buffers[0];
-    p.scales = buffers[1];
-    thread_pool()->parallel_for(p.rows, [&](int64_t r0, int64_t r1) {
-      for (int64_t r = r0; r < r1; ++r)
-        quantize_row_int8(src + r * cols, cols, p.values.as<int8_t>() + r * cols,
-                        p.scales.as<uint16_t>() + r * p.blocks_per_row());
-    }, 16);
+  if (format == WeightFormat::F32 && w.dtype == DType::F32) {
+    p.f32 = w.f32();
+    return p;
   }
+  if (!buffers.empty()) p.values = buffers[0];
+  if (buffers.size() > 1) p.scales = buffers[1];
+  if (buffers.size() > 2) p.mins = buffers[2];
+  const uint64_t source_row_bytes = tensor_bytes(w.dtype, {1, cols});
+  const auto* source_bytes = static_cast<const uint8_t*>(w.data);
+  thread_pool()->parallel_for(p.rows, [&](int64_t r0, int64_t r1) {
+    std::vector<float> row(static_cast<size_t>(cols));
+    std::vector<uint8_t> requantized(static_cast<size_t>(blocks) * sizeof(BlockQ4_1));
+    for (int64_t r = r0; r < r1; ++r) {
+      const uint8_t* src = source_bytes + uint64_t(r) * source_row_bytes;
+      switch (format) {
+        case WeightFormat::F32:
+          source_row(w, r, p.values.as<float>() + r * cols);
+          break;
+        case WeightFormat::BF16: {
+          source_row(w, r, row.data());
+          uint16_t* dst = p.values.as<uint16_t>() + r * cols;
+          for (int64_t i = 0; i < cols; ++i) dst[i] = f32_to_bf16(row[size_t(i)]);
+          break;
+        }
+        case WeightFormat::Int8:
+          if (w.dtype == DType::Q8_0) {  // the same values: q and d as stored
+            for (int64_t b = 0; b < blocks; ++b) {
+              const auto* q = reinterpret_cast<const BlockQ8_0*>(src) + b;
+              std::memcpy(p.values.as<int8_t>() + r * cols + b * kInt8Block, q->qs, kInt8Block);
+              p.scales.as<uint16_t>()[r * blocks + b] = q->d;
+            }
+          } else {
+            source_row(w, r, row.data());
+            quantize_row_int8(row.data(), cols, p.values.as<int8_t>() + r * cols, p.scales.as<uint16_t>() + r * blocks);
+          }
+          break;
+        case WeightFormat::Q4_0:
+        case WeightFormat::Q4_1: {
+          const DType type = format == WeightFormat::Q4_0 ? DType::Q4_0 : DType::Q4_1;
+          if (w.dtype != type) {  // dequantize exactly, then llama.cpp's quantization
+            source_row(w, r, row.data());
+            quantize_blocks(type, row.data(), cols, requantized.data());
+            src = requantized.data();
+          }
+          split_q4_row(src, blocks, format == WeightFormat::Q4_1, p, r);
+          break;
+        }
+      }
+    }
+  }, 16);
+  if (format == WeightFormat::F32) p.f32 = p.values.as<float>();
   return p;
 }
 
@@ -116,18 +189,40 @@ void unpack_rows(const PackedWeight& w, int64_t r0, int64_t r1, float* out) {
   // Plain loops the compiler vectorizes: this runs once per weight tile in a prefill.
   const int64_t K = w.cols;
   for (int64_t r = r0; r < r1; ++r, out += K) {
-    if (w.format == WeightFormat::F32) {
-      std::memcpy(out, w.f32 + r * K, size_t(K) * 4);
-    } else if (w.format == WeightFormat::BF16) {
-      const uint16_t* src = w.bf16_row(r);
-      for (int64_t i = 0; i < K; ++i) out[i] = bf16_to_f32(src[i]);
-    } else {
-      const int8_t* q = w.int8_row(r);
-      const uint16_t* s = w.int8_scales(r);
-      for (int64_t b0 = 0; b0 < K; b0 += kInt8Block) {
-        const float scale = f16_to_f32(s[b0 / kInt8Block]);
-        const int64_t n = std::min(kInt8Block, K - b0);
-        for (int64_t i = 0; i < n; ++i) out[b0 + i] = float(q[b0 + i]) * scale;
+    switch (w.format) {
+      case WeightFormat::F32:
+        std::memcpy(out, w.f32 + r * K, size_t(K) * 4);
+        break;
+      case WeightFormat::BF16: {
+        const uint16_t* src = w.bf16_row(r);
+        for (int64_t i = 0; i < K; ++i) out[i] = bf16_to_f32(src[i]);
+        break;
+      }
+      case WeightFormat::Int8: {
+        const int8_t* q = w.int8_row(r);
+        const uint16_t* s = w.int8_scales(r);
+        for (int64_t b0 = 0; b0 < K; b0 += kInt8Block) {
+          const float scale = f16_to_f32(s[b0 / kInt8Block]);
+          const int64_t n = std::min(kInt8Block, K - b0);
+          for (int64_t i = 0; i < n; ++i) out[b0 + i] = float(q[b0 + i]) * scale;
+        }
+        break;
+      }
+      case WeightFormat::Q4_0:
+      case WeightFormat::Q4_1: {
+        const bool q4_1 = w.format == WeightFormat::Q4_1;
+        const uint8_t* q = w.q4_row(r);
+        for (int64_t b = 0, b0 = 0; b0 < K; ++b, b0 += 32) {
+          const float d = f16_to_f32(w.q4_scales(r)[b]);
+          const float m = q4_1 ? f16_to_f32(w.q4_mins(r)[b]) : -8.0f * d;  // q4_0: (q - 8) d = q d - 8 d
+          float v[32];
+          for (int j = 0; j < 16; ++j) {
+            v[j] = float(q[b * 16 + j] & 0xF) * d + m;
+            v[j + 16] = float(q[b * 16 + j] >> 4) * d + m;
+          }
+          std::memcpy(out + b0, v, size_t(std::min<int64_t>(32, K - b0)) * 4);
+        }
+        break;
       }
     }
   }

@@ -4,6 +4,10 @@
 //   BF16  bfloat16 values (linear.h rounds the layer's inputs too);
 //   Int8  int8 values (rows, cols) and one fp16 scale per block of 32 values of a row, in a
 //         second array (rows, blocks); a row's last block may be shorter.
+//   Q4_0, Q4_1  llama.cpp's blocks of 32, split into arrays the kernels stream: nibbles
+//         (rows, blocks * 16 bytes; byte j of a block: value j low, value j + 16 high), fp16
+//         scales d (rows, blocks) and, Q4_1, fp16 minimums m (rows, blocks); a row's last block
+//         is padded with zeros.
 // Optionally a float32 bias (N). Packing happens once, when an engine is built.
 #pragma once
 #include <cstdint>
@@ -19,8 +23,9 @@ namespace celer::cpu {
 
 struct PackedWeight : Weight {
   const float* f32 = nullptr;  // F32: (rows, cols)
-  Tensor values;               // BF16: uint16 (rows, cols); Int8: int8 (rows, cols)
-  Tensor scales;               // Int8: fp16 bits (rows, blocks_per_row)
+  Tensor values;               // BF16: uint16 (rows, cols); Int8: int8 (rows, cols); Q4: nibbles
+  Tensor scales;               // Int8, Q4: fp16 bits (rows, blocks_per_row)
+  Tensor mins;                 // Q4_1: fp16 bits (rows, blocks_per_row)
   const float* bias = nullptr;  // (rows) or null
   Tensor source, bias_source;   // keep the F32 rows and the bias alive
 
@@ -28,6 +33,9 @@ struct PackedWeight : Weight {
   const uint16_t* bf16_row(int64_t r) const { return values.as<uint16_t>() + r * cols; }
   const int8_t* int8_row(int64_t r) const { return values.as<int8_t>() + r * cols; }
   const uint16_t* int8_scales(int64_t r) const { return scales.as<uint16_t>() + r * blocks_per_row(); }
+  const uint8_t* q4_row(int64_t r) const { return values.as<uint8_t>() + r * blocks_per_row() * 16; }
+  const uint16_t* q4_scales(int64_t r) const { return scales.as<uint16_t>() + r * blocks_per_row(); }
+  const uint16_t* q4_mins(int64_t r) const { return mins.as<uint16_t>() + r * blocks_per_row(); }
 };
 
 // One zeroed buffer on huge pages holding many packed weights (an engine's), handed out in
@@ -36,8 +44,8 @@ struct PackedWeight : Weight {
 // every matrix and every scale table up to 2 MiB. One arena wastes at most one page.
 class WeightArena {
  public:
-  // Bytes pack_weight takes from an arena for a (rows, cols) matrix in `format`.
-  static uint64_t bytes_for(int64_t rows, int64_t cols, WeightFormat format);
+  // Bytes pack_weight takes from an arena for a (rows, cols) matrix of `source` dtype in `format`.
+  static uint64_t bytes_for(int64_t rows, int64_t cols, WeightFormat format, DType source);
   explicit WeightArena(uint64_t bytes);
   Tensor take(DType dtype, const Shape& shape);  // the next bytes, 64-byte aligned
 
@@ -46,13 +54,16 @@ class WeightArena {
   uint64_t used_ = 0, capacity_ = 0;
 };
 
-// Packs a float32 (rows, cols) tensor; `bias` is an optional (rows) float32 tensor. F32 keeps
-// a view of `w` (the storage is shared, so `w` itself need not outlive the result). The other
-// formats' values and scales come from `arena` when given, else from their own buffers.
+// Packs a (rows, cols) tensor, float32 or block-quantized (core/block_quant.h); `bias` is an
+// optional (rows) float32 tensor. A source whose values the format holds exactly (F32 into
+// F32, Q8_0 into Int8, Q4_0 into Q4_0, ...) keeps them exactly; any other source is
+// dequantized (exactly) and then rounded or quantized into the format. F32 from F32 keeps a
+// view of `w` (the storage is shared). Buffers come from `arena` when given, else their own.
 PackedWeight pack_weight(const Tensor& w, WeightFormat format, const Tensor* bias = nullptr,
                          WeightArena* arena = nullptr);
 
 // Rows [r0, r1) as float32 into out ((r1 - r0), cols): the exact values the kernels use.
+// Q4 values are exact in float32 (a 4-bit q times an fp16 d, plus an fp16 m).
 void unpack_rows(const PackedWeight& w, int64_t r0, int64_t r1, float* out);
 
 }  // namespace celer::cpu
