@@ -6,6 +6,7 @@
 
 #include "bindings/numpy_tensor.h"
 #include "engine/engine.h"
+#include "core/error.h"
 #include "core/versions.h"
 
 namespace py = pybind11;
@@ -23,6 +24,24 @@ py::dict version_dict(const VersionSpec& v) {
   d["cross_layer_sharing"] = v.cross_layer_sharing;
   d["kivi_block"] = v.storage == KVStorage::Int8Channel ? kKiviBlock : 0;
   return d;
+}
+
+// Whether Python has a signal to handle (Ctrl-C): the long calls ask between steps.
+bool python_interrupted() {
+  py::gil_scoped_acquire gil;
+  return PyErr_CheckSignals() != 0;  // the KeyboardInterrupt stays set for the caller
+}
+
+// Runs f without the GIL; a call that stopped for a signal raises the Python error that stopped it.
+template <class F>
+auto interruptible(F&& f) -> decltype(f()) {
+  try {
+    py::gil_scoped_release release;
+    return f();
+  } catch (const Interrupted&) {
+    if (PyErr_Occurred()) throw py::error_already_set();
+    throw;
+  }
 }
 
 // (steps, phases + 2) int64: the per-phase ns, then total ns, then tokens processed per row.
@@ -143,8 +162,9 @@ void bind_engine(py::module_& m) {
           [](Engine& self, const py::array& input_ids, py::object attention_mask, const GenerateOptions& options) {
             Tensor ids = tensor_from_numpy(input_ids, "input_ids");
             Tensor mask = attention_mask.is_none() ? Tensor() : tensor_from_numpy(attention_mask, "attention_mask");
-            py::gil_scoped_release release;
-            return self.generate(ids, &mask, options);
+            GenerateOptions opt = options;
+            opt.should_stop = python_interrupted;
+            return interruptible([&] { return self.generate(ids, &mask, opt); });
           },
           py::arg("input_ids"), py::arg("attention_mask"), py::arg("options"))
       .def(
@@ -152,11 +172,7 @@ void bind_engine(py::module_& m) {
           [](Engine& self, const py::array& input_ids, py::object attention_mask, int64_t prefill_length) {
             Tensor ids = tensor_from_numpy(input_ids, "input_ids");
             Tensor mask = attention_mask.is_none() ? Tensor() : tensor_from_numpy(attention_mask, "attention_mask");
-            Tensor logits;
-            {
-              py::gil_scoped_release release;
-              logits = self.score(ids, &mask, prefill_length);
-            }
+            Tensor logits = interruptible([&] { return self.score(ids, &mask, prefill_length, python_interrupted); });
             return numpy_from_tensor(logits);
           },
           py::arg("input_ids"), py::arg("attention_mask") = py::none(), py::arg("prefill_length") = 1)

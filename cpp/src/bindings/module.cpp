@@ -32,6 +32,8 @@ PYBIND11_MODULE(_core, m) {
       py::set_error(PyExc_ValueError, e.what());
     } catch (const celer::IOError& e) {
       py::set_error(PyExc_OSError, e.what());
+    } catch (const celer::Interrupted& e) {
+      py::set_error(PyExc_KeyboardInterrupt, e.what());
     }
   });
 

@@ -19,6 +19,12 @@ struct IOError : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+// A long call stopped because its caller asked it to (GenerateOptions::should_stop; the
+// bindings turn it into the KeyboardInterrupt that asked).
+struct Interrupted : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
 // Throw E with the message when the condition is false. The message is built before the call,
 // whether or not it is needed: on paths that run per token use a plain `if` instead (the
 // decode loop must not allocate; test_no_alloc.cpp checks).

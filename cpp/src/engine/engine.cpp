@@ -11,6 +11,42 @@
 
 namespace celer {
 
+namespace {
+// Marks an engine busy for one call; a second thread's call is refused instead of sharing the
+// buffers (which would give it, and the first, wrong tokens).
+class BusyGuard {
+ public:
+  explicit BusyGuard(std::atomic<bool>& busy) : busy_(busy) {
+    if (busy_.exchange(true))
+      throw ValueError("this Engine is already running a call in another thread: an Engine serves one thread "
+                       "at a time (make one Engine per thread)");
+  }
+  ~BusyGuard() { busy_.store(false); }
+  BusyGuard(const BusyGuard&) = delete;
+  BusyGuard& operator=(const BusyGuard&) = delete;
+
+ private:
+  std::atomic<bool>& busy_;
+};
+
+// Asks should_stop at most every kStopCheckNs; throws Interrupted when it says so.
+class StopCheck {
+ public:
+  explicit StopCheck(const std::function<bool()>& should_stop) : should_stop_(should_stop) {}
+  void operator()() {
+    if (!should_stop_) return;
+    const int64_t now = now_ns();
+    if (now - last_ < kStopCheckNs) return;
+    last_ = now;
+    if (should_stop_()) throw Interrupted("interrupted");
+  }
+
+ private:
+  const std::function<bool()>& should_stop_;
+  int64_t last_ = now_ns();
+};
+}  // namespace
+
 Engine::Engine(const Model& model, const VersionSpec& version, int64_t max_seq_len,
                std::optional<WeightFormat> weights, const std::string& device)
     : model_(model),
@@ -18,6 +54,8 @@ Engine::Engine(const Model& model, const VersionSpec& version, int64_t max_seq_l
       backend_(make_backend(device)),
       max_seq_len_(max_seq_len > 0 ? max_seq_len : model.config.max_position_embeddings) {
   const ModelConfig& c = model.config;
+  require(max_seq_len >= 0, "max_seq_len must be >= 1 (or 0: the model's max_position_embeddings), got " +
+                               std::to_string(max_seq_len));
   require(max_seq_len_ <= c.max_position_embeddings,
           "max_seq_len " + std::to_string(max_seq_len_) + " exceeds the model's max_position_embeddings (" +
               std::to_string(c.max_position_embeddings) + ")");
@@ -220,6 +258,7 @@ void Engine::step(int64_t B, int64_t n, int64_t p0, const int64_t* ids, int64_t 
 }
 
 Tensor Engine::forward(const Tensor& input_ids, const Tensor* attention_mask) {
+  BusyGuard busy(busy_);
   const TokenBatch tok = check_tokens(model_.config, input_ids, attention_mask);
   const int64_t B = tok.batch, S = tok.seq_len;
   require(S <= max_seq_len_, "sequence length " + std::to_string(S) + " exceeds the engine's max_seq_len (" +
@@ -233,8 +272,11 @@ Tensor Engine::forward(const Tensor& input_ids, const Tensor* attention_mask) {
   return logits;
 }
 
-Tensor Engine::score(const Tensor& input_ids, const Tensor* attention_mask, int64_t prefill_length) {
+Tensor Engine::score(const Tensor& input_ids, const Tensor* attention_mask, int64_t prefill_length,
+                     const std::function<bool()>& should_stop) {
   if (!version_.use_cache()) return forward(input_ids, attention_mask);
+  BusyGuard busy(busy_);
+  StopCheck stop(should_stop);
   const TokenBatch tok = check_tokens(model_.config, input_ids, attention_mask);
   const int64_t B = tok.batch, S = tok.seq_len, V = model_.config.vocab_size, P = prefill_length;
   require(P >= 1 && P <= S, "prefill_length must be in [1, " + std::to_string(S) + "], got " + std::to_string(P));
@@ -250,6 +292,7 @@ Tensor Engine::score(const Tensor& input_ids, const Tensor* attention_mask, int6
     std::memcpy(logits.f32() + b * S * V, prefill.f32() + b * P * V, size_t(P * V) * 4);
   Tensor row = Tensor::zeros(DType::F32, {B, V});
   for (int64_t t = P; t < S; ++t) {
+    stop();
     step(B, 1, t, tok.ids.data() + t, S, tok.valid.data(), S, row.f32(), false, nullptr);
     for (int64_t b = 0; b < B; ++b) std::memcpy(logits.f32() + (b * S + t) * V, row.f32() + b * V, size_t(V) * 4);
   }
@@ -258,14 +301,16 @@ Tensor Engine::score(const Tensor& input_ids, const Tensor* attention_mask, int6
 }
 
 GenerationResult Engine::generate(const Tensor& input_ids, const Tensor* attention_mask, const GenerateOptions& opt) {
+  BusyGuard busy(busy_);
+  StopCheck stop(opt.should_stop);
   const ModelConfig& c = model_.config;
   const TokenBatch tok = check_tokens(c, input_ids, attention_mask);
   const int64_t B = tok.batch, P = tok.seq_len, T = opt.max_new_tokens, V = c.vocab_size;
   require(T >= 1, "max_new_tokens must be >= 1, got " + std::to_string(T));
   require(P + T <= max_seq_len_, "prompt length " + std::to_string(P) + " + max_new_tokens " + std::to_string(T) +
                                      " exceeds max_seq_len " + std::to_string(max_seq_len_));
-  require(opt.eos_token_id < V, "eos_token_id " + std::to_string(opt.eos_token_id) + " is out of range [0, " +
-                                    std::to_string(V) + ")");
+  require(opt.eos_token_id >= -1 && opt.eos_token_id < V, "eos_token_id " + std::to_string(opt.eos_token_id) +
+                                                              " is out of range [0, " + std::to_string(V) + ")");
   validate(opt.sampling);
   const int64_t L = P + T;
   if (opt.return_logits) check_allocation(uint64_t(B * T) * uint64_t(V) * 4, "the returned logits");
@@ -290,6 +335,7 @@ GenerationResult Engine::generate(const Tensor& input_ids, const Tensor* attenti
 
   int64_t t = 0;
   for (; t < T; ++t) {
+    stop();
     StepTiming st;
     StepTiming* timing = opt.timing ? &st : nullptr;
     const int64_t start = now_ns(), seen = P + t;  // tokens known before this step

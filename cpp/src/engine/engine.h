@@ -4,7 +4,9 @@
 // the cache are sized before the decode loop and reused; nothing is allocated per token. An
 // Engine is not thread-safe: use one per thread.
 #pragma once
+#include <atomic>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -28,7 +30,12 @@ struct GenerateOptions {
   int64_t eos_token_id = -1;  // < 0: none
   bool return_logits = false;
   bool timing = true;  // per-phase timers (off: no clock reads inside the steps)
+  // Asked between steps (at most every kStopCheckNs): true stops the call with Interrupted.
+  // The bindings check for Ctrl-C here. Empty: never stops.
+  std::function<bool()> should_stop;
 };
+
+constexpr int64_t kStopCheckNs = 20'000'000;  // 20 ms
 
 struct GenerationResult {
   Tensor tokens;                  // (B, P + T) int64: the prompt, then the new tokens
@@ -54,11 +61,14 @@ class Engine {
   // Logits (B, S, vocab) for every position of the batch in one prefill through this version's
   // cache path (v0 and v1: the plain forward pass).
   Tensor forward(const Tensor& input_ids, const Tensor* attention_mask);
+  // (generate, forward and score refuse, with ValueError, to run while another thread runs one
+  // of them on the same engine: its buffers are one call's.)
 
   // Teacher forcing through this version's cache path: prefill tokens [0, prefill_length),
   // then feed every later token as one decode step. Returns logits (B, S, vocab) where
   // [:, t] predicts token t + 1. v0 has no cache path: its logits are the forward pass's.
-  Tensor score(const Tensor& input_ids, const Tensor* attention_mask, int64_t prefill_length);
+  Tensor score(const Tensor& input_ids, const Tensor* attention_mask, int64_t prefill_length,
+               const std::function<bool()>& should_stop = {});
 
   const VersionSpec& version() const { return version_; }
   int64_t max_seq_len() const { return max_seq_len_; }
@@ -113,6 +123,7 @@ class Engine {
   // is not the host's.
   DeviceBuffer x_, h_, q_, k_, v_, att_, gate_, up_, last_, logits_;
   std::vector<int64_t> pos_;  // position of each activation row (host)
+  std::atomic<bool> busy_{false};  // a call is running (one thread at a time)
 };
 
 // Process peak resident set size in bytes (getrusage).

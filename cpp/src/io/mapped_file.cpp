@@ -47,7 +47,9 @@ std::string temp_name(const std::string& path) {
 }  // namespace
 
 std::shared_ptr<MappedFile> MappedFile::open(const std::string& path) {
-  FdGuard fd{::open(path.c_str(), O_RDONLY | O_CLOEXEC)};
+  // O_NONBLOCK: opening a FIFO (or a device) for reading would otherwise wait for a writer
+  // before the regular-file check below could refuse it. Regular files ignore the flag.
+  FdGuard fd{::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK)};
   if (fd.fd < 0) fail("cannot open", path, errno);
   struct stat st;
   if (::fstat(fd.fd, &st) != 0) fail("cannot stat", path, errno);

@@ -194,8 +194,8 @@ std::string preview_value(const Tensor& t, int64_t i) {
     case DType::I8: return std::to_string(t.as<int8_t>()[i]);
     case DType::U8: return std::to_string(t.as<uint8_t>()[i]);
     case DType::BOOL: return t.as<uint8_t>()[i] ? "true" : "false";
+    default: return "null";  // block types never reach a seed file (float32_model dequantizes them)
   }
-  return "null";
 }
 
 // {"dtype": ..., "shape": [...], "preview": [first <= 8 values], "data": "<base64>"}; the data

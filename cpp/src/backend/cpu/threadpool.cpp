@@ -6,6 +6,8 @@
 #include <chrono>
 #include <cstdlib>
 #include <memory>
+#include <string>
+#include <system_error>
 
 #include "core/error.h"
 
@@ -27,10 +29,19 @@ int64_t steady_ns() {
 }  // namespace
 
 ThreadPool::ThreadPool(int num_threads) {
-  for (int i = 1; i < num_threads; ++i) workers_.emplace_back([this, i] { worker_loop(i); });
+  require(num_threads >= 1 && num_threads <= kMaxThreads,
+          "num_threads must be in [1, " + std::to_string(kMaxThreads) + "], got " + std::to_string(num_threads));
+  try {
+    for (int i = 1; i < num_threads; ++i) workers_.emplace_back([this, i] { worker_loop(i); });
+  } catch (const std::system_error& e) {
+    // The workers already started wait on this object's members: stop them before it goes.
+    stop_workers();
+    throw ValueError("cannot start " + std::to_string(num_threads) + " threads (" + e.what() + "); " +
+                     std::to_string(workers_.size() + 1) + " could be started");
+  }
 }
 
-ThreadPool::~ThreadPool() {
+void ThreadPool::stop_workers() {
   {
     std::lock_guard<std::mutex> lock(mutex_);
     stop_.store(true);
@@ -38,6 +49,8 @@ ThreadPool::~ThreadPool() {
   wake_.notify_all();
   for (auto& t : workers_) t.join();
 }
+
+ThreadPool::~ThreadPool() { stop_workers(); }
 
 template <class Pred>
 void ThreadPool::spin_then_wait(std::condition_variable& cv, Pred done) {
@@ -111,8 +124,12 @@ int g_requested = 0;
 
 int default_threads() {
   if (const char* env = std::getenv("CELER_NUM_THREADS")) {
-    int n = std::atoi(env);
-    if (n > 0) return n;
+    char* end = nullptr;
+    const long n = std::strtol(env, &end, 10);
+    if (end == env || *end != '\0' || n < 1 || n > kMaxThreads)
+      throw ValueError("CELER_NUM_THREADS must be an integer in [1, " + std::to_string(kMaxThreads) + "], got '" +
+                       std::string(env) + "'");
+    return int(n);
   }
   cpu_set_t set;
   if (sched_getaffinity(0, sizeof(set), &set) == 0) return std::max(1, CPU_COUNT(&set));
@@ -127,11 +144,11 @@ std::shared_ptr<ThreadPool> thread_pool() {
 }
 
 void set_num_threads(int n) {
-  require(n <= 1024, "num_threads must be at most 1024");
+  require(n <= kMaxThreads, "num_threads must be at most " + std::to_string(kMaxThreads));
   std::lock_guard<std::mutex> lock(g_pool_mutex);
+  const int want = n > 0 ? n : default_threads();
+  if (!g_pool || g_pool->num_threads() != want) g_pool = std::make_shared<ThreadPool>(want);  // may throw: nothing changed
   g_requested = n;
-  int want = n > 0 ? n : default_threads();
-  if (!g_pool || g_pool->num_threads() != want) g_pool = std::make_shared<ThreadPool>(want);
 }
 
 int get_num_threads() { return thread_pool()->num_threads(); }

@@ -31,8 +31,13 @@ class ChunkFn {
   void (*call_)(void*, int64_t, int64_t, int);
 };
 
+// The most threads a pool takes (set_num_threads, CELER_NUM_THREADS).
+constexpr int kMaxThreads = 1024;
+
 class ThreadPool {
  public:
+  // Starts num_threads - 1 workers; ValueError (no thread left running) when the system
+  // cannot start them all.
   explicit ThreadPool(int num_threads);
   ~ThreadPool();
   int num_threads() const { return int(workers_.size()) + 1; }
@@ -53,6 +58,7 @@ class ThreadPool {
  private:
   void run(int64_t n, ChunkFn fn, int64_t grain);
   void worker_loop(int index);
+  void stop_workers();  // wakes, ends and joins every worker
   // Waits until `done()` holds: spins for kSpinNs, then sleeps on `cv`.
   template <class Pred>
   void spin_then_wait(std::condition_variable& cv, Pred done);
@@ -69,8 +75,8 @@ class ThreadPool {
   std::exception_ptr error_;  // first exception thrown by a worker's chunk (under mutex_)
 };
 
-// The process-wide pool. Its size: set_num_threads(n), else CELER_NUM_THREADS, else the
-// number of CPUs this process may run on. Callers hold the shared_ptr for the duration of
+// The process-wide pool. Its size: set_num_threads(n), else CELER_NUM_THREADS (an integer in
+// [1, kMaxThreads], else ValueError), else the number of CPUs this process may run on. Callers hold the shared_ptr for the duration of
 // their work, so set_num_threads from another thread never destroys a pool in use.
 std::shared_ptr<ThreadPool> thread_pool();
 void set_num_threads(int n);  // n <= 0: back to the default
