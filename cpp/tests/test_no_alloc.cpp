@@ -26,15 +26,24 @@ using namespace celer;
 
 TEST(decode_loop_allocates_nothing) {
   ModelConfig c;
-  c.hidden_size = 64;
-  c.num_attention_heads = 4;
+  c.hidden_size = 128;
+  c.num_attention_heads = 4;  // head size 32: KIVI's groups of 32 channels fit
   c.num_key_value_heads = 2;
   c.vocab_size = 97;
+  c.max_position_embeddings = 1024;
   c.resolve();
   const Model model = random_model(c, 3);
   Tensor ids = random_tokens(2, 6, c.vocab_size, 1);
-  for (const VersionSpec& version : versions()) {
-    Engine engine(model, version, 64);
+  // Every registry version, and evicting ones whose small budgets fill within the run.
+  std::vector<VersionSpec> specs = versions();
+  for (Eviction e : {Eviction::Window, Eviction::HeavyHitters}) {
+    VersionSpec v = find_version("v1");
+    v.name = eviction_name(e), v.eviction = e, v.window = 12;
+    (e == Eviction::Window ? v.sinks : v.heavy) = 4;
+    specs.push_back(v);
+  }
+  for (const VersionSpec& version : specs) {
+    Engine engine(model, version, 1024);
     auto count = [&](int64_t new_tokens) {
       GenerateOptions opt;
       opt.max_new_tokens = new_tokens;

@@ -17,13 +17,73 @@ namespace {
 py::dict version_dict(const VersionSpec& v) {
   py::dict d;
   d["name"] = v.name;
+  d["method"] = v.method;
   d["description"] = v.description;
-  d["use_cache"] = v.use_cache();
-  d["kv_dtype"] = storage_name(v.storage);
-  d["kv_quant"] = quant_name(v.storage);
-  d["cross_layer_sharing"] = v.cross_layer_sharing;
-  d["kivi_block"] = v.storage == KVStorage::Int8Channel ? kKiviBlock : 0;
+  d["use_cache"] = v.use_cache;
+  // The original registry's flags (records and plots made before the knobs read them).
+  d["kv_dtype"] = legacy_kv_dtype(v);
+  d["kv_quant"] = legacy_kv_quant(v);
+  d["cross_layer_sharing"] = v.sharing != Sharing::None;
+  d["kivi_block"] = v.key.quantized() && v.key.along == QuantAlong::Channel ? v.key.group : 0;
+  // The knobs.
+  for (auto [prefix, q] : {std::pair{"key", &v.key}, std::pair{"value", &v.value}}) {
+    d[py::str(std::string(prefix) + "_storage")] = storage_name(q->storage);
+    d[py::str(std::string(prefix) + "_bits")] = kv_storage_bits(q->storage);
+    d[py::str(std::string(prefix) + "_along")] = along_name(q->along);
+    d[py::str(std::string(prefix) + "_group")] = q->group;
+  }
+  d["residual"] = v.residual;
+  d["eviction"] = eviction_name(v.eviction);
+  d["sinks"] = v.sinks;
+  d["window"] = v.window;
+  d["heavy"] = v.heavy;
+  d["budget"] = v.budget();
+  d["sharing"] = sharing_name(v.sharing);
+  d["share_from"] = v.share_from;
+  d["merge_angle"] = v.merge_angle;
   return d;
+}
+
+// A version from a dict of knobs (the names version_dict gives), starting from `base` (a
+// registry name; default v1). Unknown keys are refused, naming them.
+VersionSpec version_from_dict(const py::dict& d) {
+  VersionSpec v = find_version(d.contains("base") ? py::str(d["base"]).cast<std::string>() : std::string("v1"));
+  v.name = "custom";
+  v.method = "custom";
+  v.description = "a custom KV-cache method";
+  for (auto [key_handle, value] : d) {
+    const std::string key = py::str(key_handle);
+    auto str = [&] { return value.cast<std::string>(); };
+    auto integer = [&] {
+      if (!py::isinstance<py::int_>(value) || py::isinstance<py::bool_>(value))
+        throw ValueError("version setting '" + key + "' must be an integer");
+      return value.cast<int64_t>();
+    };
+    if (key == "base") continue;
+    else if (key == "name") v.name = str();
+    else if (key == "method") v.method = str();
+    else if (key == "description") v.description = str();
+    else if (key == "use_cache") v.use_cache = value.cast<bool>();
+    else if (key == "key_storage") v.key.storage = parse_storage(str());
+    else if (key == "value_storage") v.value.storage = parse_storage(str());
+    else if (key == "key_along") v.key.along = parse_along(str());
+    else if (key == "value_along") v.value.along = parse_along(str());
+    else if (key == "key_group") v.key.group = integer();
+    else if (key == "value_group") v.value.group = integer();
+    else if (key == "residual") v.residual = integer();
+    else if (key == "eviction") v.eviction = parse_eviction(str());
+    else if (key == "sinks") v.sinks = integer();
+    else if (key == "window") v.window = integer();
+    else if (key == "heavy") v.heavy = integer();
+    else if (key == "sharing") v.sharing = parse_sharing(str());
+    else if (key == "share_from") v.share_from = integer();
+    else if (key == "merge_angle") v.merge_angle = value.cast<double>();
+    else
+      throw ValueError("unknown version setting '" + key + "' (known: base, name, method, description, use_cache, "
+                       "key_storage, key_along, key_group, value_storage, value_along, value_group, residual, "
+                       "eviction, sinks, window, heavy, sharing, share_from, merge_angle)");
+  }
+  return v;
 }
 
 // Whether Python has a signal to handle (Ctrl-C): the long calls ask between steps.
@@ -63,6 +123,8 @@ void bind_engine(py::module_& m) {
     for (const VersionSpec& v : versions()) out.append(version_dict(v));
     return out;
   }, "The versions registry: one dict of flags per KV-cache strategy.");
+  m.def("version_spec", [](const py::dict& settings) { return version_dict(version_from_dict(settings)); },
+        py::arg("settings"), "A version's full settings from a dict of knobs (validated when an Engine uses it).");
   m.def("weight_dtypes", [] {
     std::vector<std::string> out;
     for (WeightFormat f : weight_formats()) out.push_back(weight_format_name(f));
@@ -131,9 +193,10 @@ void bind_engine(py::module_& m) {
       .def_readonly("peak_bytes", &GenerationResult::peak_bytes);
 
   py::class_<Engine>(m, "Engine")
-      .def(py::init([](const std::shared_ptr<Model>& model, const std::string& version, int64_t max_seq_len,
+      .def(py::init([](const std::shared_ptr<Model>& model, const py::object& version, int64_t max_seq_len,
                        const std::string& weight_dtype, const std::string& device) {
-             const VersionSpec& spec = find_version(version);
+             const VersionSpec spec = py::isinstance<py::dict>(version) ? version_from_dict(version.cast<py::dict>())
+                                                                        : find_version(version.cast<std::string>());
              std::optional<WeightFormat> format;  // "stored": each matrix in the format of its stored values
              if (weight_dtype != "stored") format = parse_weight_format(weight_dtype);
              py::gil_scoped_release release;  // packing a large model takes a while

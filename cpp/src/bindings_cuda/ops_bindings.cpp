@@ -47,7 +47,7 @@ py::array_t<float> norm(const Array<float>& x, const Array<float>& w, const Arra
 KVStorage storage_from(const std::string& s) {
   if (s == "f32") return KVStorage::F32;
   if (s == "f16") return KVStorage::F16;
-  if (s == "int8") return KVStorage::Int8Token;
+  if (s == "int8") return KVStorage::Int8;
   throw celer::ValueError("storage must be 'f32', 'f16' or 'int8', got '" + s + "'");
 }
 
@@ -61,7 +61,7 @@ struct DeviceCache {
     const size_t width = s == KVStorage::F32 ? 4 : s == KVStorage::F16 ? 2 : 1;
     k = DeviceBuffer<uint8_t>(elems * width);
     v = DeviceBuffer<uint8_t>(elems * width);
-    if (s == KVStorage::Int8Token) {
+    if (s == KVStorage::Int8) {
       k_scale = DeviceBuffer<float>(size_t(batch * kv_heads * max_seq));
       v_scale = DeviceBuffer<float>(size_t(batch * kv_heads * max_seq));
     }
@@ -261,7 +261,7 @@ void bind_cuda_ops(py::module_& m) {
     py::dict out;
     out["k"] = download(c.k, {py::ssize_t(c.k.size())});
     out["v"] = download(c.v, {py::ssize_t(c.v.size())});
-    if (L.storage == KVStorage::Int8Token) {
+    if (L.storage == KVStorage::Int8) {
       out["k_scale"] = download(c.k_scale, {L.batch, L.kv_heads, L.max_seq});
       out["v_scale"] = download(c.v_scale, {L.batch, L.kv_heads, L.max_seq});
     }

@@ -122,11 +122,11 @@ class Backend {
   virtual void swiglu(float* gate, const float* up, int64_t rows, int64_t width) = 0;
   // x (rows, width) = gelu(x): the tanh approximation or the exact erf form
   virtual void gelu(float* x, int64_t rows, int64_t width, bool tanh_form) = 0;
-  // The step's queries q (batch * n, heads * D, row stride q_stride) attend over `layer` of the
-  // cache (causal and masked as StepInputs says); out has q's layout. A query that sees no key
-  // gets zeros.
-  virtual void attention(const KVCache& cache, int64_t layer, int64_t heads, int64_t kv_heads, int64_t D,
-                         const float* q, float* out, int64_t q_stride) = 0;
+  // The step's queries q (batch * n, heads * D, row stride q_stride) attend over what the cache
+  // holds for model layer `layer` (causal, and masked as StepInputs says); out has q's layout.
+  // A query that sees no key gets zeros. The cache may record what the keys received (H2O).
+  virtual void attention(KVCache& cache, int64_t layer, int64_t heads, int64_t kv_heads, int64_t D, const float* q,
+                         float* out, int64_t q_stride) = 0;
 };
 
 // The backend for `device` ("cpu"; "cuda" where built and implemented). ValueError otherwise.

@@ -59,13 +59,7 @@ Engine::Engine(const Model& model, const VersionSpec& version, int64_t max_seq_l
   require(max_seq_len_ <= c.max_position_embeddings,
           "max_seq_len " + std::to_string(max_seq_len_) + " exceeds the model's max_position_embeddings (" +
               std::to_string(c.max_position_embeddings) + ")");
-  // Layer -> cache layer. v0 keeps one scratch layer that every layer overwrites in turn;
-  // sharing pairs (0,1), (2,3), ...: the even layer computes K/V, the odd one reads them.
-  for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
-    const bool shared = version_.cross_layer_sharing && l % 2 == 1;
-    cache_layer_.push_back(!version_.use_cache() ? 0 : version_.cross_layer_sharing ? l / 2 : l);
-    owns_kv_.push_back(!shared);
-  }
+  version_.validate(c.head_dim(), c.num_hidden_layers, max_seq_len_);
   // Every linear layer in one call, so a backend can place them together (the CPU: one arena
   // on huge pages). Per layer, in LayerOnBackend's order: q k v o gate up down, with biases
   // (gpt2 has no gate); the head last.
@@ -136,9 +130,8 @@ void Engine::reserve(int64_t batch, int64_t rows) {
                                                    2 * c.intermediate_size);
     check_allocation(floats * 4, "the engine's activations for " + std::to_string(B) + " x " + std::to_string(R) +
                                      " tokens");
-    const int64_t cache_layers = !version_.use_cache() ? 1 : cache_layer_.back() + 1;
-    const KVLayout layout{version_.use_cache() ? version_.storage : KVStorage::F32, cache_layers, B, max_seq_len_,
-                          c.num_key_value_heads, c.head_dim()};
+    const KVLayout layout = KVLayout::make(version_, c.num_hidden_layers, B, max_seq_len_, R, c.num_key_value_heads,
+                                           c.head_dim());
     std::unique_ptr<KVCache> cache = backend_->make_kv_cache(layout);
     auto buffer = [&](int64_t n) { return backend_->allocate(uint64_t(n) * 4, "the engine's activations"); };
     DeviceBuffer x = buffer(M * c.hidden_size), h = buffer(M * c.hidden_size), q = buffer(M * c.q_dim()),
@@ -201,17 +194,19 @@ void Engine::layer(size_t l, const StepInputs& in, StepTiming* timing) {
   {
     ScopedPhase phase(timing, kAttention);
     norm(h, x, L.input_norm, L.input_norm_bias, M);
-    if (owns_kv_[l])  // Q, K and V in one pass over h; a sharing odd layer computes only Q
+    const bool computes_kv = cache_->computes_kv(int64_t(l));
+    if (computes_kv)  // Q, K and V in one pass over h; a sharing odd layer computes only Q
       be.linear({{L.q.get(), q, Q}, {L.k.get(), k, KV}, {L.v.get(), v, KV}}, h, H, M, precision);
     else
       be.linear({{L.q.get(), q, Q}}, h, H, M, precision);
     const bool interleaved = model_.rope_interleaved_rows;
     if (c.uses_rope()) be.rope(q, heads, D, rope_cos_, rope_sin_, interleaved);
-    if (owns_kv_[l]) {
+    if (computes_kv) {
       if (c.uses_rope()) be.rope(k, kv_heads, D, rope_cos_, rope_sin_, interleaved);
-      cache_->write(cache_layer_[l], in.batch, in.n, in.p0, k, v);
+      cache_->write(int64_t(l), in.batch, in.n, in.p0, k, v, in.valid, in.valid_stride);
     }
-    be.attention(*cache_, cache_layer_[l], heads, kv_heads, D, q, att, Q);
+    be.attention(*cache_, int64_t(l), heads, kv_heads, D, q, att, Q);
+    cache_->end_layer(int64_t(l), in.batch);
     be.linear({{L.o.get(), x, H, /*accumulate=*/true}}, att, Q, M, precision);
   }
   {
@@ -274,7 +269,7 @@ Tensor Engine::forward(const Tensor& input_ids, const Tensor* attention_mask) {
 
 Tensor Engine::score(const Tensor& input_ids, const Tensor* attention_mask, int64_t prefill_length,
                      const std::function<bool()>& should_stop) {
-  if (!version_.use_cache()) return forward(input_ids, attention_mask);
+  if (!version_.use_cache) return forward(input_ids, attention_mask);
   BusyGuard busy(busy_);
   StopCheck stop(should_stop);
   const TokenBatch tok = check_tokens(model_.config, input_ids, attention_mask);
@@ -316,7 +311,7 @@ GenerationResult Engine::generate(const Tensor& input_ids, const Tensor* attenti
   if (opt.return_logits) check_allocation(uint64_t(B * T) * uint64_t(V) * 4, "the returned logits");
 
   // Everything the loop touches is sized here.
-  reserve(B, version_.use_cache() ? P : L);
+  reserve(B, version_.use_cache ? P : L);
   cache_->clear();
   GenerationResult out;
   out.prompt_length = P;
@@ -339,7 +334,7 @@ GenerationResult Engine::generate(const Tensor& input_ids, const Tensor* attenti
     StepTiming st;
     StepTiming* timing = opt.timing ? &st : nullptr;
     const int64_t start = now_ns(), seen = P + t;  // tokens known before this step
-    if (!version_.use_cache()) {  // v0: the whole sequence again
+    if (!version_.use_cache) {  // v0: the whole sequence again
       st.tokens = seen;
       step(B, seen, 0, tokens, L, valid.data(), L, step_logits.f32(), false, timing);
     } else {
@@ -381,8 +376,8 @@ GenerationResult Engine::generate(const Tensor& input_ids, const Tensor* attenti
   }
   out.logits = all_logits;
   if (opt.return_logits) check_finite(model_, out.logits);
-  out.kv_cache_bytes = version_.use_cache() ? cache_->bytes_for(cache_->length(), B) : 0;
-  out.kv_cache_capacity_bytes = version_.use_cache() ? cache_->capacity_bytes() : 0;
+  out.kv_cache_bytes = version_.use_cache ? cache_->bytes(B) : 0;
+  out.kv_cache_capacity_bytes = version_.use_cache ? cache_->capacity_bytes() : 0;
   out.peak_bytes = buffer_bytes();
   return out;
 }

@@ -115,8 +115,6 @@ class Engine {
   std::unique_ptr<Weight> lm_head_;
   DeviceBuffer embed_tokens_, embed_positions_, final_norm_, final_norm_bias_, rope_cos_, rope_sin_;
   int64_t max_seq_len_;
-  std::vector<int64_t> cache_layer_;  // model layer -> cache layer
-  std::vector<uint8_t> owns_kv_;      // model layer computes and writes its K/V
   std::unique_ptr<KVCache> cache_;
   int64_t batch_capacity_ = 0, row_capacity_ = 0;
   // Activations (batch * rows, width) on the backend; logits_ only where the backend's memory

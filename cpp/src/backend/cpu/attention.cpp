@@ -27,11 +27,48 @@ void AttentionScratch::reserve(int64_t n, int64_t group, int64_t D) {
   row_sum.resize(size_t(group * n));
 }
 
-void cache_attention(const CpuKVCache& cache, int64_t layer, int64_t b, int64_t kv_head, int64_t group, int64_t D,
-                     const float* q, float* out, int64_t q_stride, int64_t n, int64_t p0, const uint8_t* key_valid,
+namespace {
+// H2O's statistic: each key's attention probability, summed over the step's queries and the
+// group's query heads, added to scores[t]. A second pass over the keys, with each row's final
+// softmax max and sum from the first (row_max, row_sum): the probabilities are exact, not the
+// online softmax's partial ones.
+void accumulate_attention(const CpuKVCache& cache, int64_t layer, int64_t b, int64_t kv_head, int64_t group,
+                          int64_t D, const float* q, int64_t q_stride, int64_t n, const uint8_t* key_valid,
+                          AttentionScratch& s, float* scores) {
+  const float scale = 1.0f / std::sqrt(float(D));
+  const int64_t keys = cache.view_count(layer), p0 = keys - n;
+  const bool decode = n == 1;
+  const int64_t blocks = decode ? 1 : group, rows = decode ? group : n, stride = decode ? D : q_stride;
+  for (int64_t t0 = 0; t0 < keys; t0 += kAttentionTile) {
+    const int64_t t1 = std::min(keys, t0 + kAttentionTile);
+    const CpuKVCache::Rows kv = cache.read(layer, b, kv_head, t0, t1, s.k_tile.data(), s.v_tile.data());
+    for (int64_t blk = 0; blk < blocks; ++blk)
+      for (int64_t i = 0; i < rows; ++i) {
+        const float m = s.row_max[size_t(blk * rows + i)], l = s.row_sum[size_t(blk * rows + i)];
+        if (!(l > 0.0f)) continue;
+        const float* qi = q + b * n * q_stride + (kv_head * group + blk) * D + i * stride;
+        const int64_t last = std::min(t1, p0 + (decode ? 0 : i) + 1);  // causal
+        for (int64_t t = t0; t < last; ++t) {
+          if (!key_valid[t]) continue;
+          const float* k = kv.k + (t - t0) * D;
+          float dot = 0.0f;
+          for (int64_t d = 0; d < D; ++d) dot += qi[d] * k[d];
+          scores[t] += std::exp(dot * scale - m) / l;
+        }
+      }
+  }
+}
+}  // namespace
+
+void cache_attention(CpuKVCache& cache, int64_t layer, int64_t b, int64_t kv_head, int64_t group, int64_t D,
+                     const float* q, float* out, int64_t q_stride, int64_t n, const uint8_t* position_valid,
                      AttentionScratch& s) {
   const float scale = 1.0f / std::sqrt(float(D));
-  const int64_t keys = p0 + n;
+  // The keys in the cache's order (positions ascending): the step's n tokens are the last n, so
+  // query i sees keys [0, p0 + i] with p0 = keys - n (the position of query 0 without eviction).
+  const CpuKVCache::View view = cache.view(layer, b, kv_head);
+  const int64_t keys = view.count, p0 = keys - n;
+  const uint8_t* key_valid = view.valid != nullptr ? view.valid : position_valid;
   // Query rows in blocks that each make one matrix product per tile. Decoding (n = 1), the
   // group's heads are adjacent in q: one block of `group` rows, all at position p0. Otherwise
   // one block per head g: its n rows, row i at position p0 + i.
@@ -115,6 +152,8 @@ void cache_attention(const CpuKVCache& cache, int64_t layer, int64_t b, int64_t 
     for (int64_t i = 0; i < rows; ++i)
       if (l[i] > 0.0f) O.row(i) /= l[i];  // l == 0: the query saw no key, its output stays 0
   }
+  if (view.scores != nullptr) accumulate_attention(cache, layer, b, kv_head, group, D, q, q_stride, n, key_valid, s,
+                                                   view.scores);
 }
 
 }  // namespace celer::cpu

@@ -24,12 +24,14 @@ struct AttentionScratch {
 
 constexpr int64_t kAttentionTile = 256;
 
-// For batch row b and KV head kv_head: the `group` query heads kv_head * group + g attend over
-// cache positions [0, p0 + n). q: rows (b * n + i) of width q_stride, head h at column h * D;
-// out: the same layout. Query i sits at position p0 + i and sees keys t <= p0 + i with
-// key_valid[t] != 0. A query that sees no key gets zeros.
-void cache_attention(const CpuKVCache& cache, int64_t layer, int64_t b, int64_t kv_head, int64_t group, int64_t D,
-                     const float* q, float* out, int64_t q_stride, int64_t n, int64_t p0, const uint8_t* key_valid,
+// For batch row b and KV head kv_head of model layer `layer`: the `group` query heads
+// kv_head * group + g of the step's n tokens attend over the keys the cache holds (its view:
+// the step's tokens last). q: rows (b * n + i) of width q_stride, head h at column h * D; out:
+// the same layout. Query i sees the keys up to its own that are not padding (the cache's flags
+// under eviction, else position_valid[t] for key t). A query that sees no key gets zeros.
+// With H2O, the attention each key receives is added to the cache's scores.
+void cache_attention(CpuKVCache& cache, int64_t layer, int64_t b, int64_t kv_head, int64_t group, int64_t D,
+                     const float* q, float* out, int64_t q_stride, int64_t n, const uint8_t* position_valid,
                      AttentionScratch& scratch);
 
 }  // namespace celer::cpu

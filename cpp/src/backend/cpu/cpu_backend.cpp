@@ -143,13 +143,13 @@ void CpuBackend::gelu(float* x, int64_t rows, int64_t width, bool tanh_form) {
   }, elementwise_grain(width));
 }
 
-void CpuBackend::attention(const KVCache& cache, int64_t layer, int64_t heads, int64_t kv_heads, int64_t D,
+void CpuBackend::attention(KVCache& cache, int64_t layer, int64_t heads, int64_t kv_heads, int64_t D,
                            const float* q, float* out, int64_t q_stride) {
-  const auto& cpu_cache = static_cast<const CpuKVCache&>(cache);  // made by make_kv_cache
+  auto& cpu_cache = static_cast<CpuKVCache&>(cache);  // made by make_kv_cache
   const int64_t group = heads / kv_heads;
   pool_->parallel_for_threads(step_.batch * kv_heads, [&](int64_t i0, int64_t i1, int thread) {
     for (int64_t i = i0; i < i1; ++i)
-      cache_attention(cpu_cache, layer, i / kv_heads, i % kv_heads, group, D, q, out, q_stride, step_.n, step_.p0,
+      cache_attention(cpu_cache, layer, i / kv_heads, i % kv_heads, group, D, q, out, q_stride, step_.n,
                       step_.valid + (i / kv_heads) * step_.valid_stride, attention_scratch_[size_t(thread)]);
   });
 }

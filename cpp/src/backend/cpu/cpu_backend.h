@@ -38,7 +38,7 @@ class CpuBackend final : public Backend {
             bool interleaved) override;
   void swiglu(float* gate, const float* up, int64_t rows, int64_t width) override;
   void gelu(float* x, int64_t rows, int64_t width, bool tanh_form) override;
-  void attention(const KVCache& cache, int64_t layer, int64_t heads, int64_t kv_heads, int64_t D, const float* q,
+  void attention(KVCache& cache, int64_t layer, int64_t heads, int64_t kv_heads, int64_t D, const float* q,
                  float* out, int64_t q_stride) override;
 
  private:

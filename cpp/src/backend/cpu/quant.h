@@ -6,8 +6,11 @@
 
 namespace celer::cpu {
 
-// Quantizes n values x[i * stride] into q[i * stride]; returns the scale.
-float quantize_int8(const float* x, int64_t n, int64_t stride, int8_t* q);
+// Quantizes n values x[i * stride] into q[i * q_stride]; returns the scale.
+float quantize_int8(const float* x, int64_t n, int64_t stride, int8_t* q, int64_t q_stride);
+inline float quantize_int8(const float* x, int64_t n, int64_t stride, int8_t* q) {
+  return quantize_int8(x, n, stride, q, stride);
+}
 // out[i] = q[i] * scale, n contiguous values.
 void dequantize_int8(const int8_t* q, float scale, int64_t n, float* out);
 // out[i] = q[i] * scale[i], n contiguous values (per-channel scales).

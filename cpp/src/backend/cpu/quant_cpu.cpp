@@ -9,13 +9,13 @@
 
 namespace celer::cpu {
 
-float quantize_int8(const float* x, int64_t n, int64_t stride, int8_t* q) {
+float quantize_int8(const float* x, int64_t n, int64_t stride, int8_t* q, int64_t q_stride) {
   float amax = 0.0f;
   for (int64_t i = 0; i < n; ++i) amax = std::fmax(amax, std::fabs(x[i * stride]));
   const float scale = amax / 127.0f;
   for (int64_t i = 0; i < n; ++i) {
     const float r = scale > 0.0f ? std::nearbyint(x[i * stride] / scale) : 0.0f;
-    q[i * stride] = int8_t(std::fmin(127.0f, std::fmax(-127.0f, r)));
+    q[i * q_stride] = int8_t(std::fmin(127.0f, std::fmax(-127.0f, r)));
   }
   return scale;
 }

@@ -21,7 +21,7 @@ template <KVStorage S>
 __device__ __forceinline__ float load(const void* base, const float* scale, int64_t row, int64_t D, int64_t d) {
   if constexpr (S == KVStorage::F32) return static_cast<const float*>(base)[row * D + d];
   if constexpr (S == KVStorage::F16) return __half2float(static_cast<const __half*>(base)[row * D + d]);
-  if constexpr (S == KVStorage::Int8Token) return float(static_cast<const int8_t*>(base)[row * D + d]) * scale[row];
+  if constexpr (S == KVStorage::Int8) return float(static_cast<const int8_t*>(base)[row * D + d]) * scale[row];
   return 0.0f;
 }
 
@@ -97,8 +97,8 @@ void decode_attention(float* out, const float* q, const CacheLayer& c, int64_t q
     case KVStorage::F16:
       decode_attention_kernel<KVStorage::F16><<<grid, kAttnThreads, 0, stream>>>(out, q, c, q_heads, length, key_valid);
       break;
-    case KVStorage::Int8Token:
-      decode_attention_kernel<KVStorage::Int8Token>
+    case KVStorage::Int8:
+      decode_attention_kernel<KVStorage::Int8>
           <<<grid, kAttnThreads, 0, stream>>>(out, q, c, q_heads, length, key_valid);
       break;
   }

@@ -17,7 +17,7 @@ __global__ void cache_write_kernel(CacheLayer c, const float* k, const float* v,
   const int64_t dst_row = (b * c.kv_heads + h) * c.max_seq + p0 + i;
   const float* ks = k + r * c.D;
   const float* vs = v + r * c.D;
-  if constexpr (S == KVStorage::Int8Token) {
+  if constexpr (S == KVStorage::Int8) {
     int8_t* kq = static_cast<int8_t*>(c.k) + dst_row * c.D;
     int8_t* vq = static_cast<int8_t*>(c.v) + dst_row * c.D;
     const float k_scale = quantize_row_int8(ks, c.D, kq, scratch);
@@ -51,8 +51,8 @@ void cache_write(const CacheLayer& c, const float* k, const float* v, int64_t n,
     case KVStorage::F16:
       cache_write_kernel<KVStorage::F16><<<unsigned(rows), kQuantThreads, 0, stream>>>(c, k, v, n, p0);
       break;
-    case KVStorage::Int8Token:
-      cache_write_kernel<KVStorage::Int8Token><<<unsigned(rows), kQuantThreads, 0, stream>>>(c, k, v, n, p0);
+    case KVStorage::Int8:
+      cache_write_kernel<KVStorage::Int8><<<unsigned(rows), kQuantThreads, 0, stream>>>(c, k, v, n, p0);
       break;
   }
   check_launch("cache_write_kernel");
