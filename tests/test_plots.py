@@ -281,7 +281,7 @@ def test_versions_order_and_colors(records):
     lat = lines_by_gid(plots.plot_latency(records).axes[0])
     mem = lines_by_gid(plots.plot_memory(records).axes[0])
     for v in VERSIONS:
-        assert lat[v].get_color() == mem[v].get_color() == plots.VERSION_COLORS[v]
+        assert lat[v].get_color() == mem[v].get_color() == plots.PALETTE[VERSIONS.index(v)]
 
 
 def test_footnote_names_model_threads_cpu_and_run(records):

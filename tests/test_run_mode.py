@@ -16,8 +16,9 @@ import numpy as np
 import pytest
 
 import celerinfer
-from celerinfer import run_mode
-from celerinfer.tokenizer import ByteTokenizer, get_tokenizer
+from celerinfer.cli import run_command
+from celerinfer.io.tokenizer import ByteTokenizer, load_tokenizer
+from celerinfer.plots import inference_metrics as run_plots
 
 SEED_COLUMNS = ["run_name", "timestamp", "optimized", "prompt_length", "generated_length", "total_time",
                 "tokens_per_second", "time_per_token", "memory_used_mb", "device"]
@@ -43,12 +44,12 @@ def small_vocab_path(tmp_path_factory):
 
 
 def run_cli(*argv) -> int:
-    """`celerinfer run ARGV` in this process, through a parser built with run_mode.add_parser."""
+    """`celerinfer run ARGV` in this process, through a parser built with run_command.add_parser."""
     parser = argparse.ArgumentParser(prog="celerinfer")
     sub = parser.add_subparsers(dest="command", required=True)
-    run_mode.add_parser(sub)
+    run_command.add_parser(sub)
     args = parser.parse_args(["run", *map(str, argv)])
-    assert args.func is run_mode.cmd_run
+    assert args.func is run_command.cmd_run
     return args.func(args)
 
 
@@ -101,7 +102,7 @@ def test_byte_tokenizer_round_trip_including_non_ascii():
     assert tok.decode([0xC3]) == "\ufffd"
     assert tok.decode([0xC3, 0xA9, 300, 0xE6]) == "é<300>\ufffd"
     assert tok.decode([]) == "" and tok.encode("") == []
-    same = get_tokenizer("whatever.safetensors", 300)
+    same = load_tokenizer("whatever.safetensors", 300)
     assert isinstance(same, ByteTokenizer) and same.vocab_size == 300 and same.encode("é") == [0xC3, 0xA9]
 
 
@@ -203,12 +204,12 @@ def test_benchmark_writes_and_accumulates_metrics_and_plots(model_path, tmp_path
     # the plots were redrawn from all 4 runs
     for name, before in first_pngs.items():
         assert (out / name).read_bytes() != before
-    summary = run_mode.comparison_summary(runs2, "all")
+    summary = run_plots.comparison_summary(runs2, "all")
     assert summary["title"] == "mean of 2 non-optimized / 2 optimized runs"
     base_tps = np.mean([r["tokens_per_second"] for r in runs2 if not r["optimized"]])
     opt_tps = np.mean([r["tokens_per_second"] for r in runs2 if r["optimized"]])
     assert summary["speedup"] == pytest.approx(opt_tps / base_tps)
-    latest = run_mode.comparison_summary(runs2, "latest")
+    latest = run_plots.comparison_summary(runs2, "latest")
     assert latest["baseline"]["n"] == latest["optimized"]["n"] == 1
     assert latest["speedup"] == pytest.approx(runs2[3]["speedup"]) and runs2[3]["pair_id"] in latest["title"]
     assert not list(out.glob("*.tmp")) and not list(out.glob(".*.tmp"))
@@ -334,7 +335,7 @@ def test_interrupt_between_prompts_keeps_recorded_runs(model_path, tmp_path, mon
     def interrupt(seconds):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(run_mode.time, "sleep", interrupt)
+    monkeypatch.setattr(run_command.time, "sleep", interrupt)
     code = run_cli("--model", model_path, "--prompts", "one", "two", "three", "--max-length", 3, "--delay", 5,
                    "--benchmark", "--benchmark-dir", tmp_path, "--warmup", 0)
     assert code == 130
@@ -387,7 +388,7 @@ def test_concurrent_invocations_keep_every_run(model_path, tmp_path):
 
 APPENDER = """
 import sys, time
-from celerinfer.run_mode import MetricsStore
+from celerinfer.results.inference_metrics import MetricsStore
 directory, name, start = sys.argv[1], sys.argv[2], float(sys.argv[3])
 store = MetricsStore(directory)
 while time.time() < start:

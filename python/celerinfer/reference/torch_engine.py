@@ -25,10 +25,10 @@ try:
     import torch
     import torch.nn.functional as F
 except ImportError as exc:  # pragma: no cover - depends on the environment
-    raise ImportError("celerinfer.torch_engine needs PyTorch: pip install 'celerinfer[torch]'") from exc
+    raise ImportError("celerinfer.reference.torch_engine needs PyTorch: pip install 'celerinfer[torch]'") from exc
 
-from .model import Model, as_token_array
-from .reference import apply_rope, rope_tables
+from ..model import Model, as_token_array
+from .layers import apply_rope, rope_tables
 
 
 @dataclass

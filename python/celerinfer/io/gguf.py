@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .model import Model
+from ..model import Model
 
 #: the dtypes export_gguf writes, with llama.cpp's file-type code (general.file_type)
 FILE_TYPES = {"f32": 0, "f16": 1, "q8_0": 7}

@@ -1,9 +1,14 @@
-"""The benchmark commands of the CLI: bench, plot, calibrate, compare-runs, export-csv."""
+"""The benchmark commands of the CLI: bench (and bench compare), plot, calibrate, compare-runs,
+export-csv."""
 
 from __future__ import annotations
 
 import sys
 from pathlib import Path
+
+from ..bench.backend_comparison import DEFAULT_GEN, DEFAULT_LLAMA_KV, LONG_PROMPT, MATCHING_GGUF
+from ..bench.backends import BACKENDS, LLAMA_KV_TYPES
+from ..bench.config import BENCHMARKS
 
 DEFAULT_LOG = "results/results.jsonl"
 
@@ -13,13 +18,13 @@ def _log_file(args, config=None) -> Path:
 
 
 def cmd_bench(args) -> int:
-    from . import results
-    from .bench import PRESETS, Interrupted, load_config
-    from .bench.config import benchmark_names
-    from .bench.summary import summarize_records
+    from ..bench.config import benchmark_names, load_config
+    from ..bench.presets import PRESETS
+    from ..bench.runner import BenchRun, Interrupted
+    from ..results.summary import summarize_records
 
     if args.list_presets:
-        from .model import ModelConfig
+        from ..model import ModelConfig
 
         for name, preset in PRESETS.items():
             params = ModelConfig(**preset["model"]).num_parameters
@@ -34,17 +39,12 @@ def cmd_bench(args) -> int:
                  "matmul_precision": args.matmul_precision, "threads": args.threads}
     config = load_config(args.config, preset=args.preset, overrides=overrides)
     log_file = _log_file(args, config)
-    if args.clear_log:
-        backup = results.clear_log(log_file)
-        if backup:
-            print(f"moved the old log to {backup}")
+    _clear_log_if_asked(args, log_file)
     args.benchmarks = benchmark_names(args.benchmarks)
     print(f"celerinfer bench {' '.join(args.benchmarks)}: model {config['model'] or config['preset']}, "
           f"versions {' '.join(config['versions'])}, log {log_file}", file=sys.stderr)
     bench = None
     try:
-        from .bench import BenchRun
-
         bench = BenchRun(config, log_file=log_file, progress=False if args.no_progress else None)
         bench.run(args.benchmarks)
     except (Interrupted, KeyboardInterrupt):
@@ -59,37 +59,62 @@ def cmd_bench(args) -> int:
     return 0
 
 
-def _bench_compare(args) -> int:
-    from . import results
-    from .bench.compare import cli_compare
-
-    log_file = _log_file(args)
+def _clear_log_if_asked(args, log_file: Path) -> None:
     if args.clear_log:
-        backup = results.clear_log(log_file)
+        from ..results.store import clear_log
+
+        backup = clear_log(log_file)
         if backup:
             print(f"moved the old log to {backup}")
-    status = cli_compare(args, log_file)
+
+
+def _bench_compare(args) -> int:
+    log_file = _log_file(args)
+    _clear_log_if_asked(args, log_file)
+    status = _run_backend_comparison(args, log_file)
     return cmd_plot(args) if args.plot and status == 0 else status
 
 
+def _run_backend_comparison(args, log_file) -> int:
+    """`celerinfer bench compare`: runs, prints the table, returns the exit status."""
+    from ..bench.backend_comparison import BENCHMARK, format_table, run_backend_comparison
+
+    if [b for b in args.benchmarks if b != BENCHMARK]:
+        raise ValueError("compare runs alone: `celerinfer bench compare [options]`")
+    run = run_backend_comparison(preset=args.preset, model=args.model, prompt_length=args.prompt_length,
+                                 gen_length=args.gen_len, repeats=args.repeats, long=args.long, threads=args.threads,
+                                 seed=args.seed, log_file=log_file, progress=False if args.no_progress else None,
+                                 backend_names=args.backends, weight_dtypes=args.weight_dtypes, versions=args.version,
+                                 llama_kv=args.llama_kv, gguf_dir=args.gguf_dir)
+    for name, reason in run.skipped.items():
+        print(f"skipped {name}: {reason}", file=sys.stderr)
+    print(format_table(run.records))
+    print(f"\n{len(run.records)} records appended to {run.log_file} (run {run.run_id})")
+    if run.interrupted:
+        print("interrupted: the setups measured before Ctrl-C are kept", file=sys.stderr)
+        return 130
+    return 0
+
+
 def cmd_plot(args) -> int:
-    from . import results
-    from .plots import make_plots
+    from ..plots.catalog import make_plots
+    from ..registry import versions
+    from ..results.store import read_records
 
     log_file = _log_file(args)
-    records = results.read_records(log_file)
+    records = read_records(log_file)
     if not records:
         print(f"celerinfer plot: no records in {log_file}: run `celerinfer bench` first", file=sys.stderr)
         return 1
     out_dir = Path(args.out_dir or log_file.parent / "plots")
-    written = make_plots(records, out_dir, run_id=getattr(args, "run_id", None))
+    written = make_plots(records, out_dir, run_id=getattr(args, "run_id", None), registry=versions())
     for name, path in written.items():
         print(f"{name:<24}{path}")
     return 0
 
 
 def cmd_calibrate(args) -> int:
-    from . import calibration
+    from ..bench import calibration
 
     result = calibration.calibrate(threads=args.threads or None)
     path = calibration.default_calibration_path()
@@ -104,27 +129,25 @@ def cmd_calibrate(args) -> int:
 
 
 def cmd_compare_runs(args) -> int:
-    from . import results
+    from ..results.run_comparison import compare_runs, format_comparison_report
 
-    report = results.compare_runs(_log_file(args), args.run_a, args.run_b, metric=args.metric)
-    print(results.format_comparison_report(report))
+    report = compare_runs(_log_file(args), args.run_a, args.run_b, metric=args.metric)
+    print(format_comparison_report(report))
     return 0
 
 
 def cmd_export_csv(args) -> int:
-    from . import results
+    from ..results.csv_export import export_csv
+    from ..results.store import read_records
 
-    records = results.read_records(_log_file(args))
+    records = read_records(_log_file(args))
     out = Path(args.output or _log_file(args).with_suffix(".csv"))
-    results.export_csv(records, out)
+    export_csv(records, out)
     print(f"wrote {len(records)} records to {out}")
     return 0
 
 
 def add_parsers(sub) -> None:
-    from .bench.compare import add_arguments as add_compare_arguments
-    from .bench.config import BENCHMARKS
-
     p = sub.add_parser("bench", help="run the benchmark suite (latency, memory, phase, perplexity, roofline)")
     # No `choices` here: argparse < 3.12 checks a list default against them; the runner checks.
     p.add_argument("benchmarks", nargs="*", metavar="BENCHMARK",
@@ -151,7 +174,7 @@ def add_parsers(sub) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--plot", action="store_true", help="make the plots afterwards")
     p.add_argument("--out-dir", help="with --plot: where the plots go (default: <log dir>/plots)")
-    add_compare_arguments(p)
+    _add_backend_comparison_arguments(p)
     p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("plot", help="make the plots from the stored results")
@@ -175,3 +198,18 @@ def add_parsers(sub) -> None:
     p.add_argument("--log-file", help=f"results JSONL (default {DEFAULT_LOG})")
     p.add_argument("--output", help="CSV path (default: the log's path with .csv)")
     p.set_defaults(func=cmd_export_csv)
+
+
+def _add_backend_comparison_arguments(parser) -> None:
+    """The `bench compare` flags (the bench command's --preset, --model, --prompt-length,
+    --threads, --seed, --version, --log-file, --clear-log, --no-progress, --plot, --out-dir also apply)."""
+    g = parser.add_argument_group("bench compare", "options of `celerinfer bench compare`")
+    g.add_argument("--gen-len", type=int, default=DEFAULT_GEN, help=f"compare: decode tokens (default {DEFAULT_GEN})")
+    g.add_argument("--repeats", type=int, default=3, help="compare: timed runs per setup, after a warm-up (default 3)")
+    g.add_argument("--long", action="store_true", help=f"compare: a {LONG_PROMPT}-token prompt (long context)")
+    g.add_argument("--backends", nargs="+", choices=BACKENDS, help="compare: which (default all installed)")
+    g.add_argument("--weight-dtypes", nargs="+", choices=tuple(MATCHING_GGUF),
+                   help="compare: celerinfer weight dtypes, and llama.cpp's matching GGUF types (default f32 bf16 int8)")
+    g.add_argument("--llama-kv", nargs="+", choices=tuple(LLAMA_KV_TYPES),
+                   help=f"compare: llama.cpp KV cache types (default {' '.join(DEFAULT_LLAMA_KV)})")
+    g.add_argument("--gguf-dir", help="compare: keep the GGUF exports in this folder (default: a temporary one)")

@@ -19,10 +19,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from . import reference
-from .model import config_to_dict
+from ..model import config_to_dict
+from .model import ReferenceModel
 
-Q8_BLOCK = 32
+INT8_BLOCK = 32
 
 #: The tensor-name suffixes of the linear layers the engine packs.
 LINEAR_SUFFIXES = ("q_proj.weight", "k_proj.weight", "v_proj.weight", "o_proj.weight", "gate_proj.weight",
@@ -33,19 +33,21 @@ def round_bf16(w: torch.Tensor) -> torch.Tensor:
     return w.float().to(torch.bfloat16).float()
 
 
-def round_q8(w: torch.Tensor) -> torch.Tensor:
-    """The values an (N, K) float32 matrix takes after Q8 quantization."""
+def round_int8(w: torch.Tensor) -> torch.Tensor:
+    """The values an (N, K) float32 matrix takes after int8 quantization."""
     w = w.float()
     n, k = w.shape
-    pad = (-k) % Q8_BLOCK
-    blocks = torch.nn.functional.pad(w, (0, pad)).reshape(n, -1, Q8_BLOCK)
+    pad = (-k) % INT8_BLOCK
+    blocks = torch.nn.functional.pad(w, (0, pad)).reshape(n, -1, INT8_BLOCK)
     scale = (blocks.abs().amax(dim=2, keepdim=True) / 127).to(torch.float16).float()
     safe = torch.where(scale > 0, scale, torch.ones_like(scale))
     q = torch.where(scale > 0, torch.round(blocks / safe), torch.zeros_like(blocks)).clamp(-127, 127)
     return (q * scale).reshape(n, -1)[:, :k]
 
 
-ROUNDERS = {"f32": lambda w: w.float(), "bf16": round_bf16, "int8": round_q8}
+#: the twin of each engine weight format, by the format's name (tests check every format of the
+#: C++ table has one)
+ROUNDERS = {"f32": lambda w: w.float(), "bf16": round_bf16, "int8": round_int8}
 #: Formats whose linear layers also round their inputs.
 ROUNDS_INPUTS = {"bf16"}
 
@@ -66,12 +68,12 @@ def rounded_state_dict(model, weight_dtype: str) -> tuple[dict, dict]:
     return config, out
 
 
-def reference_model(model, weight_dtype: str, **kwargs) -> "reference.ReferenceModel":
+def reference_model(model, weight_dtype: str, **kwargs) -> ReferenceModel:
     """The PyTorch reference computing what the engine computes with `weight_dtype`: the
     rounded weights of rounded_state_dict and, for bf16, inputs to every linear layer rounded
     to bf16. kwargs go to ReferenceModel (rope, dtype)."""
     config, state = rounded_state_dict(model, weight_dtype)
-    ref = reference.ReferenceModel(config, state, **kwargs)
+    ref = ReferenceModel(config, state, **kwargs)
     if weight_dtype in ROUNDS_INPUTS:
         def round_input(_module, args):
             return (ROUNDERS[weight_dtype](args[0]).to(args[0].dtype),) + tuple(args[1:])

@@ -36,10 +36,13 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import _core, roofline, stats
+from .. import _core
 from ..engine import WEIGHT_DTYPES, precision_changes_prefill
+from ..formats import WEIGHT_FORMATS, format_of_gguf_type, weight_format
+from ..io.gguf import FILE_TYPES, export_gguf
 from ..model import ModelConfig, random_model, random_tokens
-from . import backends
+from ..results import stats
+from . import backends, roofline
 from .config import load_config
 from .presets import PRESETS
 from .runner import BenchRun
@@ -50,13 +53,42 @@ DEFAULT_PROMPT, DEFAULT_GEN, LONG_PROMPT = 512, 128, 2048
 DEFAULT_VERSIONS = ("v1", "v5", "v2")
 DEFAULT_LLAMA_KV = ("f16", "q8_0")
 WARMUP_DECODE_TOKENS = 4
+#: The one llama.cpp format of the comparison that the engine's table does not give: llama.cpp
+#: runs f16 against celerinfer's bf16, since the GGUF export writes no bf16 and f16 has bf16's
+#: two bytes per weight. Every other pairing comes from the C++ table's gguf_type (int8: Q8_0).
+LLAMA_STAND_INS = {"bf16": "f16"}
+
+
+def matching_gguf(weight_dtype: str) -> str:
+    """The GGUF type llama.cpp runs against an engine weight format: the format's own GGUF type
+    when the export writes it, else its stand-in (bf16: f16)."""
+    own = weight_format(weight_dtype).gguf_type.lower()
+    return own if own in FILE_TYPES else LLAMA_STAND_INS[weight_dtype]
+
+
 #: celerinfer weight dtype -> the GGUF weight format llama.cpp runs for the same bytes class
-MATCHING_GGUF = {"f32": "f32", "bf16": "f16", "int8": "q8_0"}
-#: bytes read per weight in decode (int8: 32 values + one fp32 scale; q8_0: + one fp16 scale)
-#: the engine weight dtype whose bytes per weight each format has (q8_0 and celerinfer's int8:
-#: one byte per value plus an fp16 scale per 32 values)
-SAME_BYTES_AS = {"f32": "f32", "bf16": "bf16", "f16": "bf16", "int8": "int8", "q8_0": "int8"}
-_FORMAT_CLASS = {"f32": "f32", "bf16": "16-bit", "f16": "16-bit", "int8": "8-bit", "q8_0": "8-bit"}
+MATCHING_GGUF = {name: matching_gguf(name) for name in WEIGHT_FORMATS}
+
+
+def engine_format(weight_dtype: str) -> str:
+    """The engine format whose layout a setup's weight format has: an engine format itself, a
+    GGUF type of one (q8_0: int8, one byte per value plus an fp16 scale per 32 values) or a
+    stand-in (f16: bf16)."""
+    if weight_dtype in WEIGHT_FORMATS:
+        return weight_dtype
+    same = format_of_gguf_type(weight_dtype)
+    if same is not None:
+        return same.name
+    for engine, stand_in in LLAMA_STAND_INS.items():
+        if stand_in == weight_dtype:
+            return engine
+    raise ValueError(f"unknown weight format {weight_dtype!r}")
+
+
+def format_class(weight_dtype: str) -> str:
+    """f32, 16-bit or 8-bit: the weight formats compared with each other (by their bits per value)."""
+    bits = weight_format(engine_format(weight_dtype)).value_bits
+    return "f32" if bits == 32 else f"{bits}-bit"
 
 
 @dataclass(frozen=True)
@@ -81,7 +113,7 @@ class Setup:
     @property
     def format_class(self) -> str:
         """f32, 16-bit or 8-bit: the weight formats compared with each other."""
-        return _FORMAT_CLASS[self.weight_dtype]
+        return format_class(self.weight_dtype)
 
     def params(self) -> dict:
         return {"backend": self.backend, "weight_dtype": self.weight_dtype, "kv_cache": self.kv_cache,
@@ -140,7 +172,7 @@ def high_precision_dtypes(weight_dtypes) -> list[str]:
 def weight_bytes_per_token(config: ModelConfig, weight_dtype: str, context_length: int) -> float:
     """Weight bytes one decode step reads (the roofline model: every matrix once in the format,
     the norms in fp32, one embedding row)."""
-    return roofline.decode_cost(config, "v1", 1, context_length, weight_dtype=SAME_BYTES_AS[weight_dtype]).weight_bytes
+    return roofline.decode_cost(config, "v1", 1, context_length, weight_dtype=engine_format(weight_dtype)).weight_bytes
 
 
 def speed_metrics(runs, prompt_length: int, gen_length: int, weight_bytes: float, bandwidth_gbps: float | None) -> dict:
@@ -176,13 +208,13 @@ def ratios(setup: Setup, metrics: dict, earlier: list[dict]) -> dict:
     def over(ref: dict) -> dict:
         return {"pp": pp / _median(ref, "pp_tokens_per_s"), "tg": tg / _median(ref, "tg_tokens_per_s")}
 
-    torch_refs = {_FORMAT_CLASS[r["params"]["weight_dtype"]]: r for r in earlier if r["params"]["backend"] == "torch"}
+    torch_refs = {format_class(r["params"]["weight_dtype"]): r for r in earlier if r["params"]["backend"] == "torch"}
     if "f32" in torch_refs and not (setup.backend == "torch" and setup.weight_dtype == "f32"):
         out["vs_torch"] = over(torch_refs["f32"])
     if setup.backend == "celerinfer" and setup.format_class != "f32" and setup.format_class in torch_refs:
         out["vs_torch_same_format"] = over(torch_refs[setup.format_class])
     llama = [r for r in earlier if r["params"]["backend"] == "llama.cpp"
-             and _FORMAT_CLASS[r["params"]["weight_dtype"]] == setup.format_class]
+             and format_class(r["params"]["weight_dtype"]) == setup.format_class]
     if llama and setup.backend == "celerinfer":
         best_pp = max(llama, key=lambda r: _median(r, "pp_tokens_per_s"))
         best_tg = max(llama, key=lambda r: _median(r, "tg_tokens_per_s"))
@@ -192,7 +224,7 @@ def ratios(setup: Setup, metrics: dict, earlier: list[dict]) -> dict:
     return out
 
 
-class CompareRun(BenchRun):
+class BackendComparison(BenchRun):
     """One `bench compare` invocation: the model, the setups, the records."""
 
     def __init__(self, config: dict, prompt_length: int, gen_length: int, repeats: int = 3,
@@ -230,6 +262,8 @@ class CompareRun(BenchRun):
             self.setups.remove(s)
         self.gguf_dir = Path(gguf_dir) if gguf_dir else None
         self.interrupted = False
+        #: label -> the engine's packed weight bytes, for the celerinfer setups that ran
+        self.packed_weight_bytes: dict[str, int] = {}
 
     def _load_model(self):
         """The configured model; a preset's max_position_embeddings grows to fit a long run."""
@@ -257,8 +291,6 @@ class CompareRun(BenchRun):
         if setup.backend == "torch":
             return backends.TorchRunner(self.model, self.threads, self.max_seq_len, setup.weight_dtype)
         if setup.weight_dtype not in gguf_files:  # exported once, kept for every round of the run
-            from ..gguf_export import export_gguf
-
             folder = self.gguf_dir or Path(self._tmp)
             name = Path(str(self.model_info["name"])).stem
             gguf_files[setup.weight_dtype] = export_gguf(self.model, folder / f"{name}-{setup.weight_dtype}.gguf",
@@ -270,6 +302,8 @@ class CompareRun(BenchRun):
         """One timed run of a setup, after a short warm-up run of the same prompt; None when
         interrupted (Ctrl-C) before it finished."""
         runner = self._runner(setup, gguf_files)
+        if isinstance(runner, backends.CelerinferRunner):
+            self.packed_weight_bytes[setup.label] = runner.engine.packed_weight_bytes
         try:
             with self._interruptible():
                 runner.run(ids, min(WARMUP_DECODE_TOKENS, self.gen_length))
@@ -323,6 +357,7 @@ class CompareRun(BenchRun):
                 nbytes = weight_bytes_per_token(self.model.config, setup.weight_dtype, self.prompt_length)
                 metrics = speed_metrics(runs[setup.label], self.prompt_length, self.gen_length, nbytes, bandwidth)
                 metrics["bandwidth_gbps_rounds"] = bandwidths
+                metrics["packed_weight_bytes"] = self.packed_weight_bytes.get(setup.label)
                 metrics.update(ratios(setup, metrics, measured))
                 measured.append(self._record(BENCHMARK, setup.version, self._params(**setup.params()),
                                              metrics, self._status()))
@@ -364,18 +399,18 @@ def format_table(records: list[dict]) -> str:
     return head + "\n\n" + "\n".join(lines)
 
 
-def run_compare(preset: str | None = None, model: str | None = None, prompt_length: int | None = None,
+def run_backend_comparison(preset: str | None = None, model: str | None = None, prompt_length: int | None = None,
                 gen_length: int = DEFAULT_GEN, repeats: int = 3, long: bool = False, threads: int | None = None,
-                seed: int | None = None, log_file=None, progress: bool | None = None, **options) -> CompareRun:
-    """Runs the comparison and returns the CompareRun (its .records, .setups, .skipped).
+                seed: int | None = None, log_file=None, progress: bool | None = None, **options) -> BackendComparison:
+    """Runs the comparison and returns the BackendComparison (its .records, .setups, .skipped).
     long: a 2048-token prompt (unless prompt_length is given). options: backend_names,
-    weight_dtypes, versions, llama_kv, gguf_dir (see :class:`CompareRun`)."""
+    weight_dtypes, versions, llama_kv, gguf_dir (see :class:`BackendComparison`)."""
     if prompt_length is None:
         prompt_length = LONG_PROMPT if long else DEFAULT_PROMPT
     if not model and not preset:
         preset = DEFAULT_PRESET
     config = load_config(preset=preset, overrides={"model": model, "threads": threads, "seed": seed})
-    run = CompareRun(config, prompt_length, gen_length, repeats, log_file=log_file, progress=progress,
+    run = BackendComparison(config, prompt_length, gen_length, repeats, log_file=log_file, progress=progress,
                      **{k: v for k, v in options.items() if v is not None})
     try:
         run.run()
@@ -384,41 +419,5 @@ def run_compare(preset: str | None = None, model: str | None = None, prompt_leng
     return run
 
 
-def add_arguments(parser) -> None:
-    """The `bench compare` flags (the bench command's --preset, --model, --prompt-length,
-    --threads, --seed, --version, --log-file, --clear-log, --no-progress, --plot, --out-dir also apply)."""
-    g = parser.add_argument_group("bench compare", "options of `celerinfer bench compare`")
-    g.add_argument("--gen-len", type=int, default=DEFAULT_GEN, help=f"compare: decode tokens (default {DEFAULT_GEN})")
-    g.add_argument("--repeats", type=int, default=3, help="compare: timed runs per setup, after a warm-up (default 3)")
-    g.add_argument("--long", action="store_true", help=f"compare: a {LONG_PROMPT}-token prompt (long context)")
-    g.add_argument("--backends", nargs="+", choices=backends.BACKENDS, help="compare: which (default all installed)")
-    g.add_argument("--weight-dtypes", nargs="+", choices=tuple(MATCHING_GGUF),
-                   help="compare: celerinfer weight dtypes, and llama.cpp's matching GGUF types (default f32 bf16 int8)")
-    g.add_argument("--llama-kv", nargs="+", choices=tuple(backends.LLAMA_KV_TYPES),
-                   help=f"compare: llama.cpp KV cache types (default {' '.join(DEFAULT_LLAMA_KV)})")
-    g.add_argument("--gguf-dir", help="compare: keep the GGUF exports in this folder (default: a temporary one)")
-
-
-def cli_compare(args, log_file) -> int:
-    """`celerinfer bench compare`: runs, prints the table, returns the exit status."""
-    import sys
-
-    if [b for b in args.benchmarks if b != BENCHMARK]:
-        raise ValueError("compare runs alone: `celerinfer bench compare [options]`")
-    run = run_compare(preset=args.preset, model=args.model, prompt_length=args.prompt_length,
-                      gen_length=args.gen_len, repeats=args.repeats, long=args.long, threads=args.threads,
-                      seed=args.seed, log_file=log_file, progress=False if args.no_progress else None,
-                      backend_names=args.backends, weight_dtypes=args.weight_dtypes, versions=args.version,
-                      llama_kv=args.llama_kv, gguf_dir=args.gguf_dir)
-    for name, reason in run.skipped.items():
-        print(f"skipped {name}: {reason}", file=sys.stderr)
-    print(format_table(run.records))
-    print(f"\n{len(run.records)} records appended to {run.log_file} (run {run.run_id})")
-    if run.interrupted:
-        print("interrupted: the setups measured before Ctrl-C are kept", file=sys.stderr)
-        return 130
-    return 0
-
-
-__all__ = ["CompareRun", "Setup", "add_arguments", "cli_compare", "format_table", "plan", "ratios", "run_compare",
-           "speed_metrics", "weight_bytes_per_token"]
+__all__ = ["BackendComparison", "Setup", "format_table", "plan", "ratios", "run_backend_comparison", "speed_metrics",
+           "weight_bytes_per_token"]

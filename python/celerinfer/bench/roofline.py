@@ -3,7 +3,7 @@
 For one engine step (a prefill, or one decode token) this counts the floating-point operations
 and the bytes moved, per op, for a model config and a KV-cache version (a dict from
 :func:`celerinfer.versions`, or a version name). Compared with the step's measured time and this
-machine's calibrated peaks (:mod:`celerinfer.calibration`), it says how close a phase runs to
+machine's calibrated peaks (:mod:`celerinfer.bench.calibration`), it says how close a phase runs to
 the compute roof (``peak_gflops``) or the memory roof (``peak_gbps * arithmetic_intensity``).
 
 What is modelled is what the engine executes (``cpp/src/engine.cpp``), not an ideal kernel:
@@ -66,9 +66,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ..formats import weight_format
+from ..registry import versions
+
 FLOAT_BYTES = 4
-#: Bytes per weight value of each Engine weight_dtype (int8: + an fp16 scale per 32 values).
-WEIGHT_VALUE_BYTES = {"f32": 4.0, "bf16": 2.0, "int8": 1.0 + 2.0 / 32}
 OPS = ("embedding", "qkv", "attention", "o_proj", "mlp", "head")
 
 RMSNORM_FLOPS_PER_ELEMENT = 4
@@ -192,8 +193,6 @@ class _Version:
 
 def _version(version) -> _Version:
     if isinstance(version, str):
-        from .engine import versions
-
         found = [v for v in versions() if v["name"] == version]
         if not found:
             raise ValueError(f"unknown version {version!r}")
@@ -323,12 +322,9 @@ def _step_cost(d: _Dims, v: _Version, B: int, n: int, p0: int, head_rows: int, W
 
 
 def weight_value_bytes(weight_dtype: str) -> float:
-    """Bytes per weight value of the engine's weight formats (int8: one byte plus an fp16
-    scale per block of 32 values)."""
-    try:
-        return WEIGHT_VALUE_BYTES[weight_dtype]
-    except KeyError:
-        raise ValueError(f"unknown weight_dtype {weight_dtype!r}; known: {', '.join(WEIGHT_VALUE_BYTES)}") from None
+    """Bytes per weight value of the engine's weight formats, from the C++ table (int8: one
+    byte plus an fp16 scale per block of 32 values)."""
+    return weight_format(weight_dtype).bytes_per_weight
 
 
 def prefill_cost(config, version, batch: int, prompt_length: int, all_positions: bool = False,

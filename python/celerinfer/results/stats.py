@@ -1,5 +1,6 @@
 """Statistics of repeated measurements: the statistics object of the results schema
-(``docs/results_schema.md``) and the comparison of two sets of samples.
+(``docs/results_schema.md``), the comparison of two sets of samples (:func:`compare_samples`),
+and the best-of-N timing of a call (:func:`best_seconds`).
 
 Everything is deterministic: bootstrap resampling uses a fixed seed, so the same samples always
 give the same confidence intervals.
@@ -160,7 +161,7 @@ def mann_whitney_u(a_samples, b_samples) -> tuple[float, float]:
 
 
 @dataclass(frozen=True)
-class Comparison:
+class SampleComparison:
     """b versus a: ``ratio`` = median_b / median_a with its bootstrap 95% CI, the Mann-Whitney
     p-value, and ``significant`` (the CI excludes 1 and p < 0.05)."""
 
@@ -184,8 +185,8 @@ def format_p(p: float) -> str:
     return "p<0.001" if p < 0.001 else f"p={p:.3f}"
 
 
-def compare(a_samples, b_samples, *, label_a: str = "a", label_b: str = "b",
-            lower_is_better: bool = True, confidence: float = 0.95) -> Comparison:
+def compare_samples(a_samples, b_samples, *, label_a: str = "a", label_b: str = "b",
+                    lower_is_better: bool = True, confidence: float = 0.95) -> SampleComparison:
     """Compare the medians of two sets of samples (b relative to a).
 
     The ratio CI is a percentile bootstrap of median(b*) / median(a*), resampling both sets
@@ -225,5 +226,5 @@ def compare(a_samples, b_samples, *, label_a: str = "a", label_b: str = "b",
             head = f"{label_b} is {1.0 / ratio:.2f}x {down} than {label_a}"
             ci = f"95% CI {1.0 / high:.2f}-{1.0 / low:.2f}" if low > 0 else f"95% CI {1.0 / high:.2f}-inf"
     verdict = f"{head} ({ci}, {format_p(p)}): {'beyond noise' if significant else 'within noise'}"
-    return Comparison(median_a=med_a, median_b=med_b, ratio=ratio, ratio_ci95=(low, high), p_value=p,
+    return SampleComparison(median_a=med_a, median_b=med_b, ratio=ratio, ratio_ci95=(low, high), p_value=p,
                       significant=significant, verdict=verdict, n_a=int(a.size), n_b=int(b.size))

@@ -9,7 +9,7 @@ the engine against, measured on this machine with the engine's own threads.
   ``matmul_size`` cube of random float32 data, ``2 * n^3`` flops per repetition: the peak this
   engine reaches here, not the CPU's theoretical FMA peak.
 
-Both are statistics objects (``celerinfer.stats.summarize``, unit GB/s or GFLOP/s, raw values
+Both are statistics objects (``celerinfer.results.stats.summarize``, unit GB/s or GFLOP/s, raw values
 in ``samples``). A calibration is cached per host and thread count (:func:`save_calibration`,
 :func:`load_calibration`, default file :func:`default_calibration_path`) so benchmarks can
 reuse it.
@@ -25,9 +25,9 @@ import warnings
 from datetime import datetime, timezone
 from pathlib import Path
 
-from . import _core
-from .fileio import atomic_file
-from .stats import summarize
+from .. import _core
+from ..io.atomic import atomic_file
+from ..results.stats import summarize
 
 MIB = 1 << 20
 #: the smallest default triad working set (three arrays of 64 MiB)

@@ -1,26 +1,19 @@
-"""The `celerinfer` command line. Each subcommand is one function taking parsed arguments."""
+"""The model commands of the CLI: random-model, forward, versions, generate, and compare (two
+.npy arrays). Each subcommand is one function taking parsed arguments."""
 
 from __future__ import annotations
 
-import argparse
-import os
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-from .cli_bench import add_parsers as add_bench_parsers
-from .engine import MATMUL_PRECISIONS, WEIGHT_DTYPES
-from .run_mode import add_parser as add_run_parser
-
-
-def _env_default(name: str, fallback):
-    return os.environ.get(name, fallback)
+from ..engine import MATMUL_PRECISIONS, WEIGHT_DTYPES
+from .args import add_flags, add_model_arg, add_threads_arg, env_default
 
 
 def cmd_random_model(args) -> int:
-    from .model import ModelConfig, random_model, random_tokens
+    from ..model import ModelConfig, random_model, random_tokens
 
     config = ModelConfig(
         hidden_size=args.hidden,
@@ -50,7 +43,7 @@ def cmd_random_model(args) -> int:
 def _forward_inputs(model, args):
     if model.inputs is not None and args.seq_len is None:
         return model.inputs["input_ids"], model.inputs["attention_mask"]
-    from .model import random_tokens
+    from ..model import random_tokens
 
     seq_len = args.seq_len or 8
     ids = random_tokens(args.batch_size, seq_len, model.config.vocab_size, seed=args.seed)
@@ -58,16 +51,17 @@ def _forward_inputs(model, args):
 
 
 def cmd_forward(args) -> int:
-    from .arrays import save_npy
-    from .model import load
+    from ..io.model_files import load
+    from ..io.npy import save_npy
 
     model = load(args.model)
     ids, mask = _forward_inputs(model, args)
     if args.backend == "torch":
-        from . import reference
-
-        net = reference.ReferenceModel.from_model(model)
         import torch
+
+        from ..reference.model import ReferenceModel
+
+        net = ReferenceModel.from_model(model)
 
         if args.threads:
             torch.set_num_threads(args.threads)
@@ -78,7 +72,7 @@ def cmd_forward(args) -> int:
                 return net(ids_t, mask_t).numpy()
 
     else:
-        from . import set_num_threads
+        from ..runtime import set_num_threads
 
         if args.threads:
             set_num_threads(args.threads)
@@ -103,8 +97,9 @@ def cmd_forward(args) -> int:
     return 0
 
 
-def cmd_compare(args) -> int:
-    from .arrays import compare_arrays, load_npy
+def cmd_compare_arrays(args) -> int:
+    from ..array_comparison import compare_arrays
+    from ..io.npy import load_npy
 
     result = compare_arrays(load_npy(args.actual), load_npy(args.expected), rtol=args.rtol, atol=args.atol)
     print(f"{args.actual} vs {args.expected}: {result}")
@@ -112,7 +107,7 @@ def cmd_compare(args) -> int:
 
 
 def cmd_versions(args) -> int:
-    from .engine import versions
+    from ..registry import versions
 
     rows = versions()
     if args.json:
@@ -128,8 +123,10 @@ def cmd_versions(args) -> int:
 
 
 def cmd_generate(args) -> int:
-    from .engine import Engine
-    from .model import load, random_tokens
+    from ..engine import Engine
+    from ..generate_options import GenerateOptions
+    from ..io.model_files import load
+    from ..model import random_tokens
 
     model = load(args.model)
     if args.prompt_ids:
@@ -140,12 +137,13 @@ def cmd_generate(args) -> int:
     else:
         ids = random_tokens(args.batch_size, args.prompt_length or 8, model.config.vocab_size, seed=args.seed)
         mask = None
+    options = GenerateOptions(args.max_new_tokens, temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
+                              repetition_penalty=args.repetition_penalty, seed=args.seed,
+                              eos_token_id=args.eos_token_id)
     for name in args.version:
         engine = Engine(model, name, threads=args.threads or None, weight_dtype=args.weight_dtype,
                         matmul_precision=args.matmul_precision)
-        gen = engine.generate(ids, args.max_new_tokens, temperature=args.temperature, top_k=args.top_k,
-                              top_p=args.top_p, repetition_penalty=args.repetition_penalty, seed=args.seed,
-                              eos_token_id=args.eos_token_id, attention_mask=mask)
+        gen = engine.generate(ids, options, attention_mask=mask)
         t = gen.timings
         print(f"[{name}] {engine.version['description']} | weights {engine.weight_dtype} | "
               f"prefill GEMM {engine.prefill_gemm}")
@@ -160,49 +158,54 @@ def cmd_generate(args) -> int:
     return 0
 
 
-def _add_model_arg(p) -> None:
-    p.add_argument("--model", default=_env_default("JSON_PATH", "dump_minimind/minimind.json"),
-                   help="model file (default: $JSON_PATH or dump_minimind/minimind.json)")
+#: random-model's flags (flag, type, default, help): the ModelConfig fields, then the example inputs
+_RANDOM_MODEL_FLAGS = (
+    ("--hidden", int, 64, "hidden_size (default 64)"), ("--layers", int, 2, "num_hidden_layers (default 2)"),
+    ("--heads", int, 8, "num_attention_heads (default 8)"), ("--kvh", int, 2, "num_key_value_heads (default 2)"),
+    ("--vocab", int, 128, "vocab_size (default 128)"),
+    ("--max-pos", int, 128, "max_position_embeddings (default 128)"),
+    ("--inter", int, 0, "intermediate_size (default: 4*hidden rounded up to 64)"),
+    ("--rope-theta", float, 1e6, "RoPE base (default 1e6)"),
+    ("--rms-norm-eps", float, 1e-5, "RMSNorm epsilon (default 1e-5)"),
+    # the example inputs saved with the model
+    ("--seq-len", int, 5, "length of the example inputs (default 5)"),
+    ("--batch-size", int, 2, "batch of the example inputs (default 2)"),
+    ("--seed", int, 123, "random seed (default 123)"),
+)
+#: generate's prompt and sampling flags (the sampling ones: the fields of GenerateOptions)
+_GENERATE_FLAGS = (
+    ("--prompt-length", int, None, "use a random prompt of this length instead"),
+    ("--batch-size", int, 1, "rows of a random prompt (default 1)"),
+    ("--max-new-tokens", int, 32, "tokens to generate (default 32)"),
+    ("--temperature", float, 0.0, "0: greedy (default)"),
+    ("--top-k", int, 0, "keep the k most likely tokens (0: off)"),
+    ("--top-p", float, 1.0, "nucleus sampling threshold (1: off)"),
+    ("--repetition-penalty", float, 1.0, "penalty on repeated tokens (1: off)"),
+    ("--eos-token-id", int, None, "stop a row at this token"), ("--seed", int, 0, "sampling (and random prompt) seed"),
+)
 
 
-def _add_threads_arg(p) -> None:
-    p.add_argument("--threads", type=int, default=0, help="threads (default: all CPUs)")
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="celerinfer", description="LLM inference engine and KV-cache benchmarks.")
-    parser.add_argument("--version", action="version", version=f"%(prog)s {_package_version()}")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
+def add_parsers(sub) -> None:
+    """random-model, forward, versions and generate (compare: :func:`add_compare_parser`)."""
     p = sub.add_parser("random-model", help="generate a deterministic random model (seed JSON or safetensors)")
-    p.add_argument("--hidden", type=int, default=64, help="hidden_size (default 64)")
-    p.add_argument("--layers", type=int, default=2, help="num_hidden_layers (default 2)")
-    p.add_argument("--heads", type=int, default=8, help="num_attention_heads (default 8)")
-    p.add_argument("--kvh", type=int, default=2, help="num_key_value_heads (default 2)")
-    p.add_argument("--vocab", type=int, default=128, help="vocab_size (default 128)")
-    p.add_argument("--max-pos", type=int, default=128, help="max_position_embeddings (default 128)")
-    p.add_argument("--inter", type=int, default=0, help="intermediate_size (default: 4*hidden rounded up to 64)")
-    p.add_argument("--rope-theta", type=float, default=1e6, help="RoPE base (default 1e6)")
-    p.add_argument("--rms-norm-eps", type=float, default=1e-5, help="RMSNorm epsilon (default 1e-5)")
+    add_flags(p, _RANDOM_MODEL_FLAGS[:9])
     p.add_argument("--tie-embeddings", action="store_true", help="tie lm_head to the token embedding")
-    p.add_argument("--seq-len", type=int, default=5, help="length of the example inputs (default 5)")
-    p.add_argument("--batch-size", type=int, default=2, help="batch of the example inputs (default 2)")
-    p.add_argument("--seed", type=int, default=123, help="random seed (default 123)")
+    add_flags(p, _RANDOM_MODEL_FLAGS[9:])
     p.add_argument("--output", default="dump_minimind/minimind.json", help="output path: .json or .safetensors")
     p.set_defaults(func=cmd_random_model)
 
     p = sub.add_parser("forward", help="time one forward pass and write the logits as .npy")
-    _add_model_arg(p)
-    p.add_argument("--dump-dir", default=_env_default("DUMP_DIR", "dump_minimind"),
+    add_model_arg(p)
+    p.add_argument("--dump-dir", default=env_default("DUMP_DIR", "dump_minimind"),
                    help="where logits_<backend>.npy goes (default: $DUMP_DIR or dump_minimind)")
-    p.add_argument("--warmup", type=int, default=int(_env_default("WARMUP", 5)),
+    p.add_argument("--warmup", type=int, default=int(env_default("WARMUP", 5)),
                    help="untimed warm-up runs (default: $WARMUP or 5)")
     p.add_argument("--iters", type=int, default=1, help="timed runs; the median is printed (default 1)")
     p.add_argument("--backend", choices=["cpp", "torch"], default="cpp", help="engine (default cpp)")
-    _add_threads_arg(p)
-    p.add_argument("--seq-len", type=int, default=None, help="use random inputs of this length instead of the file's")
-    p.add_argument("--batch-size", type=int, default=1, help="batch of random inputs (with --seq-len)")
-    p.add_argument("--seed", type=int, default=0, help="seed of random inputs (with --seq-len)")
+    add_threads_arg(p)
+    add_flags(p, (("--seq-len", int, None, "use random inputs of this length instead of the file's"),
+                  ("--batch-size", int, 1, "batch of random inputs (with --seq-len)"),
+                  ("--seed", int, 0, "seed of random inputs (with --seq-len)")))
     p.set_defaults(func=cmd_forward)
 
     p = sub.add_parser("versions", help="list the KV-cache versions (the registry)")
@@ -210,60 +213,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_versions)
 
     p = sub.add_parser("generate", help="generate tokens with one or more versions; print tokens, timings, memory")
-    _add_model_arg(p)
+    add_model_arg(p)
     p.add_argument("--version", nargs="+", default=["v1"], help="versions to run, e.g. v0 v1 v2 (default v1)")
     p.add_argument("--prompt-ids", type=int, nargs="+", help="prompt token ids (default: the file's inputs)")
-    p.add_argument("--prompt-length", type=int, default=None, help="use a random prompt of this length instead")
-    p.add_argument("--batch-size", type=int, default=1, help="rows of a random prompt (default 1)")
-    p.add_argument("--max-new-tokens", type=int, default=32, help="tokens to generate (default 32)")
-    p.add_argument("--temperature", type=float, default=0.0, help="0: greedy (default)")
-    p.add_argument("--top-k", type=int, default=0, help="keep the k most likely tokens (0: off)")
-    p.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling threshold (1: off)")
-    p.add_argument("--repetition-penalty", type=float, default=1.0, help="penalty on repeated tokens (1: off)")
-    p.add_argument("--eos-token-id", type=int, default=None, help="stop a row at this token")
-    p.add_argument("--seed", type=int, default=0, help="sampling (and random prompt) seed")
+    add_flags(p, _GENERATE_FLAGS)
     p.add_argument("--weight-dtype", choices=WEIGHT_DTYPES, default="f32",
                    help="linear-layer weights: f32 (default), bf16, or int8 (32 values per scale)")
     p.add_argument("--matmul-precision", choices=MATMUL_PRECISIONS, default="highest",
                    help="prefill with f32/int8 weights: highest (f32 products, default) or high (bf16x3 on AMX)")
-    _add_threads_arg(p)
+    add_threads_arg(p)
     p.set_defaults(func=cmd_generate)
 
-    add_bench_parsers(sub)
-    add_run_parser(sub)
 
+def add_compare_parser(sub) -> None:
     p = sub.add_parser("compare", help="compare two .npy arrays; exit 1 when they differ")
     p.add_argument("actual")
     p.add_argument("expected")
     p.add_argument("--rtol", type=float, default=1e-4, help="relative tolerance, of max|expected| (default 1e-4)")
     p.add_argument("--atol", type=float, default=0.0, help="absolute tolerance (default 0)")
-    p.set_defaults(func=cmd_compare)
-    return parser
-
-
-def _package_version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("celerinfer")
-    except PackageNotFoundError:
-        return "unknown"
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    if getattr(args, "warmup", 0) < 0 or getattr(args, "iters", 1) < 1:
-        print("celerinfer: error: --warmup must be >= 0 and --iters >= 1", file=sys.stderr)
-        return 2
-    try:
-        return args.func(args)
-    except (ValueError, TypeError, OSError) as exc:  # bad input: a message, not a traceback
-        print(f"celerinfer {args.command}: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"celerinfer {args.command}: interrupted", file=sys.stderr)
-        return 130
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+    p.set_defaults(func=cmd_compare_arrays)

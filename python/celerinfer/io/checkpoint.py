@@ -21,8 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from . import _core
-from .model import Model, ModelConfig
+from .. import _core
+from ..model import Model, ModelConfig
 
 #: Where trainers put the state_dict inside a checkpoint dict.
 STATE_KEYS = ("model", "state_dict", "model_state_dict", "module")

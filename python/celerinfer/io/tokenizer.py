@@ -3,7 +3,7 @@
 The engine works on token ids; to run text prompts we need a tokenizer that agrees with the
 model's vocabulary. Random models have no trained vocabulary, so the default is a byte-level
 tokenizer: every UTF-8 byte of the text is one token id (0..255). Any model whose vocabulary
-has at least 256 ids can take it. :func:`get_tokenizer` is the single place that picks a
+has at least 256 ids can take it. :func:`load_tokenizer` is the single place that picks a
 tokenizer for a model file, so real tokenizers (a ``tokenizer.json`` beside a Hugging Face
 checkpoint, say) can plug in there later without touching the callers.
 """
@@ -126,7 +126,3 @@ def load_tokenizer(model_path: str | os.PathLike | None, vocab_size: int) -> HFT
     """
     found = tokenizer_file(model_path)
     return HFTokenizer(found, vocab_size) if found is not None else ByteTokenizer(vocab_size)
-
-
-#: The name run mode and the CLI call it by.
-get_tokenizer = load_tokenizer
