@@ -152,3 +152,14 @@ def test_weight_dtype_in_repr_and_cli(tmp_path, request):
 
     assert main(["generate", "--model", str(path), "--weight-dtype", "bf16", "--max-new-tokens", "3",
                  "--prompt-length", "4"]) == 0
+
+
+def test_every_format_of_the_cpp_table_has_a_twin():
+    """The twins are keyed by the names of the C++ table (celerinfer.formats), one each."""
+    from celerinfer.formats import FORMAT_NAMES
+
+    assert sorted(weight_formats.ROUNDERS) == sorted(FORMAT_NAMES)
+    assert weight_formats.ROUNDS_INPUTS <= set(FORMAT_NAMES)
+    w = torch.linspace(-1, 1, 2 * 40).reshape(2, 40)
+    for name in FORMAT_NAMES:
+        assert weight_formats.ROUNDERS[name](w).shape == w.shape
