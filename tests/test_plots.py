@@ -48,7 +48,7 @@ ROOF = {  # (version, phase): (arithmetic intensity, achieved GFLOP/s)
 
 
 def stat(values, unit="ms", raw=True):
-    """A statistics object of the given values (in `unit`), like results.py writes."""
+    """A statistics object of the given values (in `unit`), like celerinfer.results.stats writes."""
     v = np.asarray(values, dtype=np.float64)
     n = int(v.size)
     med = float(np.median(v))

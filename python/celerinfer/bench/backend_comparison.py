@@ -11,7 +11,7 @@ bandwidth its weight traffic uses.
 
 Setups, in the order measured (references first, so each record can carry its ratios):
 
-1. ``torch``: eager fp32 with a KV cache (:mod:`celerinfer.torch_engine`), and when bf16 is
+1. ``torch``: eager fp32 with a KV cache (:mod:`celerinfer.reference.torch_engine`), and when bf16 is
    among the weight dtypes, the model cast to bf16 (PyTorch's own bf16 path: oneDNN, on AMX
    tiles where the CPU has them), the same-format reference for celerinfer's bf16.
 2. ``llama.cpp``: the GGUF export of the same weights in the format matching each celerinfer
@@ -59,15 +59,16 @@ WARMUP_DECODE_TOKENS = 4
 LLAMA_STAND_INS = {"bf16": "f16"}
 
 
-def matching_gguf(weight_dtype: str) -> str:
+def matching_gguf(weight_dtype: str) -> str | None:
     """The GGUF type llama.cpp runs against an engine weight format: the format's own GGUF type
-    when the export writes it, else its stand-in (bf16: f16)."""
+    when the export writes it, else its stand-in (bf16: f16); None when llama.cpp has neither."""
     own = weight_format(weight_dtype).gguf_type.lower()
-    return own if own in FILE_TYPES else LLAMA_STAND_INS[weight_dtype]
+    return own if own in FILE_TYPES else LLAMA_STAND_INS.get(weight_dtype)
 
 
-#: celerinfer weight dtype -> the GGUF weight format llama.cpp runs for the same bytes class
-MATCHING_GGUF = {name: matching_gguf(name) for name in WEIGHT_FORMATS}
+#: celerinfer weight dtype -> the GGUF weight format llama.cpp runs for the same bytes class (the
+#: engine's formats llama.cpp can run: only those are compared)
+MATCHING_GGUF = {name: gguf for name in WEIGHT_FORMATS if (gguf := matching_gguf(name)) is not None}
 
 
 def engine_format(weight_dtype: str) -> str:

@@ -6,7 +6,7 @@ and the bytes moved, per op, for a model config and a KV-cache version (a dict f
 machine's calibrated peaks (:mod:`celerinfer.bench.calibration`), it says how close a phase runs to
 the compute roof (``peak_gflops``) or the memory roof (``peak_gbps * arithmetic_intensity``).
 
-What is modelled is what the engine executes (``cpp/src/engine.cpp``), not an ideal kernel:
+What is modelled is what the engine executes (``cpp/src/engine/``), not an ideal kernel:
 
 * A step processes ``n`` new tokens in each of ``B`` rows (``M = B * n`` tokens) whose queries
   attend over ``keys = p0 + n`` positions (``p0`` cached before the step). The cache attention
