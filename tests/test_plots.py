@@ -525,3 +525,18 @@ def test_make_plots_passes_the_registry(records, tmp_path):
         mp.setitem(plots.PLOTS, "latency_vs_T", spy)
         plots.make_plots(of(records, "latency"), tmp_path, registry=backwards)
     assert seen == [backwards]
+
+
+def test_weights_are_read_under_the_new_name_and_the_old(records):
+    """Records now say f32_weight_bytes; older ones (docs/results/results.jsonl) weight_bytes."""
+    renamed = copy.deepcopy(of(records, "memory"))
+    for r in renamed:
+        r["metrics"]["f32_weight_bytes"] = r["metrics"].pop("weight_bytes")
+        r["model"]["f32_weight_bytes"] = r["model"].pop("weight_bytes")
+        r["metrics"]["packed_weight_bytes"] = WEIGHT_BYTES // 4
+    for recs in (of(records, "memory"), renamed):
+        weights = lines_by_gid(plots.plot_memory(recs).axes[1])["weights"]
+        np.testing.assert_allclose(weights.get_ydata(), [WEIGHT_BYTES / 2**20] * 2)
+    lat = of(records, "latency", "v1", T=16)[0]
+    old, new = of(records, "memory", "v1", T=16)[0], of(renamed, "memory", "v1", T=16)[0]
+    assert plots.decode_bytes_per_step(lat, new) == plots.decode_bytes_per_step(lat, old) > WEIGHT_BYTES
