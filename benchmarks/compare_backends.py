@@ -9,7 +9,7 @@ See docs/guide/compare.md."""
 
 import sys
 
-from celerinfer.cli import main
+from celerinfer.cli.app import main
 
 if __name__ == "__main__":
     raise SystemExit(main(["bench", "compare", *sys.argv[1:]]))

@@ -31,8 +31,8 @@ import sys
 import celerinfer
 from celerinfer import _core
 from celerinfer.engine import precision_changes_prefill
-from celerinfer.roofline import WEIGHT_VALUE_BYTES
-from celerinfer.stats import best_seconds, summarize
+from celerinfer.formats import matrix_bytes
+from celerinfer.results.stats import best_seconds, summarize
 
 # (name, N, K): the 1B preset's projections and head
 SHAPES = [("q_proj/o_proj", 2048, 2048), ("gate/up_proj", 5632, 2048), ("down_proj", 2048, 5632),
@@ -94,7 +94,7 @@ def measure(shapes, rows, formats, levels, reps, with_torch: bool = True, precis
                             blas[(M, N, K, fmt)] = torch_gflops(M, N, K, fmt, reps)
                         out.append({"kernel": "gemm" if gemm else "gemv", "level": level, "matrix": name,
                                     "N": N, "K": K, "M": M, "weight_dtype": fmt, "matmul_precision": precision,
-                                    "seconds": secs, "gbps": N * K * WEIGHT_VALUE_BYTES[fmt] / secs / 1e9,
+                                    "seconds": secs, "gbps": matrix_bytes(fmt, N, K) / secs / 1e9,
                                     "gflops": 2 * M * N * K / secs / 1e9,
                                     "peak_gflops": peaks.get((level, fmt, precision)),
                                     "torch_gflops": blas.get((M, N, K, fmt))})

@@ -3,7 +3,7 @@
 
 For each weight format (and, where it changes prefill, matmul precision "high") the engine
 prefills a random prompt on a preset's random model; the engine's own phase timers split the
-time, and the roofline model (celerinfer.roofline) counts each phase's FLOPs:
+time, and the roofline model (celerinfer.bench.roofline) counts each phase's FLOPs:
   mlp        post-attention norm, gate/up GEMM, SwiGLU, down GEMM: GEMM-bound;
   attention  input norm, QKV GEMM, RoPE, the attention itself, o_proj GEMM.
 The matmul peak is a tuned BLAS on the MLP's largest GEMM (prompt x intermediate x hidden),
@@ -47,7 +47,7 @@ def blas_gflops(M: int, N: int, K: int, bf16: bool, reps: int) -> dict:
     """{library: GFLOP/s} of y = x @ w^T, (M, K) x (N, K), for the libraries installed."""
     import numpy as np
 
-    from celerinfer.stats import best_seconds
+    from celerinfer.results.stats import best_seconds
 
     out = {}
     flops = 2 * M * N * K
@@ -72,8 +72,7 @@ def measure(args) -> tuple[list[dict], dict]:
     import numpy as np
 
     import celerinfer
-    from celerinfer import roofline
-    from celerinfer.bench import PRESETS
+    from celerinfer.bench import PRESETS, roofline
     from celerinfer.engine import PHASES, precision_changes_prefill
 
     model = celerinfer.random_model(celerinfer.ModelConfig(**{**PRESETS[args.preset]["model"],

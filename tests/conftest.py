@@ -27,7 +27,7 @@ def max_rel_err(a, b) -> float:
 
 def assert_matches_twin(got, want, weight_dtype: str, tol: float) -> None:
     """The engine's logits (..., vocab) against the PyTorch twin of its weight format
-    (celerinfer.weight_formats.reference_model), each position's error relative to the
+    (celerinfer.reference.weight_formats.reference_model), each position's error relative to the
     largest |want|. f32 and int8: every position within `tol`. bf16 also rounds activations,
     and engine and twin compute them in different orders: a value sitting on a bf16 rounding
     boundary may round up in one and down in the other, moving that position (and, through

@@ -79,7 +79,7 @@ def test_memory_records_follow_the_cache_formats(tiny_run):
         assert mem[("v3", T)]["kv_cache_bytes"] * 2 == mem[("v1", T)]["kv_cache_bytes"]
         assert mem[("v4", T)]["kv_cache_bytes"] * 2 == mem[("v2", T)]["kv_cache_bytes"]
         for m in mem.values():
-            assert m["weight_bytes"] == 4 * celerinfer.ModelConfig(**celerinfer.bench.PRESETS["tiny"]["model"]).num_parameters
+            assert m["f32_weight_bytes"] == 4 * celerinfer.ModelConfig(**celerinfer.bench.PRESETS["tiny"]["model"]).num_parameters
             assert m["engine_bytes"] >= m["kv_cache_capacity_bytes"] >= m["kv_cache_bytes"]
     assert mem[("v1", 32)]["kv_cache_bytes"] > mem[("v1", 8)]["kv_cache_bytes"]
 

@@ -9,7 +9,8 @@ import socket
 import pytest
 
 import celerinfer as ci
-from celerinfer import _core, calibration
+from celerinfer import _core
+from celerinfer.bench import calibration
 
 STAT_FIELDS = {"unit", "n", "median", "mean", "std", "min", "max", "p90", "p99", "ci95_low", "ci95_high", "samples"}
 

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 import celerinfer
-from celerinfer import _core, calibration, results
-from celerinfer.bench import backends, compare
+from celerinfer import _core, results
+from celerinfer.bench import backend_comparison, backends, calibration
 from celerinfer.cli import main
 
 pytest.importorskip("torch", reason="the comparison's PyTorch baseline needs torch")
@@ -26,7 +26,7 @@ def quick_calibration(monkeypatch, tmp_path):
 
 
 def test_plan_orders_references_first_and_matches_formats():
-    setups = compare.plan(["celerinfer", "torch", "llama.cpp"], ["f32", "bf16", "int8"], ["v1", "v5", "v2"],
+    setups = backend_comparison.plan(["celerinfer", "torch", "llama.cpp"], ["f32", "bf16", "int8"], ["v1", "v5", "v2"],
                           ["f16", "q8_0"], FLAGS)
     labels = [s.label for s in setups]
     assert labels == [
@@ -38,21 +38,21 @@ def test_plan_orders_references_first_and_matches_formats():
         "celerinfer int8 / v5 (fp16 KV)", "celerinfer int8 / v2 (int8 KV)"]
     assert {s.format_class for s in setups if s.weight_dtype in ("bf16", "f16")} == {"16-bit"}
     # an Engine with f32 weights only: llama.cpp still runs every format, celerinfer f32 carries the versions
-    older = compare.plan(["celerinfer", "llama.cpp"], ["f32", "bf16", "int8"], ["v1", "v5"], ["f16"], FLAGS, ("f32",))
+    older = backend_comparison.plan(["celerinfer", "llama.cpp"], ["f32", "bf16", "int8"], ["v1", "v5"], ["f16"], FLAGS, ("f32",))
     assert [s.label for s in older] == ["llama.cpp f32 / f16 KV", "llama.cpp f16 / f16 KV", "llama.cpp q8_0 / f16 KV",
                                         "celerinfer f32 / v1 (fp32 KV)", "celerinfer f32 / v5 (fp16 KV)"]
-    assert compare.plan(["celerinfer"], ["f32"], ["v6"], [], FLAGS)[0].kv_cache == "int8-kivi"
+    assert backend_comparison.plan(["celerinfer"], ["f32"], ["v6"], [], FLAGS)[0].kv_cache == "int8-kivi"
     with pytest.raises(ValueError, match="has no KV cache"):
-        compare.plan(["celerinfer"], ["f32"], ["v0"], [], FLAGS)
+        backend_comparison.plan(["celerinfer"], ["f32"], ["v0"], [], FLAGS)
     with pytest.raises(ValueError, match="unknown weight dtype 'fp8'"):
-        compare.plan(["celerinfer"], ["fp8"], ["v1"], [], FLAGS)
+        backend_comparison.plan(["celerinfer"], ["fp8"], ["v1"], [], FLAGS)
     with pytest.raises(ValueError, match="unknown backend 'vllm'"):
-        compare.plan(["vllm"], ["f32"], ["v1"], [], FLAGS)
+        backend_comparison.plan(["vllm"], ["f32"], ["v1"], [], FLAGS)
 
 
 def test_plan_adds_high_matmul_precision_where_it_differs():
     """Where the CPU has AMX, f32 and int8 run v1 a second time at matmul precision "high"."""
-    setups = compare.plan(["celerinfer", "torch"], ["f32", "bf16", "int8"], ["v1", "v2"], [], FLAGS,
+    setups = backend_comparison.plan(["celerinfer", "torch"], ["f32", "bf16", "int8"], ["v1", "v2"], [], FLAGS,
                           high_dtypes=("f32", "int8"))
     assert [s.label for s in setups] == [
         "torch f32 / fp32 KV", "torch bf16 / bf16 KV",
@@ -63,27 +63,27 @@ def test_plan_adds_high_matmul_precision_where_it_differs():
     # a high setup is compared like its format: f32 against torch fp32 and llama.cpp f32
     assert setups[5].format_class == "f32"
     want = [w for w in ("f32", "int8") if _core.prefill_gemm(w, "high") == "amx-bf16x3"]
-    assert compare.high_precision_dtypes(["f32", "bf16", "int8"]) == want
+    assert backend_comparison.high_precision_dtypes(["f32", "bf16", "int8"]) == want
 
 
 def test_weight_bytes_scale_with_the_format():
-    config = celerinfer.ModelConfig(**compare.PRESETS["1b"]["model"])
-    f32 = compare.weight_bytes_per_token(config, "f32", 512)
+    config = celerinfer.ModelConfig(**backend_comparison.PRESETS["1b"]["model"])
+    f32 = backend_comparison.weight_bytes_per_token(config, "f32", 512)
     # every weight but the embedding table (one row is read), fp32
     assert f32 == pytest.approx(4 * (config.num_parameters - (config.vocab_size - 1) * config.hidden_size))
     # the matrices in the format, the norms and the embedding row in fp32
     H, L = config.hidden_size, config.num_hidden_layers
     fp32_part = 4 * ((2 * L + 1) * H + H)
     matrices = config.num_parameters - config.vocab_size * H - (2 * L + 1) * H
-    assert compare.weight_bytes_per_token(config, "f16", 512) == pytest.approx(2 * matrices + fp32_part)
-    assert compare.weight_bytes_per_token(config, "bf16", 512) == pytest.approx(2 * matrices + fp32_part)
+    assert backend_comparison.weight_bytes_per_token(config, "f16", 512) == pytest.approx(2 * matrices + fp32_part)
+    assert backend_comparison.weight_bytes_per_token(config, "bf16", 512) == pytest.approx(2 * matrices + fp32_part)
     for fmt in ("q8_0", "int8"):  # one byte plus an fp16 scale per 32 values
-        assert compare.weight_bytes_per_token(config, fmt, 512) == pytest.approx(matrices * 34 / 32 + fp32_part)
+        assert backend_comparison.weight_bytes_per_token(config, fmt, 512) == pytest.approx(matrices * 34 / 32 + fp32_part)
 
 
 def test_speed_metrics_and_ratios_come_from_the_samples():
     runs = [(2_000_000, [1_000_000] * 4), (4_000_000, [2_000_000] * 4)]  # 2 ms / 4 ms prefill of 8 tokens
-    m = compare.speed_metrics(runs, prompt_length=8, gen_length=4, weight_bytes=1e6, bandwidth_gbps=10.0)
+    m = backend_comparison.speed_metrics(runs, prompt_length=8, gen_length=4, weight_bytes=1e6, bandwidth_gbps=10.0)
     assert m["pp_tokens_per_s"]["samples"] == [4000.0, 2000.0] and m["pp_tokens_per_s"]["median"] == 3000.0
     assert m["tg_tokens_per_s"]["samples"] == [1000.0, 500.0]
     assert m["decode_ms_per_token"]["n"] == 8
@@ -94,23 +94,23 @@ def test_speed_metrics_and_ratios_come_from_the_samples():
         return {"params": setup.params(), "metrics": {"pp_tokens_per_s": {"median": pp},
                                                       "tg_tokens_per_s": {"median": tg}}}
 
-    torch_ref = record(compare.Setup("torch", "f32", "fp32"), 1000.0, 100.0)
-    slow = record(compare.Setup("llama.cpp", "q8_0", "f16"), 1500.0, 400.0)
-    fast = record(compare.Setup("llama.cpp", "q8_0", "q8_0", flash_attn=True), 1200.0, 500.0)
-    other = record(compare.Setup("llama.cpp", "f32", "f16"), 9e9, 9e9)
-    torch_bf16 = record(compare.Setup("torch", "bf16", "bf16"), 2000.0, 150.0)
-    setup = compare.Setup("celerinfer", "int8", "fp32", "v1")
-    r = compare.ratios(setup, m, [torch_ref, torch_bf16, slow, fast, other])
+    torch_ref = record(backend_comparison.Setup("torch", "f32", "fp32"), 1000.0, 100.0)
+    slow = record(backend_comparison.Setup("llama.cpp", "q8_0", "f16"), 1500.0, 400.0)
+    fast = record(backend_comparison.Setup("llama.cpp", "q8_0", "q8_0", flash_attn=True), 1200.0, 500.0)
+    other = record(backend_comparison.Setup("llama.cpp", "f32", "f16"), 9e9, 9e9)
+    torch_bf16 = record(backend_comparison.Setup("torch", "bf16", "bf16"), 2000.0, 150.0)
+    setup = backend_comparison.Setup("celerinfer", "int8", "fp32", "v1")
+    r = backend_comparison.ratios(setup, m, [torch_ref, torch_bf16, slow, fast, other])
     assert r["vs_torch"] == {"pp": 3.0, "tg": 7.5}  # always torch fp32, the last torch record or not
     assert r["vs_torch_same_format"] is None  # no torch setup in the 8-bit class
     assert r["vs_llama_cpp"] == {"pp": 2.0, "tg": 1.5, "pp_reference": slow["params"]["label"],
                                  "tg_reference": fast["params"]["label"]}
-    bf16 = compare.ratios(compare.Setup("celerinfer", "bf16", "fp32", "v1"), m, [torch_ref, torch_bf16])
+    bf16 = backend_comparison.ratios(backend_comparison.Setup("celerinfer", "bf16", "fp32", "v1"), m, [torch_ref, torch_bf16])
     assert bf16["vs_torch"] == {"pp": 3.0, "tg": 7.5} and bf16["vs_torch_same_format"] == {"pp": 1.5, "tg": 5.0}
-    assert compare.ratios(compare.Setup("torch", "f32", "fp32"), m, [torch_ref]) == {
+    assert backend_comparison.ratios(backend_comparison.Setup("torch", "f32", "fp32"), m, [torch_ref]) == {
         "vs_torch": None, "vs_torch_same_format": None, "vs_llama_cpp": None}
     # torch bf16 against torch fp32, and no same-format ratio of its own
-    assert compare.ratios(compare.Setup("torch", "bf16", "bf16"), m, [torch_ref]) == {
+    assert backend_comparison.ratios(backend_comparison.Setup("torch", "bf16", "bf16"), m, [torch_ref]) == {
         "vs_torch": {"pp": 3.0, "tg": 7.5}, "vs_torch_same_format": None, "vs_llama_cpp": None}
 
 
@@ -145,7 +145,7 @@ def _check_records(run, log):
 def test_tiny_run_records_every_setup(tmp_path):
     log = tmp_path / "results.jsonl"
     names = ("celerinfer", "torch", "llama.cpp") if HAVE_LLAMA else ("celerinfer", "torch")
-    run = compare.run_compare(**TINY, log_file=log, backend_names=names, versions=["v1", "v5", "v6"],
+    run = backend_comparison.run_backend_comparison(**TINY, log_file=log, backend_names=names, versions=["v1", "v5", "v6"],
                               llama_kv=["f16", "q8_0"])
     assert not run.interrupted
     if HAVE_LLAMA:  # tiny's head_dim is 16
@@ -156,15 +156,15 @@ def test_tiny_run_records_every_setup(tmp_path):
     celer = [r for r in stored[1:] if r["params"]["backend"] == "celerinfer"]
     assert [r["version"] for r in celer][-2:] == ["v5", "v6"]
     high = [r["params"]["weight_dtype"] for r in celer if r["params"]["matmul_precision"] == "high"]
-    assert high == compare.high_precision_dtypes(celerinfer.WEIGHT_DTYPES)
+    assert high == backend_comparison.high_precision_dtypes(celerinfer.WEIGHT_DTYPES)
     if HAVE_LLAMA:
         for r in celer:
-            fmt = compare.MATCHING_GGUF[r["params"]["weight_dtype"]]
+            fmt = backend_comparison.MATCHING_GGUF[r["params"]["weight_dtype"]]
             refs = [x for x in stored[1:] if x["params"]["backend"] == "llama.cpp"
                     and x["params"]["weight_dtype"] == fmt]
             best = max(x["metrics"]["tg_tokens_per_s"]["median"] for x in refs)
             assert math.isclose(r["metrics"]["vs_llama_cpp"]["tg"], r["metrics"]["tg_tokens_per_s"]["median"] / best)
-    table = compare.format_table(stored)
+    table = backend_comparison.format_table(stored)
     for r in stored[1:]:
         assert r["params"]["label"] in table
     from celerinfer import plots
@@ -175,10 +175,10 @@ def test_tiny_run_records_every_setup(tmp_path):
 
 @pytest.mark.skipif(HAVE_LLAMA, reason="llama-cpp-python is installed: the skip path does not apply")
 def test_a_missing_backend_is_skipped_with_its_reason(tmp_path):
-    run = compare.run_compare(**TINY, log_file=tmp_path / "r.jsonl", backend_names=("celerinfer", "llama.cpp"),
+    run = backend_comparison.run_backend_comparison(**TINY, log_file=tmp_path / "r.jsonl", backend_names=("celerinfer", "llama.cpp"),
                               versions=["v1"])
     assert "llama.cpp" in run.skipped and "pip install" in run.skipped["llama.cpp"]
-    high = compare.high_precision_dtypes(celerinfer.WEIGHT_DTYPES)  # again at "high" where it differs
+    high = backend_comparison.high_precision_dtypes(celerinfer.WEIGHT_DTYPES)  # again at "high" where it differs
     assert [s.backend for s in run.setups] == ["celerinfer"] * (len(celerinfer.WEIGHT_DTYPES) + len(high))
     assert [s.weight_dtype for s in run.setups] == list(celerinfer.WEIGHT_DTYPES) + high
     if not high:
@@ -194,10 +194,10 @@ def test_setups_run_round_robin(tmp_path, monkeypatch):
         order.append(setup.label)
         return (1_000_000, [500_000] * self.gen_length)
 
-    monkeypatch.setattr(compare.CompareRun, "_measure_once", fake_once)
+    monkeypatch.setattr(backend_comparison.BackendComparison, "_measure_once", fake_once)
     triads = iter([10.0, 30.0])
-    monkeypatch.setattr(compare.CompareRun, "_triad_gbps", lambda self, cal: next(triads))
-    run = compare.run_compare(**{**TINY, "repeats": 3}, log_file=tmp_path / "r.jsonl",
+    monkeypatch.setattr(backend_comparison.BackendComparison, "_triad_gbps", lambda self, cal: next(triads))
+    run = backend_comparison.run_backend_comparison(**{**TINY, "repeats": 3}, log_file=tmp_path / "r.jsonl",
                               backend_names=("torch", "celerinfer"), versions=["v1"], weight_dtypes=["f32", "int8"])
     labels = [s.label for s in run.setups]
     assert order == labels * 3
@@ -247,7 +247,7 @@ def test_cli_prints_the_table_and_checks_its_input(tmp_path, capsys):
 
 
 def test_a_preset_grows_to_fit_a_long_prompt(tmp_path):
-    run = compare.run_compare(preset="tiny", prompt_length=300, gen_length=2, repeats=1, progress=False,
+    run = backend_comparison.run_backend_comparison(preset="tiny", prompt_length=300, gen_length=2, repeats=1, progress=False,
                               log_file=tmp_path / "r.jsonl", backend_names=("celerinfer",), versions=["v1"])
     assert run.model.config.max_position_embeddings == 303
     assert run.records[-1]["model"]["config"]["max_position_embeddings"] == 303

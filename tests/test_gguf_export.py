@@ -1,11 +1,11 @@
-"""GGUF export (celerinfer.gguf_export): the file reads back with gguf's own reader (names,
+"""GGUF export (celerinfer.io.gguf): the file reads back with gguf's own reader (names,
 shapes, metadata, values per dtype), and llama.cpp computes the same logits as the engine."""
 
 import numpy as np
 import pytest
 
 import celerinfer
-from celerinfer.gguf_export import (LAYER_TENSORS, export_gguf, gguf_tensors, interleave_rope_rows,
+from celerinfer.io.gguf import (LAYER_TENSORS, export_gguf, gguf_tensors, interleave_rope_rows,
                                     placeholder_vocab, read_gguf)
 from conftest import max_rel_err
 

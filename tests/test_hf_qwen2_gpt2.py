@@ -91,7 +91,7 @@ def test_every_version_runs_the_architecture(rng, architecture, weight_dtype):
     """The engine's step logits of every version against the reference's cache path of the
     same version (on the weights as the format rounds them), fed the engine's tokens. INT8
     caches may flip a rounding: 2e-4 as in test_generation_parity.py; others 1e-4."""
-    from celerinfer import weight_formats
+    from celerinfer.reference import weight_formats
 
     model = celerinfer.random_model(architecture=architecture, hidden_size=40, num_hidden_layers=2,
                                     num_attention_heads=4, vocab_size=90, max_position_embeddings=64, seed=2)

@@ -15,7 +15,8 @@ from conftest import SMALL_CONFIGS, make_inputs, max_rel_err, small_model
 
 torch = pytest.importorskip("torch", reason="parity tests compare against the PyTorch reference")
 import celerinfer  # noqa: E402
-from celerinfer import _core, weight_formats  # noqa: E402
+from celerinfer import _core  # noqa: E402
+from celerinfer.reference import weight_formats  # noqa: E402
 
 HIGH_TOL = 3e-5
 SPLITS = _core.prefill_gemm("f32", "high") == "amx-bf16x3"  # this CPU has AMX (and the avx512 level)

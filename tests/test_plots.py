@@ -48,7 +48,7 @@ ROOF = {  # (version, phase): (arithmetic intensity, achieved GFLOP/s)
 
 
 def stat(values, unit="ms", raw=True):
-    """A statistics object of the given values (in `unit`), like results.py writes."""
+    """A statistics object of the given values (in `unit`), like celerinfer.results.stats writes."""
     v = np.asarray(values, dtype=np.float64)
     n = int(v.size)
     med = float(np.median(v))
@@ -281,7 +281,7 @@ def test_versions_order_and_colors(records):
     lat = lines_by_gid(plots.plot_latency(records).axes[0])
     mem = lines_by_gid(plots.plot_memory(records).axes[0])
     for v in VERSIONS:
-        assert lat[v].get_color() == mem[v].get_color() == plots.VERSION_COLORS[v]
+        assert lat[v].get_color() == mem[v].get_color() == plots.PALETTE[VERSIONS.index(v)]
 
 
 def test_footnote_names_model_threads_cpu_and_run(records):
@@ -463,3 +463,80 @@ def test_plot_functions_save_to_a_path(records, tmp_path):
     fig = plots.plot_speedup(records, tmp_path / "sub" / "s.png")
     assert fig is not None
     assert png_size(tmp_path / "sub" / "s.png")[0] > 500
+
+
+# ---- styles from the registry ----------------------------------------------------------------------
+
+TODAYS_COLORS = ("#4d4d4d", "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b")
+
+
+def test_styles_follow_the_registry_order():
+    import celerinfer
+
+    registry = celerinfer.versions()  # passed in as data: the plots never import the engine
+    names = [v["name"] for v in registry]
+    assert [plots.version_color(v, registry) for v in names[:7]] == list(TODAYS_COLORS)
+    assert [plots.version_color(f"v{i}") for i in range(7)] == list(TODAYS_COLORS)  # vN without a registry
+    # a version added to the registry gets a colour and a marker no other version has
+    grown = registry + [{"name": "kv4-window", "description": "a new version", "use_cache": True,
+                         "kv_dtype": "int4", "kv_quant": "", "cross_layer_sharing": False}]
+    colors = [plots.version_color(v["name"], grown) for v in grown]
+    markers = [plots.version_marker(v["name"], grown) for v in grown]
+    assert len(set(colors)) == len(grown) and len(set(markers)) == len(grown)
+    assert plots.version_label("kv4-window", registry=grown) == "kv4-window (int4 cache)"
+    # the order is the registry's, whatever the names
+    backwards = list(reversed(registry))
+    assert plots.version_color(backwards[0]["name"], backwards) == plots.PALETTE[0]
+    # labels come from the flags
+    assert [plots.version_label(v, registry=registry) for v in names[:7]] == [
+        "v0 (no cache)", "v1 (fp32 cache)", "v2 (INT8 cache)", "v3 (fp32 + sharing)", "v4 (INT8 + sharing)",
+        "v5 (fp16 cache)", "v6 (INT8 KIVI)"]
+
+
+def test_an_unknown_version_still_gets_a_style(records):
+    registry = [{"name": f"v{i}"} for i in range(3)]
+    for name in ("experimental", "v99"):
+        color, marker = plots.version_color(name, registry), plots.version_marker(name, registry)
+        assert color in plots.PALETTE and marker in plots.MARKERS
+        assert color not in {plots.version_color(v["name"], registry) for v in registry}
+        assert (color, marker) == (plots.version_color(name, registry), plots.version_marker(name, registry))
+        assert plots.version_color(name) in plots.PALETTE and plots.version_marker(name) in plots.MARKERS
+    assert plots.version_label("experimental") == "experimental"
+    # a plot draws a version the registry does not know, in a style of its own
+    renamed = [dict(r, version="experimental") if r.get("version") == "v2" else r for r in of(records, "latency")]
+    lines = lines_by_gid(plots.plot_latency(renamed, registry=registry).axes[0])
+    assert lines["experimental"].get_color() == plots.version_color("experimental", registry)
+    assert lines["experimental"].get_color() not in {lines[v].get_color() for v in ("v0", "v1")}
+
+
+def test_make_plots_passes_the_registry(records, tmp_path):
+    backwards = [{"name": v} for v in ("v2", "v1", "v0")]
+    fig = plots.plot_memory(records, registry=backwards)
+    kv = lines_by_gid(fig.axes[0])
+    assert [kv[v].get_color() for v in ("v2", "v1", "v0")] == list(plots.PALETTE[:3])
+    seen = []
+    real = plots.PLOTS["latency_vs_T"]
+
+    def spy(recs, path=None, **kw):
+        seen.append(kw.get("registry"))
+        return real(recs, path, **kw)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setitem(plots.PLOTS, "latency_vs_T", spy)
+        plots.make_plots(of(records, "latency"), tmp_path, registry=backwards)
+    assert seen == [backwards]
+
+
+def test_weights_are_read_under_the_new_name_and_the_old(records):
+    """Records now say f32_weight_bytes; older ones (docs/results/results.jsonl) weight_bytes."""
+    renamed = copy.deepcopy(of(records, "memory"))
+    for r in renamed:
+        r["metrics"]["f32_weight_bytes"] = r["metrics"].pop("weight_bytes")
+        r["model"]["f32_weight_bytes"] = r["model"].pop("weight_bytes")
+        r["metrics"]["packed_weight_bytes"] = WEIGHT_BYTES // 4
+    for recs in (of(records, "memory"), renamed):
+        weights = lines_by_gid(plots.plot_memory(recs).axes[1])["weights"]
+        np.testing.assert_allclose(weights.get_ydata(), [WEIGHT_BYTES / 2**20] * 2)
+    lat = of(records, "latency", "v1", T=16)[0]
+    old, new = of(records, "memory", "v1", T=16)[0], of(renamed, "memory", "v1", T=16)[0]
+    assert plots.decode_bytes_per_step(lat, new) == plots.decode_bytes_per_step(lat, old) > WEIGHT_BYTES

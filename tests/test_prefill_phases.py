@@ -6,8 +6,8 @@ import json
 import pytest
 
 import celerinfer
-from celerinfer import _core, roofline
-from celerinfer.bench import PRESETS
+from celerinfer import _core
+from celerinfer.bench import PRESETS, roofline
 from conftest import load_script
 
 

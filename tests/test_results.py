@@ -22,7 +22,8 @@ from celerinfer import results
 from celerinfer.results import (COMMON_FIELDS, SCHEMA_VERSION, ResultsWarning, append_record, append_records,
                                 clear_log, compare_runs, environment, export_csv, format_comparison_report,
                                 make_record, new_run_id, read_records)
-from celerinfer.stats import summarize
+from celerinfer.results import schema
+from celerinfer.results.stats import summarize
 
 HEX32 = re.compile(r"[0-9a-f]{32}")
 
@@ -80,8 +81,8 @@ def test_environment_fields():
 
 
 def test_git_commit_outside_a_checkout_is_none(tmp_path):
-    assert results._git_commit(tmp_path) is None
-    assert results._git_commit(tmp_path / "does-not-exist") is None
+    assert schema._git_commit(tmp_path) is None
+    assert schema._git_commit(tmp_path / "does-not-exist") is None
 
 
 def test_make_record_has_every_common_field():

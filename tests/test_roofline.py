@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import celerinfer as ci
-from celerinfer import roofline
+from celerinfer.bench import roofline
 
 ONE_B = dict(hidden_size=2048, num_hidden_layers=22, num_attention_heads=32, num_key_value_heads=4,
              intermediate_size=5632, vocab_size=32000, max_position_embeddings=2048)

@@ -16,8 +16,9 @@ import numpy as np
 import pytest
 
 import celerinfer
-from celerinfer import run_mode
-from celerinfer.tokenizer import ByteTokenizer, get_tokenizer
+from celerinfer.cli import run_command
+from celerinfer.io.tokenizer import ByteTokenizer, load_tokenizer
+from celerinfer.plots import inference_metrics as run_plots
 
 SEED_COLUMNS = ["run_name", "timestamp", "optimized", "prompt_length", "generated_length", "total_time",
                 "tokens_per_second", "time_per_token", "memory_used_mb", "device"]
@@ -43,12 +44,12 @@ def small_vocab_path(tmp_path_factory):
 
 
 def run_cli(*argv) -> int:
-    """`celerinfer run ARGV` in this process, through a parser built with run_mode.add_parser."""
+    """`celerinfer run ARGV` in this process, through a parser built with run_command.add_parser."""
     parser = argparse.ArgumentParser(prog="celerinfer")
     sub = parser.add_subparsers(dest="command", required=True)
-    run_mode.add_parser(sub)
+    run_command.add_parser(sub)
     args = parser.parse_args(["run", *map(str, argv)])
-    assert args.func is run_mode.cmd_run
+    assert args.func is run_command.cmd_run
     return args.func(args)
 
 
@@ -101,7 +102,7 @@ def test_byte_tokenizer_round_trip_including_non_ascii():
     assert tok.decode([0xC3]) == "\ufffd"
     assert tok.decode([0xC3, 0xA9, 300, 0xE6]) == "é<300>\ufffd"
     assert tok.decode([]) == "" and tok.encode("") == []
-    same = get_tokenizer("whatever.safetensors", 300)
+    same = load_tokenizer("whatever.safetensors", 300)
     assert isinstance(same, ByteTokenizer) and same.vocab_size == 300 and same.encode("é") == [0xC3, 0xA9]
 
 
@@ -203,12 +204,12 @@ def test_benchmark_writes_and_accumulates_metrics_and_plots(model_path, tmp_path
     # the plots were redrawn from all 4 runs
     for name, before in first_pngs.items():
         assert (out / name).read_bytes() != before
-    summary = run_mode.comparison_summary(runs2, "all")
+    summary = run_plots.comparison_summary(runs2, "all")
     assert summary["title"] == "mean of 2 non-optimized / 2 optimized runs"
     base_tps = np.mean([r["tokens_per_second"] for r in runs2 if not r["optimized"]])
     opt_tps = np.mean([r["tokens_per_second"] for r in runs2 if r["optimized"]])
     assert summary["speedup"] == pytest.approx(opt_tps / base_tps)
-    latest = run_mode.comparison_summary(runs2, "latest")
+    latest = run_plots.comparison_summary(runs2, "latest")
     assert latest["baseline"]["n"] == latest["optimized"]["n"] == 1
     assert latest["speedup"] == pytest.approx(runs2[3]["speedup"]) and runs2[3]["pair_id"] in latest["title"]
     assert not list(out.glob("*.tmp")) and not list(out.glob(".*.tmp"))
@@ -334,7 +335,7 @@ def test_interrupt_between_prompts_keeps_recorded_runs(model_path, tmp_path, mon
     def interrupt(seconds):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(run_mode.time, "sleep", interrupt)
+    monkeypatch.setattr(run_command.time, "sleep", interrupt)
     code = run_cli("--model", model_path, "--prompts", "one", "two", "three", "--max-length", 3, "--delay", 5,
                    "--benchmark", "--benchmark-dir", tmp_path, "--warmup", 0)
     assert code == 130
@@ -387,7 +388,7 @@ def test_concurrent_invocations_keep_every_run(model_path, tmp_path):
 
 APPENDER = """
 import sys, time
-from celerinfer.run_mode import MetricsStore
+from celerinfer.results.inference_metrics import MetricsStore
 directory, name, start = sys.argv[1], sys.argv[2], float(sys.argv[3])
 store = MetricsStore(directory)
 while time.time() < start:
@@ -411,3 +412,130 @@ def test_the_lock_serialises_many_concurrent_appends(tmp_path):
         mine = [name for name in names if name.startswith(f"p{n}_")]
         assert mine == [f"p{n}_{i}" for i in range(40)]
     assert len(read_csv(tmp_path)[1]) == 80
+
+
+# ------------------------------------------------------------------------------------------
+# the one results store: the runs are records, the seed's files are views of them
+# ------------------------------------------------------------------------------------------
+
+from celerinfer import results  # noqa: E402
+from celerinfer.results import inference_metrics  # noqa: E402
+
+
+def store_records(directory):
+    return results.read_records(Path(directory) / "results.jsonl")
+
+
+def test_runs_are_records_of_the_results_store(model_path, tmp_path):
+    assert run_cli("--model", model_path, "--prompt", "Hi there", "--max-length", 4, "--benchmark",
+                   "--benchmark-dir", tmp_path, "--warmup", 0, "--version", "v2") == 0
+    records = store_records(tmp_path)
+    runs = read_json(tmp_path)
+    assert [r["benchmark"] for r in records] == ["run", "run"]
+    assert [r["run"] for r in records] == runs  # the JSON view is the store's runs
+    registry = {v["name"]: v for v in celerinfer.versions()}
+    for record, run in zip(records, runs):
+        assert set(results.COMMON_FIELDS) <= set(record) and record["status"] == "ok"
+        assert record["version"] == run["version"] and record["version_flags"] == registry[run["version"]]
+        assert record["run_id"] == run["pair_id"] and record["params"] == {"optimized": run["optimized"]}
+        assert {k: record["metrics"][k] for k in inference_metrics.SEED_METRICS} == {
+            k: run[k] for k in inference_metrics.SEED_METRICS}
+        model = celerinfer.load(model_path)
+        engine = celerinfer.Engine(model, run["version"], max_seq_len=run["max_seq_len"])
+        assert record["metrics"]["packed_weight_bytes"] == engine.packed_weight_bytes
+        assert record["model"]["f32_weight_bytes"] == 4 * model.config.num_parameters
+        assert record["model"]["name"] == str(model_path) and record["threads"] == run["threads"]
+
+
+def test_the_views_are_regenerated_from_the_store(model_path, tmp_path):
+    assert run_cli("--model", model_path, "--prompts", "one", "two", "--max-length", 3, "--benchmark",
+                   "--benchmark-dir", tmp_path, "--warmup", 0) == 0
+    runs = read_json(tmp_path)
+    header, rows = read_csv(tmp_path)
+    # views lost or edited by hand come back from the store, the seed's shape unchanged
+    (tmp_path / "inference_metrics.csv").unlink()
+    (tmp_path / "inference_metrics.json").write_text('{"runs": []}', encoding="utf-8")
+    for name in ("optimization_comparison.png", "performance_over_time.png"):
+        (tmp_path / name).unlink()
+    drawn = []
+    store = inference_metrics.MetricsStore(tmp_path)
+    assert store.regenerate(lambda all_runs: drawn.append(len(all_runs)) or "drawn") == "drawn"
+    assert drawn == [4] and read_json(tmp_path) == runs and read_csv(tmp_path) == (header, rows)
+    # the plots: through the run command's last step, from every run of the store
+    (tmp_path / "inference_metrics.json").unlink()
+    assert run_cli("--model", model_path, "--prompt", "three", "--max-length", 3, "--benchmark",
+                   "--benchmark-dir", tmp_path, "--warmup", 0) == 0
+    assert len(read_json(tmp_path)) == 6 and read_json(tmp_path)[:4] == runs
+    assert png_size(tmp_path / "optimization_comparison.png") == (1200, 900)
+    assert png_size(tmp_path / "performance_over_time.png") == (1100, 550)
+
+
+@pytest.mark.parametrize("damage", [
+    '{"runs": [{"run_name": "precious"',      # truncated
+    "[1, 2, 3]",                               # JSON, but not a metrics document
+    b"\xff\xfe not utf-8",                     # not text
+])
+def test_a_damaged_view_cannot_stop_runs_being_recorded(model_path, tmp_path, capsys, damage):
+    assert run_cli("--model", model_path, "--prompt", "Hi", "--max-length", 3, "--benchmark",
+                   "--benchmark-dir", tmp_path, "--warmup", 0) == 0
+    earlier = store_records(tmp_path)
+    view = tmp_path / "inference_metrics.json"
+    view.write_bytes(damage if isinstance(damage, bytes) else damage.encode())
+    assert run_cli("--model", model_path, "--prompt", "Hello", "--max-length", 3, "--benchmark",
+                   "--benchmark-dir", tmp_path, "--warmup", 0) == 0
+    err = capsys.readouterr().err
+    # the damaged file is kept aside, a new series starts, the earlier records are kept too
+    aside = list(tmp_path.glob("inference_metrics.json.corrupt-*"))
+    assert len(aside) == 1 and aside[0].read_bytes() == (damage if isinstance(damage, bytes) else damage.encode())
+    assert "damaged" in err and aside[0].name in err
+    backups = list(tmp_path.glob("results.jsonl.*.bak"))
+    assert len(backups) == 1 and backups[0].name in err
+    assert results.read_records(backups[0]) == earlier
+    assert [r["prompt"] for r in read_json(tmp_path)] == ["Hello", "Hello"]
+    assert [r["run"] for r in store_records(tmp_path)] == read_json(tmp_path)
+
+
+def test_a_view_that_cannot_be_replaced_costs_a_warning_not_the_runs(model_path, tmp_path, capsys, monkeypatch):
+    view = tmp_path / "inference_metrics.json"
+    view.write_text("not json", encoding="utf-8")
+    real_replace = os.replace
+
+    def refuse(src, dst, *args, **kwargs):
+        if Path(src) == view:
+            raise PermissionError("read-only file")
+        return real_replace(src, dst, *args, **kwargs)
+
+    monkeypatch.setattr(inference_metrics.os, "replace", refuse)
+    assert run_cli("--model", model_path, "--prompt", "Hi", "--max-length", 3, "--benchmark",
+                   "--benchmark-dir", tmp_path, "--warmup", 0) == 0
+    err = capsys.readouterr().err
+    assert "could not be moved aside" in err and "read-only file" in err
+    assert view.read_text(encoding="utf-8") == "not json"  # never overwritten
+    assert [r["run"]["prompt"] for r in store_records(tmp_path)] == ["Hi", "Hi"]  # but recorded
+    monkeypatch.setattr(inference_metrics.os, "replace", real_replace)
+    # views that cannot be written: the runs are recorded all the same
+    view.unlink()
+
+    def no_views(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(inference_metrics, "atomic_file", no_views)
+    assert run_cli("--model", model_path, "--prompt", "Ho", "--max-length", 3, "--benchmark",
+                   "--benchmark-dir", tmp_path, "--warmup", 0) == 0
+    assert "could not write the views" in capsys.readouterr().err
+    assert [r["run"]["prompt"] for r in store_records(tmp_path)] == ["Hi", "Hi", "Ho", "Ho"]
+
+
+def test_a_folder_from_before_the_store_is_imported(model_path, tmp_path):
+    legacy = [{"run_name": "run_1_baseline_ab", "optimized": False, "tokens_per_second": 10.0, "version": "v0"},
+              {"run_name": "run_1_optimized_ab", "optimized": True, "tokens_per_second": 30.0, "version": "v1",
+               "speedup": 3.0}]
+    (tmp_path / "inference_metrics.json").write_text(json.dumps({"runs": legacy}), encoding="utf-8")
+    assert run_cli("--model", model_path, "--prompt", "Hi", "--max-length", 3, "--benchmark",
+                   "--benchmark-dir", tmp_path, "--warmup", 0) == 0
+    runs = read_json(tmp_path)
+    assert runs[:2] == legacy and len(runs) == 4
+    assert [r["run"] for r in store_records(tmp_path)] == runs
+    assert not list(tmp_path.glob("inference_metrics.json.corrupt-*"))
+    summary = run_plots.comparison_summary(runs, "all")
+    assert summary["baseline"]["n"] == summary["optimized"]["n"] == 2

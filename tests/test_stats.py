@@ -6,8 +6,8 @@ import math
 import numpy as np
 import pytest
 
-from celerinfer import stats
-from celerinfer.stats import compare, mann_whitney_u, summarize
+from celerinfer.results import stats
+from celerinfer.results.stats import compare_samples, mann_whitney_u, summarize
 
 STAT_FIELDS = ["unit", "n", "median", "mean", "std", "min", "max", "p90", "p99", "ci95_low", "ci95_high"]
 
@@ -117,18 +117,18 @@ def test_mann_whitney_properties(rng):
 
 def test_compare_identical_distributions_not_significant(rng):
     a = rng.normal(1.0, 0.05, 20)
-    c = compare(a, rng.permutation(a))
+    c = compare_samples(a, rng.permutation(a))
     assert c.ratio == pytest.approx(1.0) and c.p_value == pytest.approx(1.0, abs=0.02)
     assert not c.significant and c.verdict.endswith("within noise")
     assert c.ratio_ci95[0] < 1.0 < c.ratio_ci95[1]
-    c2 = compare(rng.normal(1.0, 0.05, 20), rng.normal(1.0, 0.05, 20))
+    c2 = compare_samples(rng.normal(1.0, 0.05, 20), rng.normal(1.0, 0.05, 20))
     assert not c2.significant and c2.p_value > 0.05
 
 
 def test_compare_clear_shift_is_significant_with_direction(rng):
     a = 1.0 + rng.normal(0, 0.02, 20)
     b = 1.3 + rng.normal(0, 0.02, 20)
-    c = compare(a, b)
+    c = compare_samples(a, b)
     assert c.n_a == c.n_b == 20
     assert c.median_a == pytest.approx(np.median(a)) and c.median_b == pytest.approx(np.median(b))
     assert c.ratio == pytest.approx(np.median(b) / np.median(a))
@@ -137,18 +137,18 @@ def test_compare_clear_shift_is_significant_with_direction(rng):
     assert c.p_value < 1e-6 and c.significant
     assert c.verdict.startswith(f"b is {c.ratio:.2f}x slower than a (95% CI ")
     assert c.verdict.endswith("p<0.001): beyond noise")
-    back = compare(b, a)
+    back = compare_samples(b, a)
     assert back.ratio == pytest.approx(1 / c.ratio) and back.significant
     assert back.verdict.startswith(f"b is {c.ratio:.2f}x faster than a")
-    up = compare(a, b, lower_is_better=False, label_a="v1", label_b="v2")
+    up = compare_samples(a, b, lower_is_better=False, label_a="v1", label_b="v2")
     assert up.verdict.startswith("v2 is") and "x larger than v1" in up.verdict
     # deterministic
-    assert compare(a, b) == c
+    assert compare_samples(a, b) == c
 
 
 def test_compare_needs_both_ci_and_p():
     # 3 vs 3 fully separated: the ratio CI excludes 1 but p = 0.08 cannot reach 0.05
-    c = compare([1.0, 1.01, 1.02], [2.0, 2.01, 2.02])
+    c = compare_samples([1.0, 1.01, 1.02], [2.0, 2.01, 2.02])
     assert c.ratio_ci95[0] > 1.0
     assert c.p_value > 0.05 and not c.significant
     assert "p=0.081" in c.verdict and c.verdict.endswith("within noise")
@@ -156,11 +156,11 @@ def test_compare_needs_both_ci_and_p():
 
 def test_compare_rejects_bad_input():
     with pytest.raises(ValueError, match="median of a is 0"):
-        compare([0.0, 0.0, 1.0], [1.0, 2.0, 3.0])
+        compare_samples([0.0, 0.0, 1.0], [1.0, 2.0, 3.0])
     with pytest.raises(ValueError, match="empty"):
-        compare([], [1.0])
+        compare_samples([], [1.0])
     with pytest.raises(ValueError, match="non-finite"):
-        compare([1.0, 2.0], [1.0, float("nan")])
+        compare_samples([1.0, 2.0], [1.0, float("nan")])
 
 
 def test_best_seconds_warms_up_then_keeps_the_shortest_call(monkeypatch):

@@ -6,7 +6,7 @@ import sys
 import pytest
 
 import celerinfer
-from celerinfer.tokenizer import ByteTokenizer, HFTokenizer, load_tokenizer
+from celerinfer.io.tokenizer import ByteTokenizer, HFTokenizer, load_tokenizer
 
 tokenizers = pytest.importorskip("tokenizers", reason="the tokenizers library is an optional dependency")
 

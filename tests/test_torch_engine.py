@@ -1,4 +1,4 @@
-"""The PyTorch eager baseline (celerinfer.torch_engine) computes the model: its logits match the
+"""The PyTorch eager baseline (celerinfer.reference.torch_engine) computes the model: its logits match the
 reference, its greedy tokens equal the celerinfer engine's, through prefill and cached decode."""
 
 import numpy as np
@@ -9,7 +9,7 @@ from conftest import max_rel_err
 
 torch = pytest.importorskip("torch", reason="the PyTorch baseline needs torch")
 from celerinfer import reference  # noqa: E402
-from celerinfer.torch_engine import TorchEngine  # noqa: E402
+from celerinfer.reference.torch_engine import TorchEngine  # noqa: E402
 
 SMALL = dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=8, num_key_value_heads=2, vocab_size=256,
              max_position_embeddings=128)

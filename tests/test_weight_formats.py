@@ -1,7 +1,7 @@
 """Weight formats (Engine(..., weight_dtype=...)) and the SIMD kernels behind them.
 
 Each format is held to the PyTorch reference run on the same rounded weights (and, for bf16,
-rounded linear inputs: celerinfer.weight_formats, written from the format's definition): the
+rounded linear inputs: celerinfer.reference.weight_formats, written from the format's definition): the
 engine must compute the same function, so the tolerance is the fp32 parity bound, 1e-4
 relative (measured ~3e-7; for bf16, see conftest.assert_matches_twin). The
 rounding itself is checked against the float32 model from both sides: far enough to show the
@@ -19,7 +19,8 @@ from conftest import SMALL_CONFIGS, assert_matches_twin, make_inputs, max_rel_er
 
 torch = pytest.importorskip("torch", reason="parity tests compare against the PyTorch reference")
 import celerinfer  # noqa: E402
-from celerinfer import _core, reference, weight_formats  # noqa: E402
+from celerinfer import _core, reference  # noqa: E402
+from celerinfer.reference import weight_formats  # noqa: E402
 
 TWIN_TOL = 1e-4
 BOUNDS = {"f32": (0.0, 1e-6), "bf16": (1e-5, 1e-2), "int8": (1e-4, 2e-2)}
@@ -151,3 +152,14 @@ def test_weight_dtype_in_repr_and_cli(tmp_path, request):
 
     assert main(["generate", "--model", str(path), "--weight-dtype", "bf16", "--max-new-tokens", "3",
                  "--prompt-length", "4"]) == 0
+
+
+def test_every_format_of_the_cpp_table_has_a_twin():
+    """The twins are keyed by the names of the C++ table (celerinfer.formats), one each."""
+    from celerinfer.formats import FORMAT_NAMES
+
+    assert sorted(weight_formats.ROUNDERS) == sorted(FORMAT_NAMES)
+    assert weight_formats.ROUNDS_INPUTS <= set(FORMAT_NAMES)
+    w = torch.linspace(-1, 1, 2 * 40).reshape(2, 40)
+    for name in FORMAT_NAMES:
+        assert weight_formats.ROUNDERS[name](w).shape == w.shape

@@ -1,28 +1,34 @@
 """celerinfer: a C++ LLM inference engine for studying KV-cache strategies, with a PyTorch
-reference implementation (``celerinfer.reference``) for parity checks."""
+reference implementation (``celerinfer.reference``) for parity checks.
 
-from importlib.metadata import PackageNotFoundError, version as _version
+This module is the public API; each name comes from the module that defines it (the layout:
+``LAYOUT_NOTES.md`` / ``docs/design.md``). Modules inside the package import those modules,
+never this one.
+"""
 
 from . import _core
-from ._core import get_num_threads, set_num_threads, set_simd_level, simd_level, simd_levels
-from .arrays import compare_arrays, load_npy, save_npy
-from .checkpoint import load_checkpoint
+from .array_comparison import compare_arrays
 from .cuda import cuda_device_count, cuda_status
-from .engine import MATMUL_PRECISIONS, WEIGHT_DTYPES, Engine, Generation, versions
-from .model import FormatError, Model, ModelConfig, load, random_model, random_tokens
+from .engine import MATMUL_PRECISIONS, WEIGHT_DTYPES, Engine, Generation
+from .generate_options import GenerateOptions
+from .io.checkpoint import load_checkpoint
+from .io.model_files import load
+from .io.npy import load_npy, save_npy
+from .io.tokenizer import load_tokenizer
+from .model import FormatError, Model, ModelConfig, random_model, random_tokens
 from .model_presets import MODEL_PRESETS, preset_config
-from .tokenizer import load_tokenizer
+from .package_info import distribution_version as _distribution_version
+from .registry import versions
+from .runtime import get_num_threads, set_num_threads, set_simd_level, simd_level, simd_levels
 
-try:
-    __version__ = _version("celerinfer")
-except PackageNotFoundError:  # running from a source tree
-    __version__ = "0.0.0+unknown"
+__version__ = _distribution_version("celerinfer") or "0.0.0+unknown"  # unknown: a source tree
 
 __all__ = [
     "MATMUL_PRECISIONS",
     "WEIGHT_DTYPES",
     "Engine",
     "FormatError",
+    "GenerateOptions",
     "Generation",
     "MODEL_PRESETS",
     "Model",

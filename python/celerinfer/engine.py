@@ -8,11 +8,13 @@ import numpy as np
 
 from . import _core
 from .cuda import device_unavailable_message
+from .formats import FORMAT_NAMES
+from .generate_options import GenerateOptions
 from .model import Model, as_token_array
 
 PHASES = tuple(_core.phase_names())  # embedding, attention, mlp, head, other
-#: Weight formats the linear layers can compute with (Engine's weight_dtype).
-WEIGHT_DTYPES = tuple(_core.weight_dtypes())  # ("f32", "bf16", "int8")
+#: Weight formats the linear layers can compute with (Engine's weight_dtype): the C++ table's.
+WEIGHT_DTYPES = FORMAT_NAMES  # ("f32", "bf16", "int8")
 #: How prefill's matrix products may multiply f32 and int8 weights (Engine's matmul_precision),
 #: named after torch.set_float32_matmul_precision: "highest" is float32 products; "high" splits
 #: every value into a bfloat16 and a bfloat16 residual and sums three bf16 products (bf16x3) on
@@ -25,15 +27,6 @@ def precision_changes_prefill(weight_dtype: str) -> bool:
     """Whether matmul precision "high" changes how prefill multiplies `weight_dtype` weights on
     this CPU at the current SIMD level (bf16x3 on AMX: f32 and int8 where the CPU has AMX)."""
     return _core.prefill_gemm(weight_dtype, "high") != _core.prefill_gemm(weight_dtype, "highest")
-
-
-def versions() -> list[dict]:
-    """The versions registry (one dict of flags per KV-cache strategy), from the C++ engine."""
-    return _core.versions()
-
-
-def version_names() -> list[str]:
-    return [v["name"] for v in versions()]
 
 
 @dataclass
@@ -157,31 +150,23 @@ class Engine:
         head in the engine's weight format, scales included."""
         return self._impl.packed_weight_bytes
 
-    def generate(self, input_ids, max_new_tokens: int, temperature: float = 0.0, top_k: int = 0,
-                 top_p: float = 1.0, repetition_penalty: float = 1.0, seed: int = 0,
-                 eos_token_id: int | None = None, return_logits: bool = False, attention_mask=None,
-                 timing: bool = True) -> Generation:
+    def generate(self, input_ids, options: GenerateOptions | int | None = None, *, attention_mask=None,
+                 **fields) -> Generation:
         """Prefill the prompt (B, P) (or (P,)), then decode up to max_new_tokens tokens.
 
-        temperature 0 is greedy (argmax; ties to the lowest id). Sampling order: repetition
-        penalty, temperature, top-k, top-p; seeded per row, so the same seed gives the same
-        tokens. attention_mask (B, P) of 0/1 marks padding (left or right; positions are not
-        shifted). A row that emits eos_token_id keeps emitting it; generation stops when all
-        rows have. timing=False skips the per-phase clocks.
+        options: a :class:`GenerateOptions`; or its fields as keywords (``generate(ids,
+        max_new_tokens=8, temperature=0.8)``), the first of them, max_new_tokens, also as the
+        second argument (``generate(ids, 8, seed=1)``). An options object and fields together
+        are a TypeError. temperature 0 is greedy (argmax; ties to the lowest id). Sampling
+        order: repetition penalty, temperature, top-k, top-p; seeded per row, so the same seed
+        gives the same tokens. attention_mask (B, P) of 0/1 marks padding (left or right;
+        positions are not shifted). A row that emits eos_token_id keeps emitting it;
+        generation stops when all rows have. timing=False skips the per-phase clocks.
         """
+        options = GenerateOptions.of(options, fields)
         ids = as_token_array(input_ids, "input_ids")
         mask = None if attention_mask is None else as_token_array(attention_mask, "attention_mask")
-        options = _core.GenerateOptions()
-        options.max_new_tokens = int(max_new_tokens)
-        options.temperature = float(temperature)
-        options.top_k = int(top_k)
-        options.top_p = float(top_p)
-        options.repetition_penalty = float(repetition_penalty)
-        options.seed = int(seed)
-        options.eos_token_id = -1 if eos_token_id is None else int(eos_token_id)
-        options.return_logits = bool(return_logits)
-        options.timing = bool(timing)
-        result = self._impl.generate(ids, mask, options)
+        result = self._impl.generate(ids, mask, options.to_core())
         steps = result.steps
         return Generation(tokens=result.tokens, logits=result.logits, timings=timings_from_steps(steps),
                           kv_cache_bytes=result.kv_cache_bytes, kv_cache_capacity_bytes=result.kv_cache_capacity_bytes,

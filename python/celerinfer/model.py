@@ -29,10 +29,6 @@ CONFIG_FIELDS = (
     "layer_norm_epsilon",
 )
 
-#: Suffixes of PyTorch checkpoint files (a state_dict loaded with torch.load(weights_only=True)).
-TORCH_SUFFIXES = (".pt", ".pth", ".ckpt")
-
-
 def config_to_dict(config: ModelConfig) -> dict:
     """The config as a plain dict (Hugging Face key names)."""
     return {name: getattr(config, name) for name in CONFIG_FIELDS}
@@ -59,7 +55,8 @@ def as_token_array(values, name: str) -> np.ndarray:
 class Model:
     """A model's config and float32 weights, held by the C++ engine.
 
-    Create one with :func:`celerinfer.random_model` or :func:`celerinfer.load`.
+    Create one with :func:`celerinfer.random_model` or :func:`celerinfer.load`
+    (:mod:`celerinfer.io.model_files`).
     """
 
     def __init__(self, impl: _core.Model):
@@ -144,34 +141,6 @@ def random_model(config: ModelConfig | None = None, seed: int = 0, **config_fiel
     elif config_fields:
         raise TypeError("pass either a ModelConfig or config fields, not both")
     return Model(_core.random_model(config, int(seed)))
-
-
-def load(path: str | os.PathLike, config=None) -> Model:
-    """Load a model: a seed JSON file (.json), a .safetensors file, a Hugging Face checkpoint
-    folder (config.json and model.safetensors, or shards with model.safetensors.index.json;
-    memory-mapped) or its index file, or a PyTorch checkpoint (.pt, .pth, .ckpt; see
-    :func:`celerinfer.load_checkpoint`, which `config` is passed to)."""
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"no such model file or folder: {path}")
-    name = path.name.lower()
-    if path.is_dir() or name.endswith(".safetensors") or name.endswith(".safetensors.index.json"):
-        _no_config(config, path)
-        return Model(_core.load_safetensors(str(path)))
-    if name.endswith(TORCH_SUFFIXES):
-        from .checkpoint import load_checkpoint
-
-        return load_checkpoint(path, config)
-    if name.endswith(".json"):
-        _no_config(config, path)
-        return Model(_core.load_seed_json(str(path)))
-    raise ValueError(f"cannot tell the format of {path}: expected a folder, a .json (seed format), .safetensors "
-                     f"or PyTorch ({', '.join(TORCH_SUFFIXES)}) file")
-
-
-def _no_config(config, path: Path) -> None:
-    if config is not None:
-        raise ValueError(f"{path} carries its own config: pass a config only with a PyTorch checkpoint")
 
 
 def random_tokens(batch: int, seq_len: int, vocab_size: int, seed: int = 0) -> np.ndarray:

@@ -7,9 +7,9 @@ forward pass plus its argmax. Every backend is timed the same way, from Python, 
 same work.
 
 * ``celerinfer``: :class:`celerinfer.Engine` (its own per-step clocks).
-* ``torch``: :class:`celerinfer.torch_engine.TorchEngine`, eager fp32 with a KV cache.
+* ``torch``: :class:`celerinfer.reference.torch_engine.TorchEngine`, eager fp32 with a KV cache.
 * ``llama.cpp``: llama-cpp-python on a GGUF export of the same weights
-  (:mod:`celerinfer.gguf_export`), n_batch = n_ubatch = 512.
+  (:mod:`celerinfer.io.gguf`), n_batch = n_ubatch = 512.
 
 :func:`unavailable` says why a backend cannot run here (a missing package), or None.
 """
@@ -64,7 +64,7 @@ class CelerinferRunner:
 
 class TorchRunner:
     def __init__(self, model, threads: int, max_seq_len: int, dtype: str = "f32"):
-        from ..torch_engine import TorchEngine
+        from ..reference.torch_engine import TorchEngine  # imports torch: only when asked for
 
         self.engine = TorchEngine(model, max_seq_len=max_seq_len, threads=threads, dtype=dtype)
 

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import yaml
 
-from ..engine import MATMUL_PRECISIONS, WEIGHT_DTYPES, version_names
+from ..engine import MATMUL_PRECISIONS, WEIGHT_DTYPES
+from ..registry import version_names
 from .presets import PRESETS
 
 BENCHMARKS = ("latency", "memory", "phase", "perplexity", "roofline")

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import random_tokens
+from ..io.npy import load_npy
+from ..model import random_tokens
 
 
 def load_tokens(data: str, num_sequences: int, sequence_length: int, vocab_size: int, seed: int = 0):
@@ -22,8 +23,6 @@ def load_tokens(data: str, num_sequences: int, sequence_length: int, vocab_size:
     if not path.exists():
         raise FileNotFoundError(f"perplexity data file not found: {path}")
     if path.suffix == ".npy":
-        from ..arrays import load_npy
-
         ids = np.asarray(load_npy(path)).reshape(-1)
         if not np.issubdtype(ids.dtype, np.integer):
             raise ValueError(f"{path}: token ids must be integers, got {ids.dtype}")

@@ -11,10 +11,15 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from .. import calibration, results, roofline, stats
-from .._core import get_num_threads, set_num_threads
-from ..engine import PHASES, Engine, versions
-from ..model import ModelConfig, config_to_dict, load, random_model, random_tokens
+from ..engine import PHASES, Engine
+from ..io.model_files import load
+from ..model import ModelConfig, config_to_dict, random_model, random_tokens
+from ..registry import versions
+from ..results import stats
+from ..results.schema import make_record, new_run_id
+from ..results.store import append_record
+from ..runtime import get_num_threads, set_num_threads
+from . import calibration, roofline
 from .config import benchmark_names
 from .perplexity import load_tokens, next_token_metrics
 from .presets import PRESETS
@@ -30,7 +35,7 @@ class BenchRun:
     def __init__(self, config: dict, log_file: str | Path | None = None, progress: bool | None = None):
         self.config = config
         self.log_file = Path(log_file or config["log_file"])
-        self.run_id = results.new_run_id()
+        self.run_id = new_run_id()
         if config["threads"]:
             set_num_threads(int(config["threads"]))
         self.threads = get_num_threads()
@@ -38,6 +43,8 @@ class BenchRun:
         self.version_flags = {v["name"]: v for v in versions()}
         self.records: list[dict] = []
         self.progress = progress
+        #: the packed weight bytes of the engines this run built (one weight format per run)
+        self.packed_weight_bytes: int | None = None
 
     # ---- setup ---------------------------------------------------------------------------
 
@@ -50,22 +57,24 @@ class BenchRun:
             name, seed = cfg["preset"], cfg["model_seed"]
             model = random_model(ModelConfig(**PRESETS[name]["model"]), seed=seed)
         info = {"name": name, "config": config_to_dict(model.config), "num_parameters": model.config.num_parameters,
-                "weight_bytes": 4 * model.config.num_parameters, "weight_dtype": cfg["weight_dtype"],
+                "f32_weight_bytes": 4 * model.config.num_parameters, "weight_dtype": cfg["weight_dtype"],
                 "matmul_precision": cfg["matmul_precision"], "seed": seed}
         return model, info
 
     def _engine(self, version: str, max_seq_len: int) -> Engine:
-        return Engine(self.model, version, max_seq_len=max_seq_len, weight_dtype=self.config["weight_dtype"],
-                      matmul_precision=self.config["matmul_precision"])
+        engine = Engine(self.model, version, max_seq_len=max_seq_len, weight_dtype=self.config["weight_dtype"],
+                        matmul_precision=self.config["matmul_precision"])
+        self.packed_weight_bytes = engine.packed_weight_bytes
+        return engine
 
     def _prompt(self, length: int) -> np.ndarray:
         return random_tokens(self.config["batch_size"], length, self.model.config.vocab_size, seed=self.config["seed"])
 
     def _record(self, benchmark: str, version: str | None, params: dict, metrics: dict, status: str = "ok") -> dict:
         flags = self.version_flags.get(version) if version else None
-        record = results.make_record(benchmark, version, flags, self.model_info, params, metrics, self.run_id,
-                                     self.threads, status=status)
-        results.append_record(self.log_file, record)
+        record = make_record(benchmark, version, flags, self.model_info, params, metrics, self.run_id, self.threads,
+                             status=status)
+        append_record(self.log_file, record)
         self.records.append(record)
         return record
 
@@ -141,7 +150,8 @@ class BenchRun:
                             self._record("latency", version, params, latency_metrics(runs, T, cfg["batch_size"]),
                                          self._status())
                         if "memory" in names and T in cfg["T_values"]:
-                            self._record("memory", version, params, memory_metrics(runs[-1], self.model_info, T),
+                            self._record("memory", version, params,
+                                         memory_metrics(runs[-1], self.model_info, T, self.packed_weight_bytes),
                                          self._status())
                         if "phase" in names and T == cfg["T_star"]:
                             self._record("phase", version, params, phase_metrics(runs), self._status())
@@ -217,11 +227,12 @@ def latency_metrics(runs, T: int, batch: int) -> dict:
     return m
 
 
-def memory_metrics(run, model_info: dict, T: int) -> dict:
+def memory_metrics(run, model_info: dict, T: int, packed_weight_bytes: int | None = None) -> dict:
     cached = run.prompt_length + run.new_tokens.shape[1] - 1 if run.kv_cache_bytes else 0
     batch = run.tokens.shape[0]
     return {"kv_cache_bytes": run.kv_cache_bytes, "kv_cache_capacity_bytes": run.kv_cache_capacity_bytes,
-            "engine_bytes": run.peak_bytes, "weight_bytes": model_info["weight_bytes"],
+            "engine_bytes": run.peak_bytes, "f32_weight_bytes": model_info["f32_weight_bytes"],
+            "packed_weight_bytes": packed_weight_bytes,
             "peak_rss_bytes": run.peak_rss_bytes,
             "kv_bytes_per_token": run.kv_cache_bytes / (cached * batch) if cached else 0.0}
 

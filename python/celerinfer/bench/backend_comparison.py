@@ -1,0 +1,424 @@
+"""`celerinfer bench compare`: celerinfer against PyTorch eager and llama.cpp on the same weights.
+
+For one model (a preset's random weights or a model file) and one thread count, every setup
+(backend x weight format x KV cache) is timed the same way (:mod:`.backends`), in ``repeats``
+rounds that each run every setup once (a warm-up, then a prefill of ``prompt_length`` tokens:
+"pp", tokens/s = prompt_length / prefill time; then ``gen_length`` decode steps: "tg",
+tokens/s = gen_length / their total time). Round-robin keeps the ratios fair on a shared
+machine. The memory bandwidth is measured in the same run (a ``calibrate`` record, and a
+short triad between rounds), so each decode speed is also expressed as the share of that
+bandwidth its weight traffic uses.
+
+Setups, in the order measured (references first, so each record can carry its ratios):
+
+1. ``torch``: eager fp32 with a KV cache (:mod:`celerinfer.reference.torch_engine`), and when bf16 is
+   among the weight dtypes, the model cast to bf16 (PyTorch's own bf16 path: oneDNN, on AMX
+   tiles where the CPU has them), the same-format reference for celerinfer's bf16.
+2. ``llama.cpp``: the GGUF export of the same weights in the format matching each celerinfer
+   weight dtype (f32 -> f32, bf16 -> f16, int8 -> q8_0), with each KV cache type of
+   ``llama_kv`` (f16: llama.cpp's default; q8_0 runs with flash attention, which llama.cpp
+   needs for a quantized V cache).
+3. ``celerinfer``: every weight dtype with ``v1`` (fp32 cache); the other versions (default v5
+   fp16 and v2 INT8 caches) with the most compact weight dtype. Where the CPU has AMX, f32 and
+   int8 with ``v1`` again at matmul precision "high" (bf16x3 prefill; :class:`celerinfer.Engine`),
+   labelled "(high)": the same weights, a faster and slightly less exact prefill.
+
+One ``compare`` record per setup (``docs/results_schema.md``), appended after the last round:
+Ctrl-C stops the rounds and keeps every timed run so far.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .. import _core
+from ..engine import WEIGHT_DTYPES, precision_changes_prefill
+from ..formats import WEIGHT_FORMATS, format_of_gguf_type, weight_format
+from ..io.gguf import FILE_TYPES, export_gguf
+from ..model import ModelConfig, random_model, random_tokens
+from ..results import stats
+from . import backends, roofline
+from .config import load_config
+from .presets import PRESETS
+from .runner import BenchRun
+
+BENCHMARK = "compare"
+DEFAULT_PRESET = "1b"
+DEFAULT_PROMPT, DEFAULT_GEN, LONG_PROMPT = 512, 128, 2048
+DEFAULT_VERSIONS = ("v1", "v5", "v2")
+DEFAULT_LLAMA_KV = ("f16", "q8_0")
+WARMUP_DECODE_TOKENS = 4
+#: The one llama.cpp format of the comparison that the engine's table does not give: llama.cpp
+#: runs f16 against celerinfer's bf16, since the GGUF export writes no bf16 and f16 has bf16's
+#: two bytes per weight. Every other pairing comes from the C++ table's gguf_type (int8: Q8_0).
+LLAMA_STAND_INS = {"bf16": "f16"}
+
+
+def matching_gguf(weight_dtype: str) -> str | None:
+    """The GGUF type llama.cpp runs against an engine weight format: the format's own GGUF type
+    when the export writes it, else its stand-in (bf16: f16); None when llama.cpp has neither."""
+    own = weight_format(weight_dtype).gguf_type.lower()
+    return own if own in FILE_TYPES else LLAMA_STAND_INS.get(weight_dtype)
+
+
+#: celerinfer weight dtype -> the GGUF weight format llama.cpp runs for the same bytes class (the
+#: engine's formats llama.cpp can run: only those are compared)
+MATCHING_GGUF = {name: gguf for name in WEIGHT_FORMATS if (gguf := matching_gguf(name)) is not None}
+
+
+def engine_format(weight_dtype: str) -> str:
+    """The engine format whose layout a setup's weight format has: an engine format itself, a
+    GGUF type of one (q8_0: int8, one byte per value plus an fp16 scale per 32 values) or a
+    stand-in (f16: bf16)."""
+    if weight_dtype in WEIGHT_FORMATS:
+        return weight_dtype
+    same = format_of_gguf_type(weight_dtype)
+    if same is not None:
+        return same.name
+    for engine, stand_in in LLAMA_STAND_INS.items():
+        if stand_in == weight_dtype:
+            return engine
+    raise ValueError(f"unknown weight format {weight_dtype!r}")
+
+
+def format_class(weight_dtype: str) -> str:
+    """f32, 16-bit or 8-bit: the weight formats compared with each other (by their bits per value)."""
+    bits = weight_format(engine_format(weight_dtype)).value_bits
+    return "f32" if bits == 32 else f"{bits}-bit"
+
+
+@dataclass(frozen=True)
+class Setup:
+    """One measured configuration. weight_dtype: celerinfer's f32/bf16/int8, torch's f32 or a
+    GGUF type (f32/f16/q8_0); kv_cache: the cache storage (celerinfer: from the version);
+    matmul_precision: celerinfer's (None for the other backends)."""
+
+    backend: str
+    weight_dtype: str
+    kv_cache: str
+    version: str | None = None
+    flash_attn: bool = False
+    matmul_precision: str | None = None
+
+    @property
+    def label(self) -> str:
+        kv = f"{self.version} ({self.kv_cache} KV)" if self.version else f"{self.kv_cache} KV"
+        precision = f" ({self.matmul_precision})" if self.matmul_precision not in (None, "highest") else ""
+        return f"{self.backend} {self.weight_dtype}{precision} / {kv}" + (" + FA" if self.flash_attn else "")
+
+    @property
+    def format_class(self) -> str:
+        """f32, 16-bit or 8-bit: the weight formats compared with each other."""
+        return format_class(self.weight_dtype)
+
+    def params(self) -> dict:
+        return {"backend": self.backend, "weight_dtype": self.weight_dtype, "kv_cache": self.kv_cache,
+                "flash_attn": self.flash_attn, "matmul_precision": self.matmul_precision, "label": self.label}
+
+
+def kv_label(flags: dict) -> str:
+    """A version's cache storage in a few characters (fp32, fp16, int8, int8-kivi)."""
+    return flags["kv_dtype"] + ("-kivi" if flags.get("kv_quant") == "per_channel_kivi" else "")
+
+
+def plan(backend_names, weight_dtypes, versions, llama_kv, version_flags: dict,
+         engine_dtypes=tuple(MATCHING_GGUF), high_dtypes=()) -> list[Setup]:
+    """The setups to measure, references first (see the module docstring). llama.cpp runs the
+    GGUF format matching every weight dtype; celerinfer the ones its Engine has (engine_dtypes),
+    and those of high_dtypes (where matmul precision "high" differs) again at "high"."""
+    for what, names, known in (("backend", backend_names, backends.BACKENDS),
+                               ("weight dtype", weight_dtypes, MATCHING_GGUF),
+                               ("llama.cpp KV cache type", llama_kv, backends.LLAMA_KV_TYPES),
+                               ("version", versions, version_flags)):
+        for name in names:
+            if name not in known:
+                raise ValueError(f"unknown {what} {name!r}; known: {', '.join(known)}")
+    for v in versions:
+        if not version_flags[v]["use_cache"]:
+            raise ValueError(f"{v} has no KV cache: the comparison times cached decoding")
+    setups = []
+    if "torch" in backend_names:
+        setups.append(Setup("torch", "f32", "fp32"))
+        if "bf16" in weight_dtypes:
+            setups.append(Setup("torch", "bf16", "bf16"))
+    if "llama.cpp" in backend_names:
+        for w in weight_dtypes:
+            for kv in llama_kv:
+                setups.append(Setup("llama.cpp", MATCHING_GGUF[w], kv, flash_attn=kv not in ("f32", "f16")))
+    if "celerinfer" in backend_names:
+        own = [w for w in weight_dtypes if w in engine_dtypes]
+        compact = own[-1] if own else None
+        if "v1" in versions:
+            for w in own:
+                setups.append(Setup("celerinfer", w, kv_label(version_flags["v1"]), "v1", matmul_precision="highest"))
+            for w in own:
+                if w in high_dtypes:
+                    setups.append(Setup("celerinfer", w, kv_label(version_flags["v1"]), "v1", matmul_precision="high"))
+        for v in versions:
+            if v != "v1" and compact:
+                setups.append(Setup("celerinfer", compact, kv_label(version_flags[v]), v, matmul_precision="highest"))
+    return setups
+
+
+def high_precision_dtypes(weight_dtypes) -> list[str]:
+    """The weight dtypes whose prefill runs differently at matmul precision "high" on this CPU."""
+    return [w for w in weight_dtypes if w in WEIGHT_DTYPES and precision_changes_prefill(w)]
+
+
+def weight_bytes_per_token(config: ModelConfig, weight_dtype: str, context_length: int) -> float:
+    """Weight bytes one decode step reads (the roofline model: every matrix once in the format,
+    the norms in fp32, one embedding row)."""
+    return roofline.decode_cost(config, "v1", 1, context_length, weight_dtype=engine_format(weight_dtype)).weight_bytes
+
+
+def speed_metrics(runs, prompt_length: int, gen_length: int, weight_bytes: float, bandwidth_gbps: float | None) -> dict:
+    """Metrics of one setup from its timed runs [(prefill_ns, [decode_ns, ...]), ...]."""
+    prefill = [p for p, _ in runs]
+    decode_totals = [sum(d) for _, d in runs]
+    pp = [prompt_length / (p / 1e9) for p in prefill]
+    tg = [gen_length / (t / 1e9) for t in decode_totals]
+    m = {"pp_tokens_per_s": stats.summarize(pp, unit="tok/s", raw_unit=None),
+         "tg_tokens_per_s": stats.summarize(tg, unit="tok/s", raw_unit=None),
+         "prefill_ms": stats.summarize(prefill),
+         "decode_ms_per_token": stats.summarize([t for _, d in runs for t in d]),
+         "weight_bytes_per_token": weight_bytes}
+    m["decode_weight_gbps"] = weight_bytes * m["tg_tokens_per_s"]["median"] / 1e9
+    m["bandwidth_gbps"] = bandwidth_gbps
+    m["bandwidth_fraction"] = m["decode_weight_gbps"] / bandwidth_gbps if bandwidth_gbps else None
+    return m
+
+
+def _median(record: dict, metric: str) -> float:
+    return record["metrics"][metric]["median"]
+
+
+def ratios(setup: Setup, metrics: dict, earlier: list[dict]) -> dict:
+    """This setup's pp and tg speeds over the references measured before it (records):
+    ``vs_torch`` (torch fp32); for celerinfer, ``vs_torch_same_format`` (torch in the same
+    weight format class, when it was measured and is not fp32) and ``vs_llama_cpp``: the
+    fastest llama.cpp setup of the same weight format class, per metric (its label in
+    ``*_reference``). None: no reference."""
+    out = {"vs_torch": None, "vs_torch_same_format": None, "vs_llama_cpp": None}
+    pp, tg = metrics["pp_tokens_per_s"]["median"], metrics["tg_tokens_per_s"]["median"]
+
+    def over(ref: dict) -> dict:
+        return {"pp": pp / _median(ref, "pp_tokens_per_s"), "tg": tg / _median(ref, "tg_tokens_per_s")}
+
+    torch_refs = {format_class(r["params"]["weight_dtype"]): r for r in earlier if r["params"]["backend"] == "torch"}
+    if "f32" in torch_refs and not (setup.backend == "torch" and setup.weight_dtype == "f32"):
+        out["vs_torch"] = over(torch_refs["f32"])
+    if setup.backend == "celerinfer" and setup.format_class != "f32" and setup.format_class in torch_refs:
+        out["vs_torch_same_format"] = over(torch_refs[setup.format_class])
+    llama = [r for r in earlier if r["params"]["backend"] == "llama.cpp"
+             and format_class(r["params"]["weight_dtype"]) == setup.format_class]
+    if llama and setup.backend == "celerinfer":
+        best_pp = max(llama, key=lambda r: _median(r, "pp_tokens_per_s"))
+        best_tg = max(llama, key=lambda r: _median(r, "tg_tokens_per_s"))
+        out["vs_llama_cpp"] = {"pp": pp / _median(best_pp, "pp_tokens_per_s"),
+                               "tg": tg / _median(best_tg, "tg_tokens_per_s"),
+                               "pp_reference": best_pp["params"]["label"], "tg_reference": best_tg["params"]["label"]}
+    return out
+
+
+class BackendComparison(BenchRun):
+    """One `bench compare` invocation: the model, the setups, the records."""
+
+    def __init__(self, config: dict, prompt_length: int, gen_length: int, repeats: int = 3,
+                 backend_names=backends.BACKENDS, weight_dtypes=None, versions=DEFAULT_VERSIONS,
+                 llama_kv=DEFAULT_LLAMA_KV, gguf_dir=None, log_file=None, progress: bool | None = None):
+        for name, value, minimum in (("prompt_length", prompt_length, 1), ("gen_length", gen_length, 1),
+                                     ("repeats", repeats, 1)):
+            if int(value) < minimum:
+                raise ValueError(f"{name} must be >= {minimum}, got {value}")
+        self.prompt_length, self.gen_length, self.repeats = int(prompt_length), int(gen_length), int(repeats)
+        self.max_seq_len = self.prompt_length + self.gen_length + 1
+        super().__init__(config, log_file=log_file, progress=progress)
+        self.skipped: dict[str, str] = {}
+        names = []
+        for name in backend_names:
+            reason = backends.unavailable(name)
+            if reason:
+                self.skipped[name] = reason
+            else:
+                names.append(name)
+        supported = WEIGHT_DTYPES  # the formats this build's engine has
+        self.weight_dtypes = list(weight_dtypes or MATCHING_GGUF)
+        for w in self.weight_dtypes:
+            if w not in supported and w in MATCHING_GGUF and "celerinfer" in names:
+                self.skipped[f"celerinfer {w}"] = (f"this celerinfer build has no weight_dtype {w!r} "
+                                                   f"(supported: {', '.join(supported)})")
+        self.setups = plan(names, self.weight_dtypes, list(versions), list(llama_kv), self.version_flags, supported,
+                           high_precision_dtypes(self.weight_dtypes))
+        if "celerinfer" in names and not precision_changes_prefill("f32"):
+            self.skipped["celerinfer (high)"] = ("matmul precision high computes as highest here "
+                                                 f"(prefill GEMM {_core.prefill_gemm('f32', 'high')}; no AMX)")
+        head_dim = self.model.config.hidden_size // self.model.config.num_attention_heads
+        for s in [s for s in self.setups if s.backend == "llama.cpp" and s.kv_cache == "q8_0" and head_dim % 32]:
+            self.skipped[s.label] = f"llama.cpp's q8_0 KV cache needs a head_dim multiple of 32 (this model: {head_dim})"
+            self.setups.remove(s)
+        self.gguf_dir = Path(gguf_dir) if gguf_dir else None
+        self.interrupted = False
+        #: label -> the engine's packed weight bytes, for the celerinfer setups that ran
+        self.packed_weight_bytes: dict[str, int] = {}
+
+    def _load_model(self):
+        """The configured model; a preset's max_position_embeddings grows to fit a long run."""
+        model, info = super()._load_model()
+        if model.config.max_position_embeddings >= self.max_seq_len:
+            return model, info
+        if self.config["model"]:
+            raise ValueError(f"{info['name']} holds {model.config.max_position_embeddings} positions: "
+                             f"prompt + generation need {self.max_seq_len}")
+        fields = {**PRESETS[info["name"]]["model"], "max_position_embeddings": self.max_seq_len}
+        model = random_model(ModelConfig(**fields), seed=info["seed"])
+        info["config"]["max_position_embeddings"] = self.max_seq_len
+        return model, info
+
+    def _params(self, **extra) -> dict:
+        return {"prompt_length": self.prompt_length, "gen_length": self.gen_length, "batch_size": 1,
+                "seed": self.config["seed"], "num_warmup_runs": 1, "num_measure_runs": self.repeats, **extra}
+
+    # ---- the run --------------------------------------------------------------------------
+
+    def _runner(self, setup: Setup, gguf_files: dict):
+        if setup.backend == "celerinfer":
+            return backends.CelerinferRunner(self.model, setup.version, setup.weight_dtype, self.max_seq_len,
+                                             setup.matmul_precision)
+        if setup.backend == "torch":
+            return backends.TorchRunner(self.model, self.threads, self.max_seq_len, setup.weight_dtype)
+        if setup.weight_dtype not in gguf_files:  # exported once, kept for every round of the run
+            folder = self.gguf_dir or Path(self._tmp)
+            name = Path(str(self.model_info["name"])).stem
+            gguf_files[setup.weight_dtype] = export_gguf(self.model, folder / f"{name}-{setup.weight_dtype}.gguf",
+                                                         setup.weight_dtype, progress=self.progress is not False)
+        return backends.LlamaCppRunner(gguf_files[setup.weight_dtype], setup.kv_cache, setup.flash_attn,
+                                       self.threads, n_ctx=self.max_seq_len)
+
+    def _measure_once(self, setup: Setup, gguf_files: dict, ids):
+        """One timed run of a setup, after a short warm-up run of the same prompt; None when
+        interrupted (Ctrl-C) before it finished."""
+        runner = self._runner(setup, gguf_files)
+        if isinstance(runner, backends.CelerinferRunner):
+            self.packed_weight_bytes[setup.label] = runner.engine.packed_weight_bytes
+        try:
+            with self._interruptible():
+                runner.run(ids, min(WARMUP_DECODE_TOKENS, self.gen_length))
+                return runner.run(ids, self.gen_length)
+        finally:
+            runner.close()
+
+    def _triad_gbps(self, cal: dict) -> float:
+        """The triad bandwidth again, briefly, on the calibration's working set."""
+        return float(np.median(_core.stream_triad(max(1, int(cal["triad_bytes"]) // 12), 3)))
+
+    def run(self) -> list[dict]:
+        """Calibrates, then measures the setups round-robin: round r runs every setup once, so
+        a burst of load from another process on a shared machine slows one run of every setup
+        instead of every run of one setup (the ratios stay fair). The triad is re-measured
+        between rounds and its median over the run is the bandwidth. Appends one record per
+        setup; returns the records."""
+        ids = random_tokens(1, self.prompt_length, self.model.config.vocab_size, seed=self.config["seed"])
+        cal = self.measure_ceilings()
+        bandwidths = [cal["bandwidth_gbps"]["median"]]
+        runs: dict[str, list] = {s.label: [] for s in self.setups}
+        active = list(self.setups)
+        gguf_files: dict[str, Path] = {}
+        self._tmp = tempfile.mkdtemp(prefix="celerinfer-gguf-")
+        try:
+            with self._bar(len(self.setups) * self.repeats, "compare") as bar:
+                for round_index in range(self.repeats):
+                    for setup in list(active):
+                        bar.set_postfix_str(f"round {round_index + 1}: {setup.label}")
+                        try:
+                            run = self._measure_once(setup, gguf_files, ids)
+                        except (RuntimeError, ValueError, OSError) as exc:  # one broken setup must not cost the others
+                            self.skipped[setup.label] = f"failed: {type(exc).__name__}: {exc}"
+                            active.remove(setup)
+                            continue
+                        if run is not None:
+                            runs[setup.label].append(run)
+                        bar.update(1)
+                        if self.interrupted:
+                            break
+                    if self.interrupted:
+                        break
+                    if round_index + 1 < self.repeats:
+                        bandwidths.append(self._triad_gbps(cal))
+        finally:
+            shutil.rmtree(self._tmp, ignore_errors=True)
+        bandwidth = float(np.median(bandwidths))
+        measured: list[dict] = []
+        for setup in self.setups:
+            if runs[setup.label] and setup.label not in self.skipped:
+                nbytes = weight_bytes_per_token(self.model.config, setup.weight_dtype, self.prompt_length)
+                metrics = speed_metrics(runs[setup.label], self.prompt_length, self.gen_length, nbytes, bandwidth)
+                metrics["bandwidth_gbps_rounds"] = bandwidths
+                metrics["packed_weight_bytes"] = self.packed_weight_bytes.get(setup.label)
+                metrics.update(ratios(setup, metrics, measured))
+                measured.append(self._record(BENCHMARK, setup.version, self._params(**setup.params()),
+                                             metrics, self._status()))
+        return measured
+
+
+# ---- the report ------------------------------------------------------------------------------
+
+def _fmt(x, spec: str = ".1f", suffix: str = "") -> str:
+    return "-" if x is None else f"{x:{spec}}{suffix}"
+
+
+def format_table(records: list[dict]) -> str:
+    """A markdown table of compare records (in the order given) and the calibration they used."""
+    rows = [r for r in records if r.get("benchmark") == BENCHMARK]
+    if not rows:
+        return "(no compare records)"
+    p = rows[0]["params"]
+    pp, tg = f"pp{p['prompt_length']}", f"tg{p['gen_length']}"
+    lines = [f"| setup | {pp} tok/s | {tg} tok/s | weight GB/s in decode | % of bandwidth | "
+             f"{pp} vs llama.cpp | {tg} vs llama.cpp | {pp} vs torch fp32 | {tg} vs torch fp32 | "
+             f"{pp} vs torch same format | {tg} vs torch same format |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        m = r["metrics"]
+        vs = [m.get(key) or {} for key in ("vs_llama_cpp", "vs_torch", "vs_torch_same_format")]
+        mark = " (interrupted)" if r.get("status") == "interrupted" else ""
+        lines.append(f"| {r['params']['label']}{mark} | {_fmt(m['pp_tokens_per_s']['median'])} | "
+                     f"{_fmt(m['tg_tokens_per_s']['median'], '.2f')} | {_fmt(m['decode_weight_gbps'], '.2f')} | "
+                     f"{_fmt(m['bandwidth_fraction'] and 100 * m['bandwidth_fraction'], '.0f', '%')} | "
+                     + " | ".join(f"{_fmt(v.get(k), '.2f', 'x')}" for v in vs for k in ("pp", "tg")) + " |")
+    first = rows[0]
+    bw = first["metrics"].get("bandwidth_gbps")
+    n = first["model"]["num_parameters"]
+    size = f"{n / 1e9:.2f}B" if n >= 1e9 else f"{n / 1e6:.3g}M"
+    head = (f"model {first['model']['name']} ({size} parameters), "
+            f"{first['threads']} threads, prompt {p['prompt_length']}, {p['gen_length']} decode tokens, "
+            f"median of {p['num_measure_runs']} runs; memory bandwidth (triad, this run) {_fmt(bw, '.2f')} GB/s")
+    return head + "\n\n" + "\n".join(lines)
+
+
+def run_backend_comparison(preset: str | None = None, model: str | None = None, prompt_length: int | None = None,
+                gen_length: int = DEFAULT_GEN, repeats: int = 3, long: bool = False, threads: int | None = None,
+                seed: int | None = None, log_file=None, progress: bool | None = None, **options) -> BackendComparison:
+    """Runs the comparison and returns the BackendComparison (its .records, .setups, .skipped).
+    long: a 2048-token prompt (unless prompt_length is given). options: backend_names,
+    weight_dtypes, versions, llama_kv, gguf_dir (see :class:`BackendComparison`)."""
+    if prompt_length is None:
+        prompt_length = LONG_PROMPT if long else DEFAULT_PROMPT
+    if not model and not preset:
+        preset = DEFAULT_PRESET
+    config = load_config(preset=preset, overrides={"model": model, "threads": threads, "seed": seed})
+    run = BackendComparison(config, prompt_length, gen_length, repeats, log_file=log_file, progress=progress,
+                     **{k: v for k, v in options.items() if v is not None})
+    try:
+        run.run()
+    except KeyboardInterrupt:  # between setups: what was measured is already in the log
+        run.interrupted = True
+    return run
+
+
+__all__ = ["BackendComparison", "Setup", "format_table", "plan", "ratios", "run_backend_comparison", "speed_metrics",
+           "weight_bytes_per_token"]

@@ -1,0 +1,47 @@
+"""Reading the fields of records that may be incomplete, hand-made or old: nested lookups,
+finite numbers, the median of a statistics object, and the names that changed.
+
+Renamed fields, read under both names (old logs stay readable):
+
+* ``weight_bytes`` (in ``model`` and in the memory benchmark's ``metrics``) is now
+  ``f32_weight_bytes``: it always meant the fp32 size, 4 x num_parameters, which is not what
+  an engine with bf16 or int8 weights reads (that is ``packed_weight_bytes``).
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+
+
+def get(d, *keys):
+    """d[k1][k2]...; None when any level is missing or not a dict."""
+    for k in keys:
+        if not isinstance(d, dict):
+            return None
+        d = d.get(k)
+    return d
+
+
+def finite_number(x) -> float | None:
+    """A finite float, or None (null, NaN, infinities, strings, booleans)."""
+    if x is None or isinstance(x, bool) or not isinstance(x, numbers.Real):
+        return None
+    f = float(x)
+    return f if math.isfinite(f) else None
+
+
+def median_of(x) -> float | None:
+    """The median of a statistics object, or the number itself."""
+    return finite_number(x.get("median")) if isinstance(x, dict) else finite_number(x)
+
+
+def f32_weight_bytes(record: dict) -> float | None:
+    """The fp32 size of the model's weights a record states: in its metrics (memory records),
+    else in its model; ``weight_bytes`` in records written before the rename. None: absent."""
+    for where in (record.get("metrics"), record.get("model")):
+        for name in ("f32_weight_bytes", "weight_bytes"):
+            value = finite_number(get(where, name))
+            if value:
+                return value
+    return None
