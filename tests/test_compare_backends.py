@@ -247,7 +247,38 @@ def test_cli_prints_the_table_and_checks_its_input(tmp_path, capsys):
 
 
 def test_a_preset_grows_to_fit_a_long_prompt(tmp_path):
-    run = backend_comparison.run_backend_comparison(preset="tiny", prompt_length=300, gen_length=2, repeats=1, progress=False,
-                              log_file=tmp_path / "r.jsonl", backend_names=("celerinfer",), versions=["v1"])
-    assert run.model.config.max_position_embeddings == 303
-    assert run.records[-1]["model"]["config"]["max_position_embeddings"] == 303
+    run = backend_comparison.run_backend_comparison(preset="tiny", prompt_length=1100, gen_length=2, repeats=1,
+                                                    progress=False, log_file=tmp_path / "r.jsonl",
+                                                    backend_names=("celerinfer",), versions=["v1"])
+    assert run.model.config.max_position_embeddings == 1103
+    assert run.records[-1]["model"]["config"]["max_position_embeddings"] == 1103
+
+
+def test_a_gguf_model_is_compared_on_its_own_file(tmp_path):
+    """--model x.gguf: celerinfer runs the file's own formats and llama.cpp the file itself
+    (weight dtype "stored"), next to the int8/q8_0 pair; llama.cpp's logits are measured
+    against celerinfer's in the same format."""
+    model = celerinfer.random_model(hidden_size=128, num_hidden_layers=2, num_attention_heads=4,
+                                    num_key_value_heads=2, vocab_size=300, max_position_embeddings=64, seed=5)
+    path = tmp_path / "m.gguf"
+    model.save(path, weight_dtype="q4_1")
+    names = ("celerinfer", "llama.cpp") if HAVE_LLAMA else ("celerinfer",)
+    run = backend_comparison.run_backend_comparison(model=str(path), prompt_length=12, gen_length=3, repeats=1,
+                                                    progress=False, log_file=tmp_path / "r.jsonl",
+                                                    backend_names=names, versions=["v1"], llama_kv=["f16"])
+    records = [r for r in run.records if r["benchmark"] == "compare"]
+    labels = {(r["params"]["backend"], r["params"]["weight_dtype"]) for r in records}
+    assert ("celerinfer", "stored") in labels and ("celerinfer", "int8") in labels
+    stored = next(r for r in records if r["params"]["backend"] == "celerinfer" and r["params"]["weight_dtype"] == "stored")
+    assert stored["metrics"]["packed_weight_bytes"] < 0.25 * 4 * model.config.num_parameters  # 4-bit, not f32
+    if HAVE_LLAMA:
+        assert ("llama.cpp", "stored") in labels and stored["metrics"]["vs_llama_cpp"]["tg_reference"].startswith(
+            "llama.cpp stored")
+        for r in records:
+            if r["params"]["backend"] == "llama.cpp":
+                a = r["metrics"]["logits_vs_celerinfer"]
+                assert a["positions"] == 12 and 0 <= a["kl_mean"] < 0.05 and a["top1_agreement"] >= 0.75
+    with pytest.raises(ValueError, match="not a GGUF file"):
+        backend_comparison.run_backend_comparison(preset="tiny", prompt_length=4, gen_length=2, repeats=1, progress=False,
+                                                  log_file=tmp_path / "r2.jsonl", backend_names=("celerinfer",),
+                                                  weight_dtypes=["stored"], versions=["v1"])

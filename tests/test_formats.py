@@ -34,11 +34,13 @@ def test_the_roofline_and_the_comparison_derive_from_the_table():
     for name, f in formats.WEIGHT_FORMATS.items():
         assert roofline.weight_value_bytes(name) == f.bytes_per_weight
     # llama.cpp runs each format's GGUF type; bf16, which the export does not write, against f16
-    assert backend_comparison.MATCHING_GGUF == {"f32": "f32", "bf16": "f16", "int8": "q8_0"}
-    assert {w: backend_comparison.engine_format(w) for w in ("f32", "bf16", "int8", "f16", "q8_0")} == {
-        "f32": "f32", "bf16": "bf16", "int8": "int8", "f16": "bf16", "q8_0": "int8"}
-    assert {w: backend_comparison.format_class(w) for w in ("f32", "bf16", "f16", "int8", "q8_0")} == {
-        "f32": "f32", "bf16": "16-bit", "f16": "16-bit", "int8": "8-bit", "q8_0": "8-bit"}
+    assert backend_comparison.MATCHING_GGUF == {"f32": "f32", "bf16": "f16", "int8": "q8_0", "q4_0": "q4_0",
+                                                "q4_1": "q4_1"}
+    assert {w: backend_comparison.engine_format(w) for w in ("f32", "bf16", "int8", "f16", "q8_0", "q4_0", "q4_1")} == {
+        "f32": "f32", "bf16": "bf16", "int8": "int8", "f16": "bf16", "q8_0": "int8", "q4_0": "q4_0", "q4_1": "q4_1"}
+    assert {w: backend_comparison.format_class(w) for w in ("f32", "bf16", "f16", "int8", "q8_0", "q4_0", "q4_1")} == {
+        "f32": "f32", "bf16": "16-bit", "f16": "16-bit", "int8": "8-bit", "q8_0": "8-bit", "q4_0": "4-bit",
+        "q4_1": "4-bit"}
     assert formats.format_of_gguf_type("Q8_0").name == "int8" and formats.format_of_gguf_type("q4_k") is None
     with pytest.raises(ValueError, match="unknown weight format 'q4_k'"):
         backend_comparison.engine_format("q4_k")

@@ -483,7 +483,7 @@ def test_styles_follow_the_registry_order():
     colors = [plots.version_color(v["name"], grown) for v in grown]
     markers = [plots.version_marker(v["name"], grown) for v in grown]
     assert len(set(colors)) == len(grown) and len(set(markers)) == len(grown)
-    assert plots.version_label("kv4-window", registry=grown) == "kv4-window (int4 cache)"
+    assert plots.version_label("kv4-window", registry=grown) == "kv4-window (INT4 cache)"
     # the order is the registry's, whatever the names
     backwards = list(reversed(registry))
     assert plots.version_color(backwards[0]["name"], backwards) == plots.PALETTE[0]
@@ -491,6 +491,8 @@ def test_styles_follow_the_registry_order():
     assert [plots.version_label(v, registry=registry) for v in names[:7]] == [
         "v0 (no cache)", "v1 (fp32 cache)", "v2 (INT8 cache)", "v3 (fp32 + sharing)", "v4 (INT8 + sharing)",
         "v5 (fp16 cache)", "v6 (INT8 KIVI)"]
+    assert [plots.version_label(v, registry=registry) for v in ("v7", "v8", "v9", "v10", "v11")] == [
+        "v7 (INT4 KIVI)", "v8 (INT2 KIVI)", "v9 (StreamingLLM)", "v10 (H2O)", "v11 (MiniCache)"]
 
 
 def test_an_unknown_version_still_gets_a_style(records):

@@ -301,15 +301,23 @@ def random_kv(rng, n, B=2, KVH=2, D=8):
     return k, v
 
 
+def write_tokens(cache, k, v, start, stop):
+    """Writes tokens start..stop-1 (all valid) and reads the cache back: (k, v) as read."""
+    B = k.shape[0]
+    cache.write(k[:, :, start:stop], v[:, :, start:stop], torch.arange(start, stop),
+                torch.ones(B, stop - start, dtype=torch.bool))
+    k_read, v_read, allowed = cache.read(torch.arange(start, stop))
+    assert allowed.shape == (B, k.shape[1], stop - start, k_read.shape[2])
+    return k_read, v_read
+
+
 @pytest.mark.parametrize("version", ["v1", "v2", "v5"])
 def test_cache_reads_back_what_it_stores(rng, version):
-    spec = reference.version_spec(version)
-    cache = reference.KVCache(spec["kv_dtype"], spec["kv_quant"])
+    cache = reference.KVCache(reference.version_spec(version), head_dim=8)
     k, v = random_kv(rng, 9)
     for chunk in ((0, 5), (5, 6), (6, 9)):     # a prefill of 5 tokens, then 1, then 3
-        cache.write(k[:, :, chunk[0]:chunk[1]], v[:, :, chunk[0]:chunk[1]])
-    assert cache.length == 9
-    k_read, v_read = cache.read()
+        k_read, v_read = write_tokens(cache, k, v, *chunk)
+    assert k_read.shape[2] == 9
     for got, x in ((k_read, k), (v_read, v)):
         if version == "v1":
             expected = x
@@ -339,12 +347,11 @@ def test_a_token_attends_to_its_own_quantized_kv(rng):
 
 def test_kivi_cache_quantizes_each_block_when_its_last_token_is_written(rng):
     G = 32
-    cache = reference.KVCache("int8", "per_channel_kivi", G)
+    cache = reference.KVCache(reference.version_spec("v6"), head_dim=8)
     k, v = random_kv(rng, 80)
     writes = [(0, 20)] + [(i, i + 1) for i in range(20, 40)] + [(40, 75), (75, 80)]
     for start, stop in writes:
-        cache.write(k[:, :, start:stop], v[:, :, start:stop])
-        k_read, v_read = cache.read()
+        k_read, v_read = write_tokens(cache, k, v, start, stop)
         assert k_read.shape[2] == stop
         n_done = (stop // G) * G    # positions in completed blocks
         # the recent window (the unfinished block) is exact
@@ -460,7 +467,7 @@ APPROX = [("v5", "v1", 1e-2), ("v2", "v1", 0.15), ("v6", "v1", 0.15), ("v4", "v3
 
 @pytest.mark.parametrize("version,exact,bound", APPROX, ids=[a[0] for a in APPROX])
 def test_quantized_versions_stay_close_to_their_exact_twin(rng, version, exact, bound):
-    sharing = reference.version_spec(exact)["cross_layer_sharing"]
+    sharing = reference.version_spec(exact)["sharing"] == "reuse"
     errors = []
     for _ in range(3):
         model, cfg = make_model(rng, dtype=F64)
@@ -482,25 +489,29 @@ def test_every_version_runs_with_odd_layer_counts(rng, layers):
 
 # ------------------------------------------------------------------------- version specs ---
 
-def test_version_spec_accepts_names_and_flag_dicts():
+def test_version_spec_accepts_names_and_knob_dicts():
     spec = reference.version_spec("v6")
-    assert spec == dict(name="v6", use_cache=True, kv_dtype="int8", kv_quant="per_channel_kivi",
-                        cross_layer_sharing=False, kivi_block=32)
-    as_dict = dict(name="mine", description="x", use_cache=True, kv_dtype="int8",
-                   kv_quant="per_token", cross_layer_sharing=True, kivi_block=32)
-    assert reference.version_spec(as_dict)["cross_layer_sharing"] is True
+    assert spec == dict(name="v6", use_cache=True, key=dict(storage="int8", along="channel", group=32),
+                        value=dict(storage="int8", along="token", group=0), residual=32, eviction="none",
+                        sinks=0, window=0, heavy=0, sharing="none", share_from=0, merge_angle=0.0)
+    as_dict = dict(name="mine", key_storage="int8", value_storage="int8", sharing="reuse")
+    assert reference.version_spec(as_dict)["sharing"] == "reuse"
+    based = reference.version_spec({"base": "v7", "residual": 64})
+    assert based["residual"] == 64 and based["key"] == reference.version_spec("v7")["key"]
     with pytest.raises(ValueError, match="unknown version"):
         reference.version_spec("v99")
-    with pytest.raises(ValueError, match="unsupported cache storage"):
-        reference.version_spec(dict(as_dict, kv_quant="per_tensor"))
+    with pytest.raises(ValueError, match="unsupported K storage 'int3'"):
+        reference.version_spec(dict(as_dict, key_storage="int3"))
+    with pytest.raises(ValueError, match="unsupported eviction 'lru'"):
+        reference.version_spec(dict(as_dict, eviction="lru"))
 
 
-def test_a_flag_dict_gives_the_same_generation_as_the_name(rng):
+def test_a_knob_dict_gives_the_same_generation_as_the_name(rng):
     model, cfg = make_model(rng)
     ids = rng.integers(0, cfg["vocab_size"], size=(1, 6))
-    flags = dict(use_cache=True, kv_dtype="int8", kv_quant="per_token", cross_layer_sharing=True)
+    knobs = dict(key_storage="int8", value_storage="int8", sharing="reuse")
     t_name, l_name = gen(model, ids, 10, "v4")
-    t_dict, l_dict = gen(model, ids, 10, flags)
+    t_dict, l_dict = gen(model, ids, 10, knobs)
     assert torch.equal(t_name, t_dict)
     np.testing.assert_array_equal(l_name, l_dict)
 

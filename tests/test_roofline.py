@@ -188,18 +188,36 @@ def test_achieved():
     assert all(type(v) in (float, str) for v in out.values())
 
 
-@pytest.mark.parametrize("version", ["v1", "v2", "v3", "v4", "v5", "v6"])
+@pytest.mark.parametrize("version", ["v1", "v2", "v3", "v4", "v5", "v6", "v7", "v8", "v9", "v10", "v11"])
 def test_cache_bytes_match_the_engine(flags, version):
-    """The model's storage bytes are the engine's: kv_cache_bytes after a generation."""
+    """The model's storage bytes are the engine's: kv_cache_bytes after a generation (v9/v10
+    scaled to evict in this short run; v11 merging every pair, as the model counts it)."""
+    setting = {"v7": {"base": "v7", "residual": 32}, "v8": {"base": "v8", "residual": 32},
+               "v9": {"base": "v9", "sinks": 2, "window": 20}, "v10": {"base": "v10", "window": 10, "heavy": 10},
+               "v11": {"base": "v11", "merge_angle": 3.14159}}.get(version)
+    if setting is not None:
+        flags = {**flags, version: setting}
     cfg = ci.ModelConfig(hidden_size=32, num_hidden_layers=3, num_attention_heads=4, num_key_value_heads=2,
                          vocab_size=64, max_position_embeddings=128)
     model = ci.random_model(cfg, seed=3)
     P, T, B = 37, 9, 2  # crosses a KIVI block boundary, leaves an unfinished block
     ids = np.random.default_rng(0).integers(0, 64, size=(B, P))
-    gen = ci.Engine(model, version).generate(ids, max_new_tokens=T, timing=False)
+    gen = ci.Engine(model, flags[version]).generate(ids, max_new_tokens=T, timing=False)
     cached = P + T - 1  # the last sampled token is never fed back
     assert gen.kv_cache_bytes == roofline.kv_cache_bytes(cfg, flags[version], B, cached)
     # the attention of the last decode step reads all of it (sharing: every layer reads its pair's)
     step = roofline.decode_cost(cfg, flags[version], B, cached - 1)
     assert step.kv_resident_bytes == gen.kv_cache_bytes
     assert roofline.kv_cache_bytes(cfg, flags["v0"], B, cached) == 0
+
+
+def test_an_evicting_cache_bounds_the_decode_step():
+    """StreamingLLM (v9) and H2O (v10) hold 512 tokens: past the budget a decode step's attention
+    work and KV reads stop growing, while v1's keep growing with the context."""
+    cfg = ci.ModelConfig(**ONE_B)
+    for version in ("v9", "v10"):
+        at_1k, at_2k = (roofline.decode_cost(cfg, version, 1, n) for n in (1000, 2000))
+        assert at_1k.by_op["attention"]["flops"] == at_2k.by_op["attention"]["flops"]
+        assert at_1k.kv_read_bytes == at_2k.kv_read_bytes
+    v1_1k, v1_2k = (roofline.decode_cost(cfg, "v1", 1, n) for n in (1000, 2000))
+    assert v1_2k.kv_read_bytes > 1.9 * v1_1k.kv_read_bytes

@@ -23,7 +23,9 @@ from celerinfer import _core, reference  # noqa: E402
 from celerinfer.reference import weight_formats  # noqa: E402
 
 TWIN_TOL = 1e-4
-BOUNDS = {"f32": (0.0, 1e-6), "bf16": (1e-5, 1e-2), "int8": (1e-4, 2e-2)}
+# Error vs the exact f32 model. 4-bit: measured 0.029 to 0.080 (q4_0) and 0.031 to 0.069 (q4_1)
+# over 4 seeds x these configs; bounds ~4x the worst, and 10x under the best from below.
+BOUNDS = {"f32": (0.0, 1e-6), "bf16": (1e-5, 1e-2), "int8": (1e-4, 2e-2), "q4_0": (3e-3, 0.3), "q4_1": (3e-3, 0.3)}
 
 
 
@@ -120,7 +122,7 @@ def test_unknown_bf16_gemm_path_is_refused():
     with pytest.raises(ValueError, match="bf16 GEMM path"):
         _core.set_bf16_gemm_path("tiles")
     with pytest.raises(ValueError, match="unknown weight dtype"):
-        _core.prefill_gemm("q4_0")
+        _core.prefill_gemm("q5_0")
 
 
 def test_weight_bytes_follow_the_format(request):
@@ -138,7 +140,7 @@ def test_weight_bytes_follow_the_format(request):
 def test_bad_weight_dtype_and_simd_level_are_refused(request):
     model = small_model("gqa_untied", request)
     with pytest.raises(ValueError, match="weight_dtype"):
-        celerinfer.Engine(model, weight_dtype="q4_0")
+        celerinfer.Engine(model, weight_dtype="q5_0")
     with pytest.raises(ValueError, match="SIMD level"):
         celerinfer.set_simd_level("sse9")
 

@@ -2,7 +2,7 @@
 reference implementation (``celerinfer.reference``) for parity checks.
 
 This module is the public API; each name comes from the module that defines it (the layout:
-``LAYOUT_NOTES.md`` / ``docs/design.md``). Modules inside the package import those modules,
+``docs/design.md``). Modules inside the package import those modules,
 never this one.
 """
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -14,7 +15,7 @@ from .model import Model, as_token_array
 
 PHASES = tuple(_core.phase_names())  # embedding, attention, mlp, head, other
 #: Weight formats the linear layers can compute with (Engine's weight_dtype): the C++ table's.
-WEIGHT_DTYPES = FORMAT_NAMES  # ("f32", "bf16", "int8")
+WEIGHT_DTYPES = FORMAT_NAMES  # the C++ table: f32, bf16, int8, q4_0, q4_1
 #: How prefill's matrix products may multiply f32 and int8 weights (Engine's matmul_precision),
 #: named after torch.set_float32_matmul_precision: "highest" is float32 products; "high" splits
 #: every value into a bfloat16 and a bfloat16 residual and sums three bf16 products (bf16x3) on
@@ -84,15 +85,19 @@ def timings_from_steps(steps: np.ndarray) -> dict:
 class Engine:
     """Generates tokens from a model under one KV-cache version.
 
-    Engine(model, version="v1", device="cpu", threads=None, max_seq_len=None, weight_dtype="f32",
+    Engine(model, version="v1", device="cpu", threads=None, max_seq_len=None, weight_dtype=None,
     matmul_precision="highest"):
-    version is a name from :func:`versions`; threads sets the process-wide engine thread count
-    (None: keep it); max_seq_len bounds prompt + new tokens (None: the model's
-    max_position_embeddings) and sizes the cache; weight_dtype is the format the linear layers
-    compute with (:data:`WEIGHT_DTYPES`): "f32" uses the model's weights as they are, "bf16"
+    version is a name from :func:`versions`, or a dict of KV-cache settings (the keys
+    ``versions()`` entries have, from a ``base`` version: ``{"base": "v7", "residual": 64}``);
+    threads sets the process-wide engine thread count (None: keep it); max_seq_len bounds prompt
+    + new tokens (None: the model's max_position_embeddings) and sizes the cache; weight_dtype is
+    the format the linear layers compute with (:data:`WEIGHT_DTYPES`). None computes each matrix
+    in the format of the values the model stores (float32 models: "f32"; a GGUF file's Q4_0,
+    Q4_1 and Q8_0 matrices as "q4_0", "q4_1" and "int8", exactly; its Q4_K / Q6_K ones in f32,
+    dequantized exactly). A named format converts every matrix: "f32" exact values, "bf16"
     rounds them and the layers' inputs to bfloat16 (products summed in float32, like llama.cpp's
-    BF16 type), "int8" quantizes them weight-only, symmetric per block of 32 values with an fp16
-    scale (like llama.cpp's Q8_0); otherwise activations and accumulation stay float32.
+    BF16 type), "int8" weight-only symmetric blocks of 32 with an fp16 scale (llama.cpp's Q8_0
+    values), "q4_0" / "q4_1" llama.cpp's 4-bit blocks; activations and accumulation stay float32.
     matmul_precision (:data:`MATMUL_PRECISIONS`, settable later) is how prefill multiplies f32 and
     int8 weights: "highest" in float32, "high" as bf16x3 where the CPU has AMX.
     Buffers are sized before the decode loop; nothing is allocated per token. One Engine is not
@@ -100,7 +105,8 @@ class Engine:
     """
 
     def __init__(self, model: Model, version: str = "v1", device: str = "cpu", threads: int | None = None,
-                 max_seq_len: int | None = None, weight_dtype: str = "f32", matmul_precision: str = "highest"):
+                 max_seq_len: int | None = None, weight_dtype: str | None = None,
+                 matmul_precision: str = "highest"):
         if not isinstance(model, Model):
             raise TypeError(f"model must be a celerinfer.Model, got {type(model).__name__}")
         if device != "cpu":
@@ -111,9 +117,16 @@ class Engine:
             _core.set_num_threads(int(threads))
         self.model = model
         self.device = device
-        if weight_dtype not in WEIGHT_DTYPES:
-            raise ValueError(f"weight_dtype must be one of {', '.join(WEIGHT_DTYPES)}, got {weight_dtype!r}")
-        self._impl = _core.Engine(model._impl, version, 0 if max_seq_len is None else int(max_seq_len), weight_dtype)
+        if weight_dtype is not None and weight_dtype not in WEIGHT_DTYPES:
+            raise ValueError(f"weight_dtype must be one of {', '.join(WEIGHT_DTYPES)} (or None: as stored), "
+                             f"got {weight_dtype!r}")
+        if not isinstance(version, (str, dict)):
+            raise TypeError(f"version must be a name or a dict of settings, got {type(version).__name__}")
+        if max_seq_len is not None and (isinstance(max_seq_len, bool) or not isinstance(max_seq_len, numbers.Integral)
+                                        or max_seq_len < 1):
+            raise ValueError(f"max_seq_len must be an integer >= 1 (or None: the model's), got {max_seq_len!r}")
+        self._impl = _core.Engine(model._impl, version, 0 if max_seq_len is None else int(max_seq_len),
+                                  "stored" if weight_dtype is None else weight_dtype, device)
         self.matmul_precision = matmul_precision
 
     @property
@@ -126,7 +139,14 @@ class Engine:
 
     @property
     def weight_dtype(self) -> str:
+        """The format the layers compute with: the one asked for, else the format of most of the
+        layers' matrices (a GGUF file's own type, as llama.cpp names a file)."""
         return self._impl.weight_dtype
+
+    @property
+    def matrix_formats(self) -> dict[str, int]:
+        """Weight format -> how many matrices (the output head included) compute in it."""
+        return dict(self._impl.matrix_formats)
 
     @property
     def matmul_precision(self) -> str:
@@ -151,7 +171,7 @@ class Engine:
         return self._impl.packed_weight_bytes
 
     def generate(self, input_ids, options: GenerateOptions | int | None = None, *, attention_mask=None,
-                 **fields) -> Generation:
+                 on_token=None, **fields) -> Generation:
         """Prefill the prompt (B, P) (or (P,)), then decode up to max_new_tokens tokens.
 
         options: a :class:`GenerateOptions`; or its fields as keywords (``generate(ids,
@@ -162,11 +182,16 @@ class Engine:
         gives the same tokens. attention_mask (B, P) of 0/1 marks padding (left or right;
         positions are not shifted). A row that emits eos_token_id keeps emitting it;
         generation stops when all rows have. timing=False skips the per-phase clocks.
+        on_token(next_ids): called after each step with the (B,) tokens just taken (streaming);
+        an exception it raises stops the generation and propagates. Ctrl-C stops it between
+        steps (KeyboardInterrupt).
         """
         options = GenerateOptions.of(options, fields)
         ids = as_token_array(input_ids, "input_ids")
         mask = None if attention_mask is None else as_token_array(attention_mask, "attention_mask")
-        result = self._impl.generate(ids, mask, options.to_core())
+        if on_token is not None and not callable(on_token):
+            raise TypeError(f"on_token must be callable, got {type(on_token).__name__}")
+        result = self._impl.generate(ids, mask, options.to_core(), on_token)
         steps = result.steps
         return Generation(tokens=result.tokens, logits=result.logits, timings=timings_from_steps(steps),
                           kv_cache_bytes=result.kv_cache_bytes, kv_cache_capacity_bytes=result.kv_cache_capacity_bytes,

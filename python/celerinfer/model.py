@@ -53,14 +53,40 @@ def as_token_array(values, name: str) -> np.ndarray:
 
 
 class Model:
-    """A model's config and float32 weights, held by the C++ engine.
+    """A model's config and weights, held by the C++ engine: float32, or (from a GGUF file) the
+    file's own quantized blocks, memory-mapped.
 
     Create one with :func:`celerinfer.random_model` or :func:`celerinfer.load`
-    (:mod:`celerinfer.io.model_files`).
+    (:mod:`celerinfer.io.model_files`). `gguf_metadata`: a GGUF file's metadata (tokenizer,
+    chat template, ...); `source`: the file or folder it came from.
     """
 
-    def __init__(self, impl: _core.Model):
+    def __init__(self, impl: _core.Model, gguf_metadata=None, source: str | os.PathLike | None = None):
         self._impl = impl
+        self._gguf_metadata = gguf_metadata
+        self.source = None if source is None else Path(source)
+        self._tokenizer = None
+
+    @property
+    def gguf_metadata(self):
+        """The GGUF file's metadata (a mapping; ``type_of(key)`` names a value's GGUF type), or None."""
+        return self._gguf_metadata
+
+    @property
+    def weight_dtypes(self) -> dict[str, str]:
+        """Tensor name -> the dtype the model stores it in ("float32", "q4_1", "q8_0", ...)."""
+        return dict(self._impl.weight_dtypes)
+
+    @property
+    def tokenizer(self):
+        """The model's tokenizer: its GGUF file's (``encode``, ``decode``, ``apply_chat_template``,
+        ``stop_token_id``), else the tokenizer.json beside its file, else byte-level (random
+        models). Built on first use."""
+        if self._tokenizer is None:
+            from .io.tokenizer import model_tokenizer
+
+            self._tokenizer = model_tokenizer(self._gguf_metadata, self.source, self.config.vocab_size)
+        return self._tokenizer
 
     @property
     def config(self) -> ModelConfig:
@@ -87,9 +113,11 @@ class Model:
         return self._impl.rope
 
     def state_dict(self) -> dict[str, np.ndarray]:
-        """Tensor name -> read-only float32 view of the weight (no copy), in the engine's layout:
-        Hugging Face Llama / Qwen2 names, linear weights (out, in). For gpt2 the same names and
-        layout (separate q/k/v); :meth:`hf_state_dict` gives GPT-2's own."""
+        """Tensor name -> read-only float32 array of the weight in the engine's layout: Hugging
+        Face Llama / Qwen2 names, linear weights (out, in); a view (no copy) where the model holds
+        the weight so, else an exact dequantized copy (a GGUF model's blocks; a llama GGUF file's
+        q/k rows come back in rotate-half order). For gpt2 the same names and layout (separate
+        q/k/v); :meth:`hf_state_dict` gives GPT-2's own."""
         return self._impl.state_dict()
 
     def hf_state_dict(self) -> dict[str, np.ndarray]:
@@ -107,13 +135,22 @@ class Model:
         mask = None if attention_mask is None else as_token_array(attention_mask, "attention_mask")
         return self._impl.forward(ids, mask)
 
-    def save(self, path: str | os.PathLike) -> None:
+    def save(self, path: str | os.PathLike, weight_dtype: str = "stored") -> None:
         """Write the model; the format follows the path: a .json file (seed format, llama
-        only), a .safetensors file, or a folder (a path without suffix, or an existing folder):
-        a Hugging Face checkpoint, config.json and model.safetensors, that
-        ``transformers.AutoModelForCausalLM.from_pretrained`` loads."""
+        only), a .safetensors file, a .gguf file (llama.cpp's; `weight_dtype` for its matrices:
+        "stored", "f32", "f16", "q8_0", "q4_0", "q4_1"), or a folder (a path without suffix, or
+        an existing folder): a Hugging Face checkpoint, config.json and model.safetensors, that
+        ``transformers.AutoModelForCausalLM.from_pretrained`` loads. The float formats hold a
+        quantized model's exact dequantized values."""
         path = Path(path)
         suffix = path.suffix.lower()
+        if suffix == ".gguf":
+            from .io.gguf import export_gguf
+
+            export_gguf(self, path, weight_dtype)
+            return
+        if weight_dtype != "stored":
+            raise ValueError(f"weight_dtype applies to .gguf files only (got {weight_dtype!r} for {path})")
         if path.is_dir() or not suffix:
             path.mkdir(parents=True, exist_ok=True)
             self._impl.save_hf_folder(str(path))
@@ -124,7 +161,7 @@ class Model:
         elif suffix == ".safetensors":
             self._impl.save_safetensors(str(path))
         else:
-            raise ValueError(f"cannot tell the format of {path}: use a .json or .safetensors suffix, "
+            raise ValueError(f"cannot tell the format of {path}: use a .json, .safetensors or .gguf suffix, "
                              "or a folder path without suffix")
 
     def __repr__(self) -> str:

@@ -1,6 +1,8 @@
-"""The KV-cache versions registry, read from the C++ engine: one dict of flags per version
-(name, description, use_cache, kv_dtype, kv_quant, cross_layer_sharing, kivi_block), in the
-registry's order. Python keeps no list of its own."""
+"""The KV-cache versions registry, read from the C++ engine: one dict per version, in the
+registry's order: name, method, description, the knobs (use_cache; key_/value_ storage, bits,
+along, group; residual; eviction, sinks, window, heavy, budget; sharing, share_from,
+merge_angle) and the summaries older records use (kv_dtype, kv_quant, cross_layer_sharing,
+kivi_block). Python keeps no list of its own."""
 
 from __future__ import annotations
 

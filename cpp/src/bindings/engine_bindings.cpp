@@ -2,11 +2,13 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <algorithm>
 #include <optional>
 
 #include "bindings/numpy_tensor.h"
 #include "engine/engine.h"
 #include "core/error.h"
+#include "core/kv_layout.h"
 #include "core/versions.h"
 
 namespace py = pybind11;
@@ -45,8 +47,12 @@ py::dict version_dict(const VersionSpec& v) {
 }
 
 // A version from a dict of knobs (the names version_dict gives), starting from `base` (a
-// registry name; default v1). Unknown keys are refused, naming them.
+// registry name; default v1). Unknown keys are refused, naming them. The summaries version_dict
+// derives (kv_dtype, budget, ...) may be present, as in an entry of versions() handed back,
+// but must agree with the knobs: they never set anything.
 VersionSpec version_from_dict(const py::dict& d) {
+  static const char* derived[] = {"kv_dtype", "kv_quant", "cross_layer_sharing", "kivi_block", "key_bits",
+                                  "value_bits", "budget"};
   VersionSpec v = find_version(d.contains("base") ? py::str(d["base"]).cast<std::string>() : std::string("v1"));
   v.name = "custom";
   v.method = "custom";
@@ -59,7 +65,9 @@ VersionSpec version_from_dict(const py::dict& d) {
         throw ValueError("version setting '" + key + "' must be an integer");
       return value.cast<int64_t>();
     };
-    if (key == "base") continue;
+    if (key == "base" || std::find_if(std::begin(derived), std::end(derived),
+                                      [&](const char* k) { return key == k; }) != std::end(derived))
+      continue;
     else if (key == "name") v.name = str();
     else if (key == "method") v.method = str();
     else if (key == "description") v.description = str();
@@ -83,6 +91,12 @@ VersionSpec version_from_dict(const py::dict& d) {
                        "key_storage, key_along, key_group, value_storage, value_along, value_group, residual, "
                        "eviction, sinks, window, heavy, sharing, share_from, merge_angle)");
   }
+  const py::dict follows = version_dict(v);
+  for (const char* k : derived)
+    if (d.contains(k) && !d[k].equal(follows[k]))
+      throw ValueError(std::string("version setting '") + k + "' is " + py::repr(d[k]).cast<std::string>() +
+                       " but the knobs give " + py::repr(follows[k]).cast<std::string>() +
+                       " (it follows from key_storage, value_storage, ...; set those)");
   return v;
 }
 
@@ -125,6 +139,24 @@ void bind_engine(py::module_& m) {
   }, "The versions registry: one dict of flags per KV-cache strategy.");
   m.def("version_spec", [](const py::dict& settings) { return version_dict(version_from_dict(settings)); },
         py::arg("settings"), "A version's full settings from a dict of knobs (validated when an Engine uses it).");
+  m.def("kv_layout", [](const py::object& version, int64_t layers, int64_t kv_heads, int64_t head_dim, int64_t rows,
+                        int64_t written) {
+    const VersionSpec spec = py::isinstance<py::dict>(version) ? version_from_dict(version.cast<py::dict>())
+                                                               : find_version(version.cast<std::string>());
+    require(layers >= 1 && kv_heads >= 1 && head_dim >= 1 && rows >= 1 && written >= 0,
+            "kv_layout needs layers, kv_heads, head_dim, rows >= 1 and written >= 0");
+    const KVLayout L = KVLayout::make(spec, layers, rows, std::max<int64_t>(written, 1), 1, kv_heads, head_dim);
+    py::dict d;
+    d["bytes"] = L.bytes_for(written, rows);  // a merged pair counted as fully merged
+    d["held"] = spec.use_cache ? L.held(written) : int64_t(0);
+    d["storage_layers"] = spec.use_cache ? L.storage_layers() : int64_t(0);
+    std::vector<bool> computes;
+    for (int64_t l = 0; l < layers; ++l) computes.push_back(L.computes_kv(l));
+    d["computes_kv"] = computes;
+    return d;
+  }, py::arg("version"), py::arg("layers"), py::arg("kv_heads"), py::arg("head_dim"), py::arg("rows"), py::arg("written"),
+  "The KV cache's layout for `written` positions of `rows` rows: bytes (the engine's kv_cache_bytes; a "
+  "merged pair counted fully merged), tokens held per row, storage layers, which layers compute K/V.");
   m.def("weight_dtypes", [] {
     std::vector<std::string> out;
     for (WeightFormat f : weight_formats()) out.push_back(weight_format_name(f));
@@ -222,14 +254,21 @@ void bind_engine(py::module_& m) {
       .def_property_readonly("max_seq_len", &Engine::max_seq_len)
       .def(
           "generate",
-          [](Engine& self, const py::array& input_ids, py::object attention_mask, const GenerateOptions& options) {
+          [](Engine& self, const py::array& input_ids, py::object attention_mask, const GenerateOptions& options,
+             py::object on_token) {
             Tensor ids = tensor_from_numpy(input_ids, "input_ids");
             Tensor mask = attention_mask.is_none() ? Tensor() : tensor_from_numpy(attention_mask, "attention_mask");
             GenerateOptions opt = options;
             opt.should_stop = python_interrupted;
+            if (!on_token.is_none())
+              opt.on_token = [on_token](const int64_t* next, int64_t batch) {
+                py::gil_scoped_acquire gil;
+                on_token(py::array_t<int64_t>(py::ssize_t(batch), next));  // a Python exception stops the call
+              };
             return interruptible([&] { return self.generate(ids, &mask, opt); });
           },
-          py::arg("input_ids"), py::arg("attention_mask"), py::arg("options"))
+          py::arg("input_ids"), py::arg("attention_mask"), py::arg("options"), py::arg("on_token") = py::none(),
+          "Generation; on_token(next_ids) is called after each step with the token each row took.")
       .def(
           "score",
           [](Engine& self, const py::array& input_ids, py::object attention_mask, int64_t prefill_length) {

@@ -1,6 +1,9 @@
 #include "core/config.h"
 
+#include <sys/resource.h>
 #include <unistd.h>
+#include <algorithm>
+#include <cstdint>
 
 #include <cmath>
 #include <cstdio>
@@ -115,17 +118,40 @@ bool ModelConfig::operator==(const ModelConfig& o) const {
          layer_norm_epsilon == o.layer_norm_epsilon;
 }
 
-void check_allocation(uint64_t bytes, const std::string& what) {
+namespace {
+// A number in a cgroup limit file ("max" or a missing file: no limit).
+uint64_t cgroup_limit(const char* path) {
+  std::FILE* f = std::fopen(path, "r");
+  if (!f) return UINT64_MAX;
+  unsigned long long value = 0;
+  const bool ok = std::fscanf(f, "%llu", &value) == 1;
+  std::fclose(f);
+  return ok && value > 0 ? uint64_t(value) : UINT64_MAX;
+}
+}  // namespace
+
+uint64_t usable_memory_bytes() {
+  // A container's limit is lower than the host's physical memory that sysconf reports: an
+  // allocation under the host's size but over the cgroup's is killed, not refused.
   long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
-  uint64_t physical = pages > 0 && page > 0 ? uint64_t(pages) * uint64_t(page) : (uint64_t(1) << 40);
+  uint64_t limit = pages > 0 && page > 0 ? uint64_t(pages) * uint64_t(page) : (uint64_t(1) << 40);
+  limit = std::min(limit, cgroup_limit("/sys/fs/cgroup/memory.max"));
+  limit = std::min(limit, cgroup_limit("/sys/fs/cgroup/memory/memory.limit_in_bytes"));
+  struct rlimit as {};
+  if (getrlimit(RLIMIT_AS, &as) == 0 && as.rlim_cur != RLIM_INFINITY) limit = std::min<uint64_t>(limit, as.rlim_cur);
+  return limit;
+}
+
+void check_allocation(uint64_t bytes, const std::string& what) {
+  const uint64_t limit = usable_memory_bytes();
   auto gib = [](uint64_t b) {
     std::ostringstream s;
     s.precision(3);
     s << double(b) / double(1ull << 30) << " GiB";
     return s.str();
   };
-  require(bytes <= physical, what + " needs " + gib(bytes) + " but this machine has " + gib(physical) +
-                                 " of memory");
+  require(bytes <= limit, what + " needs " + gib(bytes) + " but this machine has " + gib(limit) +
+                              " of memory");
 }
 
 }  // namespace celer

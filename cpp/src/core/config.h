@@ -57,8 +57,11 @@ int64_t default_intermediate_size(int64_t hidden_size);
 // The architectures ModelConfig accepts, for messages: "llama, qwen2, gpt2".
 const char* supported_architectures();
 
-// Refuses (ValueError) to allocate `bytes` when it is absurd or larger than this machine's
-// physical memory; `what` names the allocation in the message.
+// The memory this process may use: physical memory, capped by a cgroup limit and RLIMIT_AS.
+uint64_t usable_memory_bytes();
+
+// Refuses (ValueError) to allocate `bytes` when it is larger than usable_memory_bytes();
+// `what` names the allocation in the message.
 void check_allocation(uint64_t bytes, const std::string& what);
 
 }  // namespace celer

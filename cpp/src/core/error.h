@@ -6,7 +6,7 @@
 
 namespace celer {
 
-// Bad argument or configuration (Python: ValueError / celerinfer.ConfigError).
+// Bad argument or configuration (Python: ValueError).
 struct ValueError : std::invalid_argument {
   using std::invalid_argument::invalid_argument;
 };

@@ -185,7 +185,7 @@ void VersionSpec::validate(int64_t head_dim, int64_t layers, int64_t max_seq) co
         break;
     }
     if (eviction != Eviction::None) {
-      require(budget() <= max_seq, "the tokens kept (" + std::to_string(budget()) + ") exceed the context (" +
+      require(budget() <= max_seq, "the tokens kept (" + std::to_string(budget()) + ") exceed the model's context (" +
                                        std::to_string(max_seq) + " positions)");
       require(residual == 0 && key.along == QuantAlong::Token && value.along == QuantAlong::Token,
               "eviction keeps or drops single tokens: it needs per-token storage without a residual window");

@@ -67,7 +67,8 @@ struct VersionSpec {
     return sharing != Sharing::None && l > first && (l - first) % 2 == 1;
   }
   // Whether the spec is consistent, and fits a model of `layers` layers with heads of head_dim
-  // and an engine of max_seq positions. ValueError naming the setting otherwise.
+  // and a context of max_seq positions (an eviction budget must fit it; an engine shorter than
+  // the budget simply never evicts). ValueError naming the setting otherwise.
   void validate(int64_t head_dim, int64_t layers, int64_t max_seq) const;
 };
 

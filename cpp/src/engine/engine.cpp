@@ -59,7 +59,7 @@ Engine::Engine(const Model& model, const VersionSpec& version, int64_t max_seq_l
   require(max_seq_len_ <= c.max_position_embeddings,
           "max_seq_len " + std::to_string(max_seq_len_) + " exceeds the model's max_position_embeddings (" +
               std::to_string(c.max_position_embeddings) + ")");
-  version_.validate(c.head_dim(), c.num_hidden_layers, max_seq_len_);
+  version_.validate(c.head_dim(), c.num_hidden_layers, c.max_position_embeddings);  // a budget over a short engine just never evicts
   // Every linear layer in one call, so a backend can place them together (the CPU: one arena
   // on huge pages). Per layer, in LayerOnBackend's order: q k v o gate up down, with biases
   // (gpt2 has no gate); the head last.
@@ -128,10 +128,12 @@ void Engine::reserve(int64_t batch, int64_t rows) {
     const int64_t B = std::max(batch, batch_capacity_), R = std::max(rows, row_capacity_), M = B * R;
     const uint64_t floats = uint64_t(M) * uint64_t(3 * c.hidden_size + 2 * c.q_dim() + 2 * c.kv_dim() +
                                                    2 * c.intermediate_size);
-    check_allocation(floats * 4, "the engine's activations for " + std::to_string(B) + " x " + std::to_string(R) +
-                                     " tokens");
     const KVLayout layout = KVLayout::make(version_, c.num_hidden_layers, B, max_seq_len_, R, c.num_key_value_heads,
                                            c.head_dim());
+    // Activations and the cache together, before either is allocated (each alone may fit).
+    const uint64_t cache_bytes = layout.bytes_for(layout.capacity, B);
+    check_allocation(floats * 4 + cache_bytes, "the engine's activations and KV cache for " + std::to_string(B) +
+                                                   " x " + std::to_string(R) + " tokens");
     std::unique_ptr<KVCache> cache = backend_->make_kv_cache(layout);
     auto buffer = [&](int64_t n) { return backend_->allocate(uint64_t(n) * 4, "the engine's activations"); };
     DeviceBuffer x = buffer(M * c.hidden_size), h = buffer(M * c.hidden_size), q = buffer(M * c.q_dim()),
@@ -317,6 +319,7 @@ GenerationResult Engine::generate(const Tensor& input_ids, const Tensor* attenti
   out.prompt_length = P;
   out.tokens = Tensor::zeros(DType::I64, {B, L});
   std::vector<uint8_t> valid(size_t(B * L), 1), finished(size_t(B), 0);
+  std::vector<int64_t> step_tokens(static_cast<size_t>(B));
   int64_t* tokens = out.tokens.as<int64_t>();
   for (int64_t b = 0; b < B; ++b)
     for (int64_t i = 0; i < P; ++i) {
@@ -354,7 +357,9 @@ GenerationResult Engine::generate(const Tensor& input_ids, const Tensor* attenti
         finished[size_t(b)] = opt.eos_token_id >= 0 && next == opt.eos_token_id;
         all_done = all_done && finished[size_t(b)];
         if (opt.return_logits) std::memcpy(all_logits.f32() + (b * T + t) * V, row, size_t(V) * 4);
+        step_tokens[size_t(b)] = next;
       }
+      if (opt.on_token) opt.on_token(step_tokens.data(), B);
       if (all_done) t = T;  // leave after recording this step
     }
     st.total_ns = now_ns() - start;

@@ -33,6 +33,9 @@ struct GenerateOptions {
   // Asked between steps (at most every kStopCheckNs): true stops the call with Interrupted.
   // The bindings check for Ctrl-C here. Empty: never stops.
   std::function<bool()> should_stop;
+  // Called after each step with the token each row just took (batch ids; a finished row's is
+  // the EOS id): streaming. Empty: not called.
+  std::function<void(const int64_t* next_tokens, int64_t batch)> on_token;
 };
 
 constexpr int64_t kStopCheckNs = 20'000'000;  // 20 ms

@@ -50,20 +50,21 @@ class Writer {
     while (written_ % alignment != 0) bytes(zeros, size_t(std::min<uint64_t>(64, alignment - written_ % alignment)));
   }
   void scalar(GgufType t, const GgufValue& v, size_t i = SIZE_MAX) {  // i: the array element, else the scalar
-    const int64_t n = i == SIZE_MAX ? v.integer : v.integers[i];
-    const double x = i == SIZE_MAX ? v.number : v.numbers[i];
+    const bool whole = i == SIZE_MAX;
+    auto n = [&] { return whole ? v.integer : v.integers[i]; };
+    auto x = [&] { return whole ? v.number : v.numbers[i]; };
     switch (t) {
-      case GgufType::U8: case GgufType::Bool: put<uint8_t>(uint8_t(n)); break;
-      case GgufType::I8: put<int8_t>(int8_t(n)); break;
-      case GgufType::U16: put<uint16_t>(uint16_t(n)); break;
-      case GgufType::I16: put<int16_t>(int16_t(n)); break;
-      case GgufType::U32: put<uint32_t>(uint32_t(n)); break;
-      case GgufType::I32: put<int32_t>(int32_t(n)); break;
-      case GgufType::U64: put<uint64_t>(uint64_t(n)); break;
-      case GgufType::I64: put<int64_t>(n); break;
-      case GgufType::F32: put<float>(float(x)); break;
-      case GgufType::F64: put<double>(x); break;
-      case GgufType::String: string(i == SIZE_MAX ? v.text : v.texts[i]); break;
+      case GgufType::U8: case GgufType::Bool: put<uint8_t>(uint8_t(n())); break;
+      case GgufType::I8: put<int8_t>(int8_t(n())); break;
+      case GgufType::U16: put<uint16_t>(uint16_t(n())); break;
+      case GgufType::I16: put<int16_t>(int16_t(n())); break;
+      case GgufType::U32: put<uint32_t>(uint32_t(n())); break;
+      case GgufType::I32: put<int32_t>(int32_t(n())); break;
+      case GgufType::U64: put<uint64_t>(uint64_t(n())); break;
+      case GgufType::I64: put<int64_t>(n()); break;
+      case GgufType::F32: put<float>(float(x())); break;
+      case GgufType::F64: put<double>(x()); break;
+      case GgufType::String: string(whole ? v.text : v.texts[i]); break;
       case GgufType::Array: throw ValueError("GGUF: arrays of arrays are not written");
     }
   }

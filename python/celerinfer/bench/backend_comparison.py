@@ -37,7 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import _core
-from ..engine import WEIGHT_DTYPES, precision_changes_prefill
+from ..engine import WEIGHT_DTYPES, Engine, precision_changes_prefill
 from ..formats import WEIGHT_FORMATS, format_of_gguf_type, weight_format
 from ..io.gguf import FILE_TYPES, export_gguf
 from ..model import ModelConfig, random_model, random_tokens
@@ -86,8 +86,16 @@ def engine_format(weight_dtype: str) -> str:
     raise ValueError(f"unknown weight format {weight_dtype!r}")
 
 
+#: A GGUF model's own file: celerinfer computes in the formats it stores, llama.cpp runs the
+#: file itself (the same bytes), torch its dequantized values in f32.
+STORED = "stored"
+
+
 def format_class(weight_dtype: str) -> str:
-    """f32, 16-bit or 8-bit: the weight formats compared with each other (by their bits per value)."""
+    """f32, 16-bit, 8-bit or 4-bit: the weight formats compared with each other (by their bits per
+    value); "stored": a GGUF model's own file."""
+    if weight_dtype == STORED:
+        return STORED
     bits = weight_format(engine_format(weight_dtype)).value_bits
     return "f32" if bits == 32 else f"{bits}-bit"
 
@@ -132,7 +140,7 @@ def plan(backend_names, weight_dtypes, versions, llama_kv, version_flags: dict,
     GGUF format matching every weight dtype; celerinfer the ones its Engine has (engine_dtypes),
     and those of high_dtypes (where matmul precision "high" differs) again at "high"."""
     for what, names, known in (("backend", backend_names, backends.BACKENDS),
-                               ("weight dtype", weight_dtypes, MATCHING_GGUF),
+                               ("weight dtype", weight_dtypes, {**MATCHING_GGUF, STORED: STORED}),
                                ("llama.cpp KV cache type", llama_kv, backends.LLAMA_KV_TYPES),
                                ("version", versions, version_flags)):
         for name in names:
@@ -149,9 +157,9 @@ def plan(backend_names, weight_dtypes, versions, llama_kv, version_flags: dict,
     if "llama.cpp" in backend_names:
         for w in weight_dtypes:
             for kv in llama_kv:
-                setups.append(Setup("llama.cpp", MATCHING_GGUF[w], kv, flash_attn=kv not in ("f32", "f16")))
+                setups.append(Setup("llama.cpp", MATCHING_GGUF.get(w, w), kv, flash_attn=kv not in ("f32", "f16")))
     if "celerinfer" in backend_names:
-        own = [w for w in weight_dtypes if w in engine_dtypes]
+        own = [w for w in weight_dtypes if w in engine_dtypes or w == STORED]
         compact = own[-1] if own else None
         if "v1" in versions:
             for w in own:
@@ -201,8 +209,8 @@ def ratios(setup: Setup, metrics: dict, earlier: list[dict]) -> dict:
     """This setup's pp and tg speeds over the references measured before it (records):
     ``vs_torch`` (torch fp32); for celerinfer, ``vs_torch_same_format`` (torch in the same
     weight format class, when it was measured and is not fp32) and ``vs_llama_cpp``: the
-    fastest llama.cpp setup of the same weight format class, per metric (its label in
-    ``*_reference``). None: no reference."""
+    fastest llama.cpp setup of the matching GGUF format (q8_0 for int8, f16 for bf16, the file
+    itself for stored), per metric (its label in ``*_reference``). None: no reference."""
     out = {"vs_torch": None, "vs_torch_same_format": None, "vs_llama_cpp": None}
     pp, tg = metrics["pp_tokens_per_s"]["median"], metrics["tg_tokens_per_s"]["median"]
 
@@ -214,8 +222,8 @@ def ratios(setup: Setup, metrics: dict, earlier: list[dict]) -> dict:
         out["vs_torch"] = over(torch_refs["f32"])
     if setup.backend == "celerinfer" and setup.format_class != "f32" and setup.format_class in torch_refs:
         out["vs_torch_same_format"] = over(torch_refs[setup.format_class])
-    llama = [r for r in earlier if r["params"]["backend"] == "llama.cpp"
-             and format_class(r["params"]["weight_dtype"]) == setup.format_class]
+    same = MATCHING_GGUF.get(setup.weight_dtype, setup.weight_dtype)  # int8: q8_0, bf16: f16, stored: stored
+    llama = [r for r in earlier if r["params"]["backend"] == "llama.cpp" and r["params"]["weight_dtype"] == same]
     if llama and setup.backend == "celerinfer":
         best_pp = max(llama, key=lambda r: _median(r, "pp_tokens_per_s"))
         best_tg = max(llama, key=lambda r: _median(r, "tg_tokens_per_s"))
@@ -247,7 +255,13 @@ class BackendComparison(BenchRun):
             else:
                 names.append(name)
         supported = WEIGHT_DTYPES  # the formats this build's engine has
-        self.weight_dtypes = list(weight_dtypes or MATCHING_GGUF)
+        gguf_file = self.model.source if str(self.model.source or "").lower().endswith(".gguf") else None
+        self.gguf_file = Path(gguf_file) if gguf_file else None
+        # a GGUF model: its own file, and the 8-bit export; a random one: every format
+        self.weight_dtypes = list(weight_dtypes or ((STORED, "int8") if self.gguf_file else MATCHING_GGUF))
+        if STORED in self.weight_dtypes and self.gguf_file is None:
+            raise ValueError(f"weight dtype {STORED!r} compares a GGUF model's own file; "
+                             f"{self.model_info['name']} is not a GGUF file")
         for w in self.weight_dtypes:
             if w not in supported and w in MATCHING_GGUF and "celerinfer" in names:
                 self.skipped[f"celerinfer {w}"] = (f"this celerinfer build has no weight_dtype {w!r} "
@@ -287,10 +301,12 @@ class BackendComparison(BenchRun):
 
     def _runner(self, setup: Setup, gguf_files: dict):
         if setup.backend == "celerinfer":
-            return backends.CelerinferRunner(self.model, setup.version, setup.weight_dtype, self.max_seq_len,
-                                             setup.matmul_precision)
+            return backends.CelerinferRunner(self.model, setup.version, None if setup.weight_dtype == STORED
+                                             else setup.weight_dtype, self.max_seq_len, setup.matmul_precision)
         if setup.backend == "torch":
             return backends.TorchRunner(self.model, self.threads, self.max_seq_len, setup.weight_dtype)
+        if setup.weight_dtype == STORED:
+            gguf_files[STORED] = self.gguf_file
         if setup.weight_dtype not in gguf_files:  # exported once, kept for every round of the run
             folder = self.gguf_dir or Path(self._tmp)
             name = Path(str(self.model_info["name"])).stem
@@ -311,6 +327,34 @@ class BackendComparison(BenchRun):
                 return runner.run(ids, self.gen_length)
         finally:
             runner.close()
+
+    def _stored_weight_bytes(self) -> int:
+        """Weight bytes a decode step of the model as stored reads: its packed matrices (the
+        tied head reads the whole embedding table)."""
+        return Engine(self.model, "v1", max_seq_len=1).packed_weight_bytes
+
+    def _logit_agreement(self, gguf_files: dict, ids) -> dict:
+        """Per weight format both ran: llama.cpp's logits on the prompt against celerinfer's
+        (v1 cache, the same format): KL(celerinfer || llama.cpp) per position (mean, max),
+        top-1 agreement, the largest logit difference over the largest logit."""
+        out = {}
+        for setup in self.setups:
+            w = setup.weight_dtype
+            if setup.backend != "llama.cpp" or w in out or w not in gguf_files:
+                continue
+            ours_dtype = None if w == STORED else engine_format(w)
+            if ours_dtype is not None and ours_dtype not in WEIGHT_DTYPES:
+                continue
+            ours = Engine(self.model, "v1", max_seq_len=self.max_seq_len, weight_dtype=ours_dtype).forward(ids)[0]
+            runner = backends.LlamaCppRunner(gguf_files[w], "f32", False, self.threads, n_ctx=self.max_seq_len,
+                                             logits_all=True)
+            try:
+                theirs = runner.logits(ids)
+            finally:
+                runner.close()
+            out[w] = logit_agreement(ours, theirs)
+            out[w]["celerinfer_weight_dtype"] = ours_dtype or STORED
+        return out
 
     def _triad_gbps(self, cal: dict) -> float:
         """The triad bandwidth again, briefly, on the calibration's working set."""
@@ -349,26 +393,50 @@ class BackendComparison(BenchRun):
                         break
                     if round_index + 1 < self.repeats:
                         bandwidths.append(self._triad_gbps(cal))
+            agreement = {} if self.interrupted else self._logit_agreement(gguf_files, ids)
         finally:
             shutil.rmtree(self._tmp, ignore_errors=True)
         bandwidth = float(np.median(bandwidths))
         measured: list[dict] = []
         for setup in self.setups:
             if runs[setup.label] and setup.label not in self.skipped:
-                nbytes = weight_bytes_per_token(self.model.config, setup.weight_dtype, self.prompt_length)
+                nbytes = (self._stored_weight_bytes() if setup.weight_dtype == STORED
+                          else weight_bytes_per_token(self.model.config, setup.weight_dtype, self.prompt_length))
                 metrics = speed_metrics(runs[setup.label], self.prompt_length, self.gen_length, nbytes, bandwidth)
                 metrics["bandwidth_gbps_rounds"] = bandwidths
                 metrics["packed_weight_bytes"] = self.packed_weight_bytes.get(setup.label)
                 metrics.update(ratios(setup, metrics, measured))
+                if setup.backend == "llama.cpp":
+                    metrics["logits_vs_celerinfer"] = agreement.get(setup.weight_dtype)
                 measured.append(self._record(BENCHMARK, setup.version, self._params(**setup.params()),
                                              metrics, self._status()))
         return measured
+
+
+def logit_agreement(ours: np.ndarray, theirs: np.ndarray) -> dict:
+    """(S, V) logits of two backends on the same positions: KL(ours || theirs) per position
+    (mean, max), top-1 agreement, max |difference| / max |theirs|."""
+    def log_softmax(x):
+        x = x.astype(np.float64)
+        x = x - x.max(axis=-1, keepdims=True)
+        return x - np.log(np.exp(x).sum(axis=-1, keepdims=True))
+
+    lp, lq = log_softmax(ours), log_softmax(theirs)
+    kl = (np.exp(lp) * (lp - lq)).sum(axis=-1)
+    return {"kl_mean": float(kl.mean()), "kl_max": float(kl.max()),
+            "top1_agreement": float((ours.argmax(-1) == theirs.argmax(-1)).mean()),
+            "max_rel_logit_diff": float(np.abs(ours - theirs).max() / np.abs(theirs).max()),
+            "positions": int(ours.shape[0])}
 
 
 # ---- the report ------------------------------------------------------------------------------
 
 def _fmt(x, spec: str = ".1f", suffix: str = "") -> str:
     return "-" if x is None else f"{x:{spec}}{suffix}"
+
+
+def _agreement_cell(a: dict | None) -> str:
+    return "-" if not a else f"{a['kl_mean']:.2g}, {100 * a['top1_agreement']:.0f}%"
 
 
 def format_table(records: list[dict]) -> str:
@@ -380,8 +448,8 @@ def format_table(records: list[dict]) -> str:
     pp, tg = f"pp{p['prompt_length']}", f"tg{p['gen_length']}"
     lines = [f"| setup | {pp} tok/s | {tg} tok/s | weight GB/s in decode | % of bandwidth | "
              f"{pp} vs llama.cpp | {tg} vs llama.cpp | {pp} vs torch fp32 | {tg} vs torch fp32 | "
-             f"{pp} vs torch same format | {tg} vs torch same format |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             f"{pp} vs torch same format | {tg} vs torch same format | logits vs celerinfer: KL, top-1 |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         m = r["metrics"]
         vs = [m.get(key) or {} for key in ("vs_llama_cpp", "vs_torch", "vs_torch_same_format")]
@@ -389,13 +457,14 @@ def format_table(records: list[dict]) -> str:
         lines.append(f"| {r['params']['label']}{mark} | {_fmt(m['pp_tokens_per_s']['median'])} | "
                      f"{_fmt(m['tg_tokens_per_s']['median'], '.2f')} | {_fmt(m['decode_weight_gbps'], '.2f')} | "
                      f"{_fmt(m['bandwidth_fraction'] and 100 * m['bandwidth_fraction'], '.0f', '%')} | "
-                     + " | ".join(f"{_fmt(v.get(k), '.2f', 'x')}" for v in vs for k in ("pp", "tg")) + " |")
+                     + " | ".join(f"{_fmt(v.get(k), '.2f', 'x')}" for v in vs for k in ("pp", "tg"))
+                     + f" | {_agreement_cell(m.get('logits_vs_celerinfer'))} |")
     first = rows[0]
     bw = first["metrics"].get("bandwidth_gbps")
     n = first["model"]["num_parameters"]
     size = f"{n / 1e9:.2f}B" if n >= 1e9 else f"{n / 1e6:.3g}M"
-    head = (f"model {first['model']['name']} ({size} parameters), "
-            f"{first['threads']} threads, prompt {p['prompt_length']}, {p['gen_length']} decode tokens, "
+    head = (f"model {first['model']['name']} ({size} parameters), CPU {first.get('cpu_model') or 'unknown'} "
+            f"(SIMD level {first.get('simd_level') or _core.simd_level()}), {first['threads']} threads, prompt {p['prompt_length']}, {p['gen_length']} decode tokens, "
             f"median of {p['num_measure_runs']} runs; memory bandwidth (triad, this run) {_fmt(bw, '.2f')} GB/s")
     return head + "\n\n" + "\n".join(lines)
 

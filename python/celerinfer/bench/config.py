@@ -60,9 +60,13 @@ def load_config(path: str | Path | None = None, preset: str | None = None, overr
     name = preset or overrides.get("preset") or user.get("preset") or base["preset"]
     if name not in PRESETS:
         raise ValueError(f"unknown preset {name!r}; known: {', '.join(PRESETS)}")
-    uses_preset = not (overrides.get("model") or user.get("model"))
+    # A preset named without a model runs the preset (not the default's packaged model).
+    named_preset = bool(preset or overrides.get("preset") or user.get("preset"))
+    model = overrides.get("model") or user.get("model") or (None if named_preset else base["model"])
+    uses_preset = not model
     config = _merge(base, PRESETS[name]["bench"] if uses_preset else {})
     config = _merge(_merge(config, user), overrides)
+    config["model"] = model
     config["preset"] = name
     check_config(config)
     return config
@@ -86,8 +90,9 @@ def check_config(config: dict) -> None:
     bad = [v for v in config["versions"] if v not in known]
     if bad or not config["versions"]:
         raise ValueError(f"config: unknown version(s) {bad or '(none given)'}; known: {', '.join(known)}")
-    if config["weight_dtype"] not in WEIGHT_DTYPES:
-        raise ValueError(f"config: weight_dtype {config['weight_dtype']!r} is not one of {', '.join(WEIGHT_DTYPES)}")
+    if config["weight_dtype"] not in ("stored",) + tuple(WEIGHT_DTYPES):
+        raise ValueError(f"config: weight_dtype {config['weight_dtype']!r} is not one of stored, "
+                         f"{', '.join(WEIGHT_DTYPES)}")
     if config["matmul_precision"] not in MATMUL_PRECISIONS:
         raise ValueError(f"config: matmul_precision {config['matmul_precision']!r} is not one of "
                          f"{', '.join(MATMUL_PRECISIONS)}")

@@ -9,7 +9,7 @@ PRESETS = {
     "tiny": {
         "description": "the whole suite in seconds (tests, demos)",
         "model": dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-                      vocab_size=256, max_position_embeddings=256),
+                      vocab_size=256, max_position_embeddings=1024),
         "bench": dict(prompt_length=8, T_values=[8, 16, 32], T_star=16, num_warmup_runs=1, num_measure_runs=3,
                       perplexity=dict(sequence_length=48, num_sequences=2),
                       roofline=dict(prompt_length=32, decode_tokens=8)),

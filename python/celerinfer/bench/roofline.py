@@ -45,15 +45,15 @@ Bytes, counted as main-memory traffic with no cache modelling:
 * weights: every weight the step uses is read once (linear layers in the weight_dtype: 4, 2 or
   1 + 2/32 bytes per value; norm weights fp32, included); the embedding contributes only the
   gathered rows; a tied lm_head still reads the whole table.
-* KV cache: exact storage bytes, matching ``KVCache::bytes_for``: per token and KV head, K and
-  V each take ``4 * D`` (fp32), ``2 * D`` (fp16) or ``D + 4`` (int8 per token, one float scale).
-  KIVI (int8 per channel): a finished block of ``G`` tokens holds ``G * D`` bytes of K plus
-  ``4 * D`` of per-channel K scales, and ``G * (D + 4)`` of V; the unfinished block's tokens are
-  fp32 (``8 * D`` per token for K and V). New tokens of KIVI are written to the fp32 window;
-  finishing a block reads the window and writes the int8 block and scales. With sharing the
-  cache has ``ceil(L / 2)`` layers: K/V are written by even layers only, but every layer's
-  attention still reads its (shared) cache layer, so the read bytes do not shrink; a large
-  last-level cache may serve the odd layer's second read (see ``Cost.kv_resident_bytes``).
+* KV cache: exact storage bytes from the engine's own layout (``_core.kv_layout``, C++
+  ``KVLayout::bytes_for``): each method's values, scales and minimums, its exact residual
+  window, an evicting cache's budget, a merged pair's direction and norms (counted as merged).
+  A step reads what its cache layer holds (an evicting cache: what it held plus the new tokens,
+  so decode cost stops growing at the budget) and writes what the step adds (at least the new
+  tokens as stored). Integer storage adds the quantization of the new values and the
+  dequantization of every value read. With Reuse sharing the odd layers compute no K/V but still
+  read the shared cache layer, so the read bytes do not shrink; a large last-level cache may
+  serve the second read (see ``Cost.kv_resident_bytes``).
 * activations: each op reads its inputs and writes its outputs once, fp32 (an approximation:
   in decode they live in the CPU caches; in a big prefill a matmul may re-read them). The
   dequantized KV tiles and the attention scores stay in per-thread scratch (L1/L2) and are not
@@ -66,6 +66,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from .. import _core
 from ..formats import weight_format
 from ..registry import versions
 
@@ -179,16 +180,11 @@ def _dims(config) -> _Dims:
     return dims
 
 
-# storage kinds
-_NONE, _F32, _F16, _INT8, _KIVI = "none", "fp32", "fp16", "int8_per_token", "int8_kivi"
-
-
 @dataclass(frozen=True)
 class _Version:
+    setting: object     # the name or dict, as _core.kv_layout takes it
     use_cache: bool
-    storage: str  # what the step's K/V go through (v0: the fp32 scratch layer)
-    sharing: bool
-    block: int
+    quantized: bool     # K or V stored as integers: quantized when written, dequantized when read
 
 
 def _version(version) -> _Version:
@@ -197,49 +193,22 @@ def _version(version) -> _Version:
         if not found:
             raise ValueError(f"unknown version {version!r}")
         version = found[0]
-    use_cache = bool(version["use_cache"])
-    dtype, quant = version.get("kv_dtype", "fp32"), version.get("kv_quant", "")
-    if not use_cache or dtype == "none":
-        return _Version(False, _F32, False, 0)
-    if dtype == "fp32":
-        storage = _F32
-    elif dtype == "fp16":
-        storage = _F16
-    elif dtype == "int8":
-        storage = _KIVI if quant == "per_channel_kivi" else _INT8
-    else:
-        raise ValueError(f"unknown kv_dtype {dtype!r}")
-    block = int(version.get("kivi_block") or 0)
-    if storage == _KIVI and block < 1:
-        raise ValueError("a per_channel_kivi version needs kivi_block >= 1")
-    return _Version(True, storage, bool(version.get("cross_layer_sharing", False)), block)
+    spec = _core.version_spec(version) if isinstance(version, dict) else version
+    quantized = any(spec.get(f"{which}_storage", "fp32") not in ("fp32", "fp16") for which in ("key", "value"))
+    return _Version(version, bool(spec["use_cache"]), quantized)
 
 
-def _kv_bytes(storage: str, D: int, tokens: int, block: int) -> int:
-    """Bytes of K and V of `tokens` positions of one (layer, row, KV head), as stored."""
-    if storage == _F32:
-        return tokens * 2 * 4 * D
-    if storage == _F16:
-        return tokens * 2 * 2 * D
-    if storage == _INT8:
-        return tokens * 2 * (D + 4)
-    if storage == _KIVI:
-        blocks, recent = divmod(tokens, block)
-        return blocks * (block * D + 4 * D) + blocks * block * (D + 4) + recent * 2 * 4 * D
-    return 0
-
-
-def _cache_layers(dims: _Dims, v: _Version) -> int:
-    return (dims.L + 1) // 2 if v.sharing else dims.L
+def _layout(d: _Dims, v: _Version, batch: int, written: int) -> dict:
+    """The engine's own cache layout (KVLayout): bytes, tokens held, storage layers."""
+    return _core.kv_layout(v.setting, d.L, d.kv_heads, d.D, batch, written)
 
 
 def kv_cache_bytes(config, version, batch: int, tokens: int) -> int:
-    """The cache's bytes for `tokens` positions of `batch` rows (scales included): what the
-    engine reports as ``kv_cache_bytes`` (0 without a cache)."""
+    """The cache's bytes for `tokens` positions of `batch` rows (scales, the exact residual
+    window and a merged pair's norms included; a MiniCache pair counted as merged, the vectors it
+    keeps whole not): what the engine reports as ``kv_cache_bytes`` (0 without a cache)."""
     d, v = _dims(config), _version(version)
-    if not v.use_cache:
-        return 0
-    return _cache_layers(d, v) * batch * d.kv_heads * _kv_bytes(v.storage, d.D, tokens, v.block)
+    return _layout(d, v, batch, tokens)["bytes"] if v.use_cache else 0
 
 
 # -- the model walk -----------------------------------------------------------------------------
@@ -259,23 +228,26 @@ def _step_cost(d: _Dims, v: _Version, B: int, n: int, p0: int, head_rows: int, W
     c.add("embedding", 0, 2 * M * H * F)
     weights += M * H * F
 
-    # what one layer's attention reads from its cache layer, and (if it owns K/V) writes
-    kv_read = B * d.kv_heads * _kv_bytes(v.storage, D, keys, v.block)
+    # what one layer's attention reads from its cache layer, and (if it computes K/V) writes.
+    # An evicting cache attends over what it held before the step plus the new tokens.
     kv_values_new = 2 * M * KV  # K and V values of the new tokens
-    if v.storage == _KIVI:
-        G = v.block
-        finished = keys // G - p0 // G  # blocks this step completes, per (row, KV head)
-        kv_write = B * d.kv_heads * (n * 2 * F * D + finished * (G * 2 * F * D + G * (2 * D + 4) + 4 * D))
-        quant_values = B * d.kv_heads * finished * G * 2 * D
-        dequant_values = B * d.kv_heads * (keys // G) * G * 2 * D
-    else:
-        kv_write = B * d.kv_heads * _kv_bytes(v.storage, D, n, v.block)
-        quant_values = kv_values_new if v.storage == _INT8 else 0
-        dequant_values = B * d.kv_heads * keys * 2 * D if v.storage == _INT8 else 0
+    if v.use_cache:
+        before, after = _layout(d, v, B, p0), _layout(d, v, B, keys)
+        layers = after["storage_layers"]
+        attended = before["held"] + n
+        kv_read = _layout(d, v, B, attended)["bytes"] // layers
+        fresh = _layout(d, v, B, n)["bytes"] // layers  # n tokens as stored (residual: exact)
+        kv_write = max((after["bytes"] - before["bytes"]) // layers, fresh)
+        computes = after["computes_kv"]
+    else:  # v0: one fp32 scratch layer of the whole sequence
+        layers, attended, computes = 0, keys, [True] * d.L
+        kv_read = kv_write = B * d.kv_heads * keys * 2 * F * D
+    quant_values = kv_values_new if v.quantized else 0
+    dequant_values = B * d.kv_heads * attended * 2 * D if v.quantized else 0
     kv_read_total = kv_write_total = 0
 
     for layer in range(d.L):
-        owns = not (v.sharing and layer % 2 == 1)
+        owns = computes[layer]
         # qkv: rmsnorm, q (and k, v) projections, rope
         flops = RMSNORM_FLOPS_PER_ELEMENT * M * H + 2 * M * H * Q + ROPE_FLOPS_PER_ELEMENT * M * Q
         nbytes = (2 * M * H + H) * F + Q * H * W + (M * H + M * Q) * F + 2 * M * Q * F
@@ -287,7 +259,7 @@ def _step_cost(d: _Dims, v: _Version, B: int, n: int, p0: int, head_rows: int, W
         c.add("qkv", flops, nbytes)
 
         # attention over the cache (dense n x keys scores per query head), cache write
-        flops = M * d.heads * (4 * D * keys + SOFTMAX_FLOPS_PER_SCORE * keys + D)
+        flops = M * d.heads * (4 * D * attended + SOFTMAX_FLOPS_PER_SCORE * attended + D)
         flops += DEQUANT_FLOPS_PER_VALUE * dequant_values
         nbytes = 2 * M * Q * F + kv_read
         kv_read_total += kv_read
@@ -317,7 +289,7 @@ def _step_cost(d: _Dims, v: _Version, B: int, n: int, p0: int, head_rows: int, W
     c.weight_bytes = weights
     c.kv_read_bytes = kv_read_total
     c.kv_write_bytes = kv_write_total
-    c.kv_resident_bytes = _cache_layers(d, v) * kv_read if v.use_cache else kv_read
+    c.kv_resident_bytes = layers * kv_read if v.use_cache else kv_read
     return c
 
 

@@ -62,10 +62,23 @@ class BenchRun:
         return model, info
 
     def _engine(self, version: str, max_seq_len: int) -> Engine:
-        engine = Engine(self.model, version, max_seq_len=max_seq_len, weight_dtype=self.config["weight_dtype"],
+        stored = self.config["weight_dtype"] == "stored"
+        engine = Engine(self.model, version, max_seq_len=max_seq_len,
+                        weight_dtype=None if stored else self.config["weight_dtype"],
                         matmul_precision=self.config["matmul_precision"])
         self.packed_weight_bytes = engine.packed_weight_bytes
+        self.model_info["matrix_formats"] = engine.matrix_formats
         return engine
+
+    @property
+    def compute_weight_dtype(self) -> str:
+        """The format most linear layers compute in: the configured one, or for "stored" the
+        model's commonest matrix format (the roofline's weight bytes per value), known once an
+        engine was built."""
+        if self.config["weight_dtype"] != "stored":
+            return self.config["weight_dtype"]
+        formats = self.model_info.get("matrix_formats") or {"f32": 1}
+        return max(formats, key=formats.get)
 
     def _prompt(self, length: int) -> np.ndarray:
         return random_tokens(self.config["batch_size"], length, self.model.config.vocab_size, seed=self.config["seed"])
@@ -198,7 +211,7 @@ class BenchRun:
                 runs = self._generations(version, P, T, bar)
                 if runs:
                     flags = self.version_flags[version]
-                    wd = cfg["weight_dtype"]
+                    wd = self.compute_weight_dtype
                     prefill = roofline.prefill_cost(self.model.config, flags, B, P, weight_dtype=wd)
                     # decode step i attends over P + i - 1 cached positions
                     decode_steps = [roofline.decode_cost(self.model.config, flags, B, P + i, weight_dtype=wd)

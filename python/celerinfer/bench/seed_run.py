@@ -42,18 +42,21 @@ class RunContext:
     top_k: int
     top_p: float
     seed: int
+    eos_token_id: int | None = None  # where generation stops (a chat model's end of turn)
 
     def options(self, max_new_tokens: int) -> GenerateOptions:
         return GenerateOptions(max_new_tokens, temperature=self.temperature, top_k=self.top_k, top_p=self.top_p,
-                               seed=self.seed)
+                               seed=self.seed, eos_token_id=self.eos_token_id)
 
 
 @dataclass
 class Prompt:
-    """One prompt: its text (None for --prompt-ids) and token ids."""
+    """One prompt: its text (None for --prompt-ids) and token ids (with chat, of the whole
+    templated conversation: `text` is then the user's message)."""
 
     text: str | None
     ids: list[int]
+    chat: bool = False
 
 
 def sized_engine(ctx: RunContext, version: str, seq_len: int) -> Engine:
@@ -62,9 +65,9 @@ def sized_engine(ctx: RunContext, version: str, seq_len: int) -> Engine:
     return Engine(ctx.model, version, device=ctx.device, max_seq_len=seq_len)
 
 
-def generate_timed(engine: Engine, ids: list[int], options: GenerateOptions) -> tuple[Generation, float]:
+def generate_timed(engine: Engine, ids: list[int], options: GenerateOptions, on_token=None) -> tuple[Generation, float]:
     start = time.perf_counter()
-    gen = engine.generate([ids], options)
+    gen = engine.generate([ids], options, on_token=on_token)
     return gen, time.perf_counter() - start
 
 

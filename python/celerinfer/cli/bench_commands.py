@@ -167,7 +167,7 @@ def add_parsers(sub) -> None:
     p.add_argument("--num-measure-runs", type=int)
     p.add_argument("--seed", type=int)
     p.add_argument("--dtype")
-    p.add_argument("--weight-dtype", dest="weight_dtype", help="linear-layer weights: f32, bf16 or int8")
+    p.add_argument("--weight-dtype", dest="weight_dtype", help="linear-layer weights: stored (the model file's own formats), f32, bf16, int8, q4_0 or q4_1")
     p.add_argument("--matmul-precision", dest="matmul_precision",
                    help="prefill with f32/int8 weights: highest (f32 products) or high (bf16x3 on AMX)")
     p.add_argument("--threads", type=int)
@@ -208,8 +208,9 @@ def _add_backend_comparison_arguments(parser) -> None:
     g.add_argument("--repeats", type=int, default=3, help="compare: timed runs per setup, after a warm-up (default 3)")
     g.add_argument("--long", action="store_true", help=f"compare: a {LONG_PROMPT}-token prompt (long context)")
     g.add_argument("--backends", nargs="+", choices=BACKENDS, help="compare: which (default all installed)")
-    g.add_argument("--weight-dtypes", nargs="+", choices=tuple(MATCHING_GGUF),
-                   help="compare: celerinfer weight dtypes, and llama.cpp's matching GGUF types (default f32 bf16 int8)")
+    g.add_argument("--weight-dtypes", nargs="+", choices=tuple(MATCHING_GGUF) + ("stored",),
+                   help="compare: celerinfer weight dtypes, and llama.cpp's matching GGUF types; stored: a GGUF "
+                        "model's own file, run by both (default: stored int8 for a GGUF model, else every format)")
     g.add_argument("--llama-kv", nargs="+", choices=tuple(LLAMA_KV_TYPES),
                    help=f"compare: llama.cpp KV cache types (default {' '.join(DEFAULT_LLAMA_KV)})")
     g.add_argument("--gguf-dir", help="compare: keep the GGUF exports in this folder (default: a temporary one)")

@@ -46,12 +46,12 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         description="Generate from a prompt. With --benchmark, run the non-optimized engine (v0, no KV cache) "
                     "and then the optimized one (--version) on the same prompt, seed and sampling settings, and "
                     "accumulate the metrics (JSON, CSV) and plots in --benchmark-dir.")
-    p.add_argument("--model", "--checkpoint", dest="model",
-                   default=env_default("JSON_PATH", "dump_minimind/minimind.json"),
-                   help="model: a .json (seed format) or .safetensors file, a Hugging Face folder, or a PyTorch "
-                        "checkpoint (.pt; config from --config or config.json beside it) (default: $JSON_PATH or "
-                        "dump_minimind/minimind.json); a tokenizer.json in the folder or beside the file is used "
-                        "for text")
+    p.add_argument("--model", "--checkpoint", dest="model", default=env_default("JSON_PATH", "smollm2"),
+                   help="model: a packaged model's name (smollm2: SmolLM2-135M-Instruct), a .gguf file, a .json "
+                        "(seed format) or .safetensors file, a Hugging Face folder, or a PyTorch checkpoint (.pt; "
+                        "config from --config or config.json beside it) (default: $JSON_PATH or smollm2); text goes "
+                        "through the GGUF file's tokenizer, a tokenizer.json in the folder or beside the file, or "
+                        "bytes")
     p.add_argument("--config", metavar="JSON", default=None,
                    help="config of a PyTorch checkpoint: a config.json path or inline JSON ('{\"hidden_size\": ...}')")
     prompts = p.add_mutually_exclusive_group(required=True)
@@ -59,6 +59,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     prompts.add_argument("--prompt-ids", type=int, nargs="+", metavar="ID", help="the prompt as token ids")
     prompts.add_argument("--prompt-file", metavar="FILE", help="a batch of prompts: one per non-empty line")
     prompts.add_argument("--prompts", nargs="+", metavar="TEXT", help="a batch of prompts")
+    p.add_argument("--chat", action="store_true",
+                   help="each prompt is a user message in the model's chat template (a GGUF model's); the answer "
+                        "is streamed as it comes and ends at the model's end-of-turn token")
+    p.add_argument("--system", metavar="TEXT", default=None,
+                   help="with --chat: a system message (default: the template's own)")
     p.add_argument("--max-new-tokens", dest="max_length", type=_int_at_least(1), default=argparse.SUPPRESS,
                    help="the same as --max-length")
     p.add_argument("--max-length", type=_int_at_least(1), default=100,
@@ -104,6 +109,10 @@ def validate(args) -> None:
         raise ValueError(f"--threads must be >= 0, got {args.threads}")
     if args.warmup < 0:
         raise ValueError(f"--warmup must be >= 0, got {args.warmup}")
+    if args.system is not None and not args.chat:
+        raise ValueError("--system needs --chat")
+    if args.chat and args.prompt_ids is not None:
+        raise ValueError("--chat takes text prompts (--prompt, --prompts, --prompt-file), not --prompt-ids")
     names = version_names()
     if args.version not in names:
         raise ValueError(f"unknown --version {args.version!r}: choose one of {', '.join(names)}")
@@ -131,8 +140,17 @@ def _read_prompt_file(path: str) -> list[str]:
     return prompts
 
 
+def chat_text(tokenizer, text: str, system: str | None) -> str:
+    """A user message (and a system one) in the tokenizer's chat template, the answer to come."""
+    if not hasattr(tokenizer, "apply_chat_template"):
+        raise ValueError("--chat needs a model with a chat template (a GGUF model such as smollm2)")
+    messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": text}]
+    return tokenizer.apply_chat_template(messages, add_generation_prompt=True)
+
+
 def resolve_prompts(args, tokenizer, vocab_size: int) -> list[Prompt]:
-    """The prompts the arguments ask for, tokenized and checked against the vocabulary."""
+    """The prompts the arguments ask for (in the chat template with --chat), tokenized and
+    checked against the vocabulary."""
     if args.prompt_ids is not None:
         ids = [int(i) for i in args.prompt_ids]
         bad = [i for i in ids if not 0 <= i < vocab_size]
@@ -152,5 +170,9 @@ def resolve_prompts(args, tokenizer, vocab_size: int) -> list[Prompt]:
     for n, text in enumerate(texts, 1):
         if text == "":
             raise ValueError("the prompt is empty" if len(texts) == 1 else f"prompt {n} is empty")
-        result.append(Prompt(text, tokenizer.encode(text)))
+        if getattr(args, "chat", False):  # the template carries the special tokens itself
+            result.append(Prompt(text, tokenizer.encode(chat_text(tokenizer, text, args.system),
+                                                        add_special_tokens=False), chat=True))
+        else:
+            result.append(Prompt(text, tokenizer.encode(text)))
     return result

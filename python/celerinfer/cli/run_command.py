@@ -149,7 +149,30 @@ def _benchmark_prompt(ctx: RunContext, args, prompt: Prompt, label: str, store: 
     return baseline, optimized
 
 
+def _chat_prompt(ctx: RunContext, args, prompt: Prompt, label: str) -> None:
+    """One user message, the answer streamed to the terminal as it is generated."""
+    from .text_stream import TextStream
+
+    max_new = _new_token_budget(args.max_length, len(prompt.ids), ctx.model.config.max_position_embeddings, label)
+    engine = sized_engine(ctx, args.version, len(prompt.ids) + max_new)
+    _say()
+    _say(f"User: {printable(prompt.text)}")
+    sys.stdout.write("Assistant: ")
+    stream = TextStream(ctx.tokenizer, ctx.eos_token_id)
+    try:
+        gen, seconds = generate_timed(engine, prompt.ids, ctx.options(max_new), on_token=stream)
+    finally:
+        stream.finish()
+    n = int(gen.new_tokens.shape[1])
+    ended = "end of turn" if stream.stopped else f"--max-length {max_new} reached"
+    _say(f"[{engine.version['name']}, {engine.weight_dtype}] {n} tokens ({ended}) in {seconds:.3f} s: "
+         f"{n / seconds if seconds > 0 else float('nan'):.1f} tokens/s, TTFT {gen.timings['ttft_ms']:.1f} ms, "
+         f"decode {gen.timings['decode_tokens_per_s']:.1f} tokens/s", err=True)
+
+
 def _plain_prompt(ctx: RunContext, args, prompt: Prompt, label: str) -> None:
+    if prompt.chat:
+        return _chat_prompt(ctx, args, prompt, label)
     max_new = _new_token_budget(args.max_length, len(prompt.ids), ctx.model.config.max_position_embeddings, label)
     engine = sized_engine(ctx, args.version, len(prompt.ids) + max_new)
     gen, seconds = generate_timed(engine, prompt.ids, ctx.options(max_new))
@@ -196,7 +219,6 @@ def _finish_benchmark(store: MetricsStore, scope: str) -> None:
 def _context(args) -> tuple[RunContext, list[Prompt]]:
     """The model, tokenizer and prompts of the arguments, checked before anything runs."""
     from ..io.model_files import load
-    from ..io.tokenizer import load_tokenizer
     from ..model import config_to_dict
     from ..package_info import package_version
     from ..runtime import get_num_threads, set_num_threads
@@ -205,7 +227,7 @@ def _context(args) -> tuple[RunContext, list[Prompt]]:
     if args.device != "cpu":
         raise ValueError(f"device {args.device!r} is not available: this build runs on 'cpu' only")
     model = load(args.model, config_arg(args.config))
-    tokenizer = load_tokenizer(args.model, model.config.vocab_size)
+    tokenizer = model.tokenizer
     prompts = resolve_prompts(args, tokenizer, model.config.vocab_size)
     max_pos = model.config.max_position_embeddings
     for n, prompt in enumerate(prompts, 1):
@@ -217,8 +239,10 @@ def _context(args) -> tuple[RunContext, list[Prompt]]:
         set_num_threads(args.threads)
     info = {"path": str(args.model), "config": config_to_dict(model.config), "threads": int(get_num_threads()),
             "package_version": package_version()}
+    # A model with a trained tokenizer stops at its end of turn (chat) or end of text.
+    stop = getattr(tokenizer, "stop_token_id", None)
     ctx = RunContext(model, tokenizer, info, args.device, args.max_length, args.temperature, args.top_k, args.top_p,
-                     args.seed)
+                     args.seed, eos_token_id=None if stop is None else int(stop))
     return ctx, prompts
 
 

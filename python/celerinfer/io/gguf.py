@@ -1,10 +1,11 @@
-"""Export a celerinfer llama model to GGUF, the file format of llama.cpp.
+"""GGUF, llama.cpp's model file, from Python: exporting a model (through the C++ writer,
+``_core.save_gguf``), and reading one back with the ``gguf`` package for independent checks.
 
-``export_gguf(model, path, dtype)`` writes the model's weights as f32, f16 or q8_0 (llama.cpp's
-8-bit format: blocks of 32 int8 values with one fp16 scale) with the ``llama`` architecture
-metadata and a placeholder tokenizer, so llama.cpp (and llama-cpp-python) run exactly the
-function celerinfer runs, on token ids. It needs the ``gguf`` package: ``pip install
-'celerinfer[compare]'``.
+``export_gguf(model, path, dtype)`` writes the model's matrices as stored ("stored": a GGUF
+model's own types), or as f32, f16, q8_0, q4_0 or q4_1 (llama.cpp's block formats, quantized
+with llama.cpp's own rounding), with the architecture's metadata, so llama.cpp (and
+llama-cpp-python) run exactly the function celerinfer runs. A model loaded from GGUF keeps its
+file's metadata (tokenizer, chat template); any other model gets a placeholder tokenizer.
 
 Layout (what llama.cpp's loader expects):
 
@@ -18,11 +19,12 @@ Layout (what llama.cpp's loader expects):
   head of q_proj and k_proj are therefore reordered so that output row 2i is input row i and
   row 2i + 1 is input row i + D/2 (:func:`interleave_rope_rows`). Attention scores are dot
   products over a head's dimensions, so the same reordering of q and k leaves them unchanged.
-* Types: 1-D tensors (norm weights) are always f32. With ``q8_0`` a matrix whose rows are not a
-  whole number of 32-value blocks is written as f16 (llama.cpp's converter does the same).
-* Tokenizer: a ``llama`` (SentencePiece-style) vocabulary of ``vocab_size`` placeholder tokens:
-  ``<unk>``, ``<s>``, ``</s>``, the 256 byte tokens ``<0xNN>`` when the vocabulary has room,
-  then ``<tok_N>``. Token ids mean nothing in text; they only have to exist.
+* Types: 1-D tensors (norm weights) are always f32. A matrix whose rows are not a whole number
+  of 32-value blocks is written as f16 in the block formats (llama.cpp's converter does the same).
+* Tokenizer (models without one): a ``llama`` (SentencePiece-style) vocabulary of
+  ``vocab_size`` placeholder tokens: ``<unk>``, ``<s>``, ``</s>``, the 256 byte tokens
+  ``<0xNN>`` when the vocabulary has room, then ``<tok_N>``. Token ids mean nothing in text;
+  they only have to exist.
 """
 
 from __future__ import annotations
@@ -32,11 +34,11 @@ from pathlib import Path
 
 import numpy as np
 
-from ..model import Model
+from .. import _core
 
-#: the dtypes export_gguf writes, with llama.cpp's file-type code (general.file_type)
-FILE_TYPES = {"f32": 0, "f16": 1, "q8_0": 7}
-Q8_0_BLOCK = 32
+#: the matrix types export_gguf writes ("stored" also: each matrix as the model holds it), with
+#: llama.cpp's file-type code (general.file_type)
+FILE_TYPES = {"f32": 0, "f16": 1, "q8_0": 7, "q4_0": 2, "q4_1": 3}
 
 #: Hugging Face name inside layer N -> GGUF name inside blk.N
 LAYER_TENSORS = {
@@ -59,8 +61,7 @@ def _gguf():
     try:
         import gguf
     except ImportError as exc:
-        raise ImportError("GGUF export needs the gguf package: pip install 'celerinfer[compare]' "
-                          "(or pip install gguf)") from exc
+        raise ImportError("reading GGUF with the gguf package needs it: pip install gguf") from exc
     return gguf
 
 
@@ -75,7 +76,7 @@ def interleave_rope_rows(weight: np.ndarray, n_heads: int) -> np.ndarray:
     return weight[order]
 
 
-def gguf_tensors(model: Model) -> dict[str, np.ndarray]:
+def gguf_tensors(model) -> dict[str, np.ndarray]:
     """GGUF name -> float32 array (RoPE rows of q and k already reordered), in file order."""
     c = model.config
     sd = model.state_dict()
@@ -92,16 +93,6 @@ def gguf_tensors(model: Model) -> dict[str, np.ndarray]:
     if "lm_head.weight" in sd:
         out["output.weight"] = sd["lm_head.weight"]
     return out
-
-
-def _encode(gguf, array: np.ndarray, dtype: str):
-    """(data, raw_dtype) of one tensor in the requested file dtype."""
-    if array.ndim == 1 or dtype == "f32":
-        return np.ascontiguousarray(array, dtype=np.float32), None
-    if dtype == "q8_0" and array.shape[-1] % Q8_0_BLOCK == 0:
-        q8 = gguf.GGMLQuantizationType.Q8_0
-        return gguf.quants.quantize(np.ascontiguousarray(array, dtype=np.float32), q8), q8
-    return array.astype(np.float16), None
 
 
 def placeholder_vocab(vocab_size: int) -> list[str]:
@@ -121,55 +112,37 @@ def _token_type(text: str) -> int:
     return _BYTE if text.startswith("<0x") else _NORMAL
 
 
-def export_gguf(model: Model, path: str | os.PathLike, dtype: str = "f32", progress: bool = False) -> Path:
-    """Write `model` to `path` as a GGUF file of weight type `dtype` ("f32", "f16" or "q8_0");
-    returns the path. progress: a tqdm bar while the tensors are converted and written."""
-    if not isinstance(model, Model):
-        raise TypeError(f"model must be a celerinfer.Model, got {type(model).__name__}")
-    if dtype not in FILE_TYPES:
-        raise ValueError(f"dtype must be one of {', '.join(FILE_TYPES)}, got {dtype!r}")
-    c = model.config
-    if c.architecture != "llama":
-        raise ValueError(f"GGUF export supports the llama architecture, not {c.architecture!r}")
-    if c.vocab_size < 3:
-        raise ValueError(f"GGUF export needs vocab_size >= 3 (unk, bos, eos), got {c.vocab_size}")
-    gguf = _gguf()
-    from tqdm import tqdm
+def placeholder_tokenizer(vocab_size: int) -> dict:
+    """The metadata of the placeholder tokenizer (see the module docstring)."""
+    tokens = placeholder_vocab(vocab_size)
+    return {"tokenizer.ggml.model": "llama", "tokenizer.ggml.tokens": tokens,
+            "tokenizer.ggml.scores": [0.0] * len(tokens), "tokenizer.ggml.token_type": [_token_type(t) for t in tokens],
+            "tokenizer.ggml.unknown_token_id": 0, "tokenizer.ggml.bos_token_id": 1, "tokenizer.ggml.eos_token_id": 2}
 
+
+def export_gguf(model, path: str | os.PathLike, dtype: str = "f32", progress: bool = False) -> Path:
+    """Write `model` to `path` as a GGUF file with matrices in `dtype` ("stored", "f32", "f16",
+    "q8_0", "q4_0" or "q4_1"); returns the path. The C++ writer converts and writes each tensor
+    in turn, atomically (`progress` is accepted for callers that show one; the write is one call)."""
+    del progress
+    if not hasattr(model, "_impl") or not hasattr(model, "gguf_metadata"):  # (io/ does not import the Model)
+        raise TypeError(f"model must be a celerinfer.Model, got {type(model).__name__}")
+    if dtype not in FILE_TYPES and dtype != "stored":
+        raise ValueError(f"dtype must be one of {', '.join(FILE_TYPES)} or stored, got {dtype!r}")
+    c = model.config
+    if c.architecture not in ("llama", "qwen2"):
+        raise ValueError(f"GGUF export supports the llama and qwen2 architectures, not {c.architecture!r}")
+    metadata = model.gguf_metadata
+    extra = {"general.name": f"celerinfer {c.architecture} ({c.num_parameters / 1e6:.1f}M)"}
+    if metadata is None or "tokenizer.ggml.model" not in metadata:
+        if c.vocab_size < 3:
+            raise ValueError(f"GGUF export needs vocab_size >= 3 (unk, bos, eos), got {c.vocab_size}")
+        extra.update(placeholder_tokenizer(c.vocab_size))
+    elif "general.name" in metadata:
+        del extra["general.name"]
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    writer = gguf.GGUFWriter(path, "llama")
-    writer.add_name(f"celerinfer random llama ({c.num_parameters / 1e6:.1f}M)")
-    writer.add_file_type(FILE_TYPES[dtype])
-    writer.add_context_length(c.max_position_embeddings)
-    writer.add_embedding_length(c.hidden_size)
-    writer.add_block_count(c.num_hidden_layers)
-    writer.add_feed_forward_length(c.intermediate_size)
-    writer.add_head_count(c.num_attention_heads)
-    writer.add_head_count_kv(c.num_key_value_heads)
-    writer.add_rope_dimension_count(c.hidden_size // c.num_attention_heads)
-    writer.add_rope_freq_base(float(c.rope_theta))
-    writer.add_layer_norm_rms_eps(float(c.rms_norm_eps))
-    writer.add_vocab_size(c.vocab_size)
-    tokens = placeholder_vocab(c.vocab_size)
-    writer.add_tokenizer_model("llama")
-    writer.add_token_list(tokens)
-    writer.add_token_scores([0.0] * len(tokens))
-    writer.add_token_types([_token_type(t) for t in tokens])
-    writer.add_unk_token_id(0)
-    writer.add_bos_token_id(1)
-    writer.add_eos_token_id(2)
-    tensors = gguf_tensors(model)
-    for name, array in tqdm(tensors.items(), desc=f"GGUF {dtype}", unit="tensor", disable=not progress,
-                            leave=False, dynamic_ncols=True):
-        data, raw_dtype = _encode(gguf, array, dtype)
-        writer.add_tensor(name, data, raw_dtype=raw_dtype)
-    try:
-        writer.write_header_to_file()
-        writer.write_kv_data_to_file()
-        writer.write_tensors_to_file(progress=progress)
-    finally:
-        writer.close()
+    _core.save_gguf(model._impl, str(path), dtype, metadata, extra)
     return path
 
 

@@ -4,8 +4,8 @@ The engine works on token ids; to run text prompts we need a tokenizer that agre
 model's vocabulary. Random models have no trained vocabulary, so the default is a byte-level
 tokenizer: every UTF-8 byte of the text is one token id (0..255). Any model whose vocabulary
 has at least 256 ids can take it. :func:`load_tokenizer` is the single place that picks a
-tokenizer for a model file, so real tokenizers (a ``tokenizer.json`` beside a Hugging Face
-checkpoint, say) can plug in there later without touching the callers.
+tokenizer for a model file (a ``tokenizer.json`` beside a Hugging Face checkpoint), and
+:func:`model_tokenizer` the one for a Model (a GGUF file's own, io/gguf_tokenizer.py).
 """
 
 from __future__ import annotations
@@ -114,6 +114,16 @@ def tokenizer_file(model_path: str | os.PathLike | None) -> Path | None:
     path = Path(model_path)
     candidate = (path if path.is_dir() else path.parent) / TOKENIZER_FILE
     return candidate if candidate.is_file() else None
+
+
+def model_tokenizer(gguf_metadata, model_path: str | os.PathLike | None, vocab_size: int):
+    """A model's tokenizer: its GGUF metadata's when it has one (GGUFTokenizer), else
+    :func:`load_tokenizer` for its path."""
+    if gguf_metadata is not None and "tokenizer.ggml.model" in gguf_metadata:
+        from .gguf_tokenizer import GGUFTokenizer
+
+        return GGUFTokenizer(gguf_metadata, vocab_size, source=str(model_path or "GGUF"))
+    return load_tokenizer(model_path, vocab_size)
 
 
 def load_tokenizer(model_path: str | os.PathLike | None, vocab_size: int) -> HFTokenizer | ByteTokenizer:

@@ -28,7 +28,7 @@ PALETTE = ("#4d4d4d",  # v0 no cache: dark gray
            "#8c564b",  # v6 INT8 KIVI: brown
            "#e377c2", "#17becf", "#bcbd22", "#7f7f7f", "#393b79", "#637939", "#8c6d31",
            "#843c39", "#7b4173", "#3182bd", "#e6550d", "#31a354")
-MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "h", "<", ">")
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "h", "<", ">", "p", "H", "d", "8", "+", "x", "1", "2")
 #: without a registry, names that are not vN hash into the styles after this many (v0-v6's)
 UNNAMED_START = 7
 PHASE_COLORS = {"embedding": "#8dd3c7", "attention": "#fb8072", "mlp": "#80b1d3", "head": "#fdb462",
@@ -36,7 +36,8 @@ PHASE_COLORS = {"embedding": "#8dd3c7", "attention": "#fb8072", "mlp": "#80b1d3"
 ROOFLINE_PHASE_MARKERS = {"prefill": "s", "decode": "o"}
 #: the cache storage in a few words, by the registry's kv_dtype (records written by hand may
 #: spell the dtypes out)
-_KV_WORDS = {"fp32": "fp32", "float32": "fp32", "fp16": "fp16", "float16": "fp16", "bf16": "bf16", "int8": "INT8"}
+_KV_WORDS = {"fp32": "fp32", "float32": "fp32", "fp16": "fp16", "float16": "fp16", "bf16": "bf16", "int8": "INT8",
+             "int4": "INT4", "int2": "INT2"}
 
 _VERSION_RE = re.compile(r"^v(\d+)$")
 
@@ -90,6 +91,8 @@ def short_description(flags) -> str | None:
         return None
     if not flags["use_cache"]:
         return "no cache"
+    if flags.get("eviction", "none") != "none" or flags.get("sharing") == "merge":
+        return flags.get("method") or flags.get("description")  # StreamingLLM, H2O, MiniCache: the method's name
     words = _KV_WORDS.get(str(flags.get("kv_dtype")), str(flags.get("kv_dtype")))
     kivi = flags.get("kv_quant") == "per_channel_kivi"
     if kivi:

@@ -26,13 +26,14 @@ the padding (they are NOT shifted for left padding). A query at position i atten
 at positions j <= i whose attention_mask is 1. A query with no allowed key gets a zero attention
 output (never NaN). Outputs at padded query positions are unspecified.
 
-Generation (greedy) runs every KV-cache version of DESIGN.md section 4 from its flags (VERSIONS,
-version_spec): step 0 runs the prompt and takes the logits at its last position, each later step
-runs the one new token. With a cache, each layer first WRITES the new tokens' K (after RoPE) and
-V to its KVCache (stored as fp32, fp16, INT8 per token, or KIVI: K per channel over blocks of 32
-tokens, V per token, the unfinished block exact), then attends over all of it READ back. With
-cross-layer sharing, odd layer 2i+1 attends over layer 2i's K/V (`forward(..., sharing=True)` is
-the same function without a cache).
+Generation (greedy) runs every KV-cache version of the registry from its knobs (VERSIONS,
+version_spec; see :mod:`.kv_cache`): step 0 runs the prompt and takes the logits at its last
+position, each later step runs the one new token. With a cache, each layer first WRITES the new
+tokens' K (after RoPE) and V to its cache (fp32, fp16, INT8/INT4/INT2 per token or per channel
+with a residual window), then attends over all it kept READ back, then evicts what the method
+gives up (StreamingLLM, H2O). With Reuse sharing, odd layer 2i+1 attends over layer 2i's K/V
+(`forward(..., sharing=True)` is the same function without a cache); with Merge (MiniCache)
+a pair of layers reads K/V rebuilt from one merged direction and each layer's norm.
 
 The package: :mod:`.layers` (config, RoPE, norms, attention, MLP, block), :mod:`.kv_cache`
 (the versions' flags, quantizers, KVCache), :mod:`.model` (ReferenceModel and the numpy
@@ -41,13 +42,13 @@ helpers), :mod:`.weight_formats` (the twins of the engine's weight formats) and
 reference's everyday API.
 """
 
-from .kv_cache import (KIVI_BLOCK, VERSIONS, KVCache, dequantize_int8, fp16_round_trip, quantize_int8_per_channel,
-                       quantize_int8_per_token, version_spec)
+from .kv_cache import (BITS, VERSIONS, KVCache, cache_bytes, dequantize_int8, fp16_round_trip, new_caches,
+                       quantize_int8_per_channel, quantize_int8_per_token, round_trip, version_spec)
 from .layers import (ARCHITECTURES, MLP, Attention, Block, LayerNorm, RMSNorm, allowed_keys, apply_rope,
                      default_intermediate_size, rope_tables, rotate_half)
 from .model import ReferenceModel, generate, logits, score
 
-__all__ = ["ARCHITECTURES", "Attention", "Block", "KIVI_BLOCK", "KVCache", "LayerNorm", "MLP", "RMSNorm",
+__all__ = ["ARCHITECTURES", "Attention", "BITS", "Block", "KVCache", "cache_bytes", "new_caches", "round_trip", "LayerNorm", "MLP", "RMSNorm",
            "ReferenceModel", "VERSIONS", "allowed_keys", "apply_rope", "default_intermediate_size",
            "dequantize_int8", "fp16_round_trip", "generate", "logits", "quantize_int8_per_channel",
            "quantize_int8_per_token", "rope_tables", "rotate_half", "score", "version_spec"]

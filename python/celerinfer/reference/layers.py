@@ -193,33 +193,36 @@ class Attention(nn.Module):
         self.v_proj = linear_layer(w["v_proj"], w.get("v_proj_bias"))
         self.o_proj = linear_layer(w["o_proj"], w.get("o_proj_bias"))
 
-    def forward(self, x, cos, sin, allowed, cache=None, kv=None):
+    def forward(self, x, cos, sin, allowed, cache=None, kv=None, positions=None, key_valid=None):
         """Attention of the S newest tokens x (B, S, C) over all L keys.
 
         cos, sin: (S, D) at the positions of the new tokens; allowed: (B, 1, S, L).
-        kv: None, or the (k, v) of another layer to attend over (cross-layer sharing: this
-            layer's k_proj and v_proj are then not used).
-        cache: None (the keys are the new tokens, L = S) or a KVCache: the new tokens' K and V
-            are written to it first, then attention reads all of it back (L positions).
-        Returns (out (B, S, C), (k, v)), where k, v (B, KVH, L, D) are what was attended over.
+        kv: None, or the (k, v, allowed) of another layer to attend over (cross-layer sharing:
+            this layer's k_proj and v_proj are then not used).
+        cache: None (the keys are the new tokens, L = S) or a cache (kv_cache.py): the new
+            tokens' K and V are written to it first (at `positions` (S,), padding flags
+            `key_valid` (B, S)), then attention reads back what it keeps, with the mask of which
+            key each query sees (allowed is then the cache's).
+        Returns (out (B, S, C), (k, v, allowed)): what was attended over, for a layer that shares it.
         """
         B, S, C = x.shape
         D = self.head_dim
         q = self.q_proj(x).view(B, S, self.n_head, D).transpose(1, 2)      # (B, H, S, D)
         if self.use_rope:
             q = apply_rope(q, cos, sin)
+        n_rep = self.n_head // self.n_kv_head
         if kv is None:
             k = self.k_proj(x).view(B, S, self.n_kv_head, D).transpose(1, 2)   # (B, KVH, S, D)
             v = self.v_proj(x).view(B, S, self.n_kv_head, D).transpose(1, 2)   # (B, KVH, S, D)
             if self.use_rope:
                 k = apply_rope(k, cos, sin)
             if cache is not None:
-                cache.write(k, v)
-                k, v = cache.read()                                        # (B, KVH, L, D)
-            kv = (k, v)
-        k, v = kv
+                cache.write(k, v, positions, key_valid)
+                k, v, kv_allowed = cache.read(positions)                   # (B, KVH, L, D), (B, KVH, S, L)
+                allowed = kv_allowed.repeat_interleave(n_rep, dim=1)       # (B, H, S, L)
+            kv = (k, v, allowed)
+        k, v, allowed = kv
         # GQA: query head h reads K/V head h // (H / KVH)
-        n_rep = self.n_head // self.n_kv_head
         k = k.repeat_interleave(n_rep, dim=1)                              # (B, H, L, D)
         v = v.repeat_interleave(n_rep, dim=1)                              # (B, H, L, D)
 
@@ -230,6 +233,8 @@ class Attention(nn.Module):
         att = F.softmax(att, dim=-1)
         # a query with no allowed key has a row of NaN here: zero it (and its output)
         att = att.masked_fill(~allowed, 0.0)
+        if cache is not None:
+            cache.observe(att)                                             # H2O: attention received
         y = att.to(x.dtype) @ v                                            # (B, H, S, D)
         y = y.transpose(1, 2).reshape(B, S, self.n_head * D)               # (B, S, H*D)
         return self.o_proj(y), kv
@@ -260,9 +265,10 @@ class Block(nn.Module):
         self.post_attention_layernorm = norm_layer(w, "post_attention_layernorm", cfg)
         self.mlp = MLP(cfg, w)
 
-    def forward(self, x, cos, sin, allowed, cache=None, kv=None):
-        """Returns (x, (k, v)): the block's output and the K/V its attention used."""
-        a, kv = self.self_attn(self.input_layernorm(x), cos, sin, allowed, cache=cache, kv=kv)
+    def forward(self, x, cos, sin, allowed, cache=None, kv=None, positions=None, key_valid=None):
+        """Returns (x, (k, v, allowed)): the block's output and what its attention used."""
+        a, kv = self.self_attn(self.input_layernorm(x), cos, sin, allowed, cache=cache, kv=kv, positions=positions,
+                               key_valid=key_valid)
         x = x + a
         x = x + self.mlp(self.post_attention_layernorm(x))
         return x, kv

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from .kv_cache import KVCache, version_spec
+from .kv_cache import cache_bytes, new_caches, version_spec
 from .layers import Block, allowed_keys, float_tensor, index_tensor, linear_layer, norm_layer, read_config, rope_tables
 
 
@@ -171,54 +171,61 @@ class ReferenceModel(nn.Module):
     # ------------------------------------------------------------------- forward with a cache ---
 
     def new_caches(self, version) -> list:
-        """One KVCache per layer for `version`; None for the odd layers that share (and for v0)."""
-        spec = version_spec(version)
-        if not spec["use_cache"]:
-            return [None] * len(self.layers)
-        return [None if spec["cross_layer_sharing"] and i % 2 == 1
-                else KVCache(spec["kv_dtype"], spec["kv_quant"], spec["kivi_block"])
-                for i in range(len(self.layers))]
+        """One cache per layer for `version` (kv_cache.new_caches): None for a Reuse pair's odd
+        layer (and every layer of v0)."""
+        cfg = self.config
+        return new_caches(version_spec(version), cfg["num_hidden_layers"],
+                          cfg["hidden_size"] // cfg["num_attention_heads"])
 
     def forward_cached(self, new_ids, key_mask, caches) -> torch.Tensor:
         """Runs the S newest tokens through the model with a KV cache; logits (B, S, vocab) float32.
 
         new_ids: (B, S) long, the tokens at positions L-S..L-1, where L = key_mask.shape[1].
         key_mask: (B, L) bool, the attention mask of all positions (cached ones and the new).
-        caches: from new_caches(): they hold positions 0..L-S-1 and receive the new tokens. A
-            layer whose cache is None reuses the K/V of the layer before it (cross-layer sharing:
-            that layer has just written the new tokens to its cache and read all of it back).
+        caches: from new_caches(): they hold what they kept of positions 0..L-S-1 and receive the
+            new tokens. A layer whose cache is None reuses what the layer before it attended over
+            (cross-layer sharing). After each layer, its cache evicts what its method gives up.
         """
         B, S = new_ids.shape
         L = key_mask.shape[1]
         allowed = allowed_keys(key_mask, n_queries=S)          # (B, 1, S, L)
         cos, sin = self.rope_cos[L - S:L], self.rope_sin[L - S:L]  # (S, D): positions L-S..L-1
+        positions = torch.arange(L - S, L)
+        new_valid = key_mask[:, L - S:]
         x = self._embed(new_ids, L - S)                        # (B, S, C)
         kv = None
         for block, cache in zip(self.layers, caches):
             if cache is None:
                 x, kv = block(x, cos, sin, allowed, kv=kv)     # shares the previous layer's cache
             else:
-                x, kv = block(x, cos, sin, allowed, cache=cache)
+                x, kv = block(x, cos, sin, allowed, cache=cache, positions=positions, key_valid=new_valid)
+                cache.end_step()
         x = self.norm(x)
         return self.lm_head(x).float()                         # (B, S, V)
+
+    def cache_bytes(self, caches, rows: int) -> int:
+        """Bytes the caches hold (the engine's kv_cache_bytes, counted from the reference's own
+        stored tensors)."""
+        return cache_bytes(caches, rows)
 
     # ----------------------------------------------------------------------------- generation ---
 
     @torch.no_grad()
-    def _decode(self, input_ids, attention_mask, version, n_steps, eos_token_id=None, forced=None):
+    def _decode(self, input_ids, attention_mask, version, n_steps, eos_token_id=None, forced=None, caches=None):
         """The generation loop of every version; greedy, or teacher-forced with `forced` (B, n).
 
         Step 0 runs the whole prompt (prefill) and takes the logits at its last position P-1 for
         every row; step t > 0 runs only the token chosen at step t-1, at position P+t-1. v0 (no
         cache) instead recomputes the whole current sequence each step. Generated tokens are
         always valid (mask 1). Returns tokens (B, P+T) long and logits (B, T, vocab) float32.
+        caches: new_caches(version) to decode through (to inspect them afterwards), or None.
         """
         spec = version_spec(version)
         tokens, key_mask = self._check_inputs(input_ids, attention_mask, n_new=max(n_steps - 1, 0))
         B, P = tokens.shape
         if P == 0:
             raise ValueError("generation needs a prompt of at least one token")
-        caches = self.new_caches(spec)
+        caches = self.new_caches(spec) if caches is None else caches
         new = tokens                                           # step 0 processes the prompt
         finished = torch.zeros(B, dtype=torch.bool, device=tokens.device)
         step_logits = []
@@ -226,7 +233,7 @@ class ReferenceModel(nn.Module):
             if spec["use_cache"]:
                 out = self.forward_cached(new, key_mask, caches)                 # (B, S, V)
             else:
-                out = self.forward(tokens, key_mask, sharing=spec["cross_layer_sharing"])
+                out = self.forward(tokens, key_mask, sharing=spec["sharing"] == "reuse")
             logits_t = out[:, -1, :]                                              # (B, V)
             step_logits.append(logits_t)
             if forced is not None:
@@ -262,16 +269,17 @@ class ReferenceModel(nn.Module):
         return self._decode(input_ids, attention_mask, version, int(max_new_tokens),
                             eos_token_id=eos_token_id)
 
-    def score(self, input_ids, continuation, version="v1", attention_mask=None) -> torch.Tensor:
+    def score(self, input_ids, continuation, version="v1", attention_mask=None, caches=None) -> torch.Tensor:
         """Teacher-forced decoding: the logits (B, T, vocab) from which each of the T tokens of
         `continuation` (B, T) is predicted, through `version`'s cache path, the prompt input_ids
-        (B, P) processed as in generate. This is generate's loop with the tokens given."""
+        (B, P) processed as in generate. This is generate's loop with the tokens given.
+        caches: new_caches(version), left holding what the run stored (for cache_bytes)."""
         device = self.embed_tokens.weight.device
         continuation = index_tensor(continuation, device).long()
         if continuation.ndim != 2 or continuation.shape[0] != len(input_ids):
             raise ValueError(f"continuation must be (B, T), got shape {tuple(continuation.shape)}")
         _, logits_out = self._decode(input_ids, attention_mask, version, continuation.shape[1],
-                                     forced=continuation)
+                                     forced=continuation, caches=caches)
         return logits_out
 
 

@@ -9,6 +9,11 @@ reference model on the weights as these functions round them and hold the engine
 * ``int8``: per row, blocks of 32 consecutive values (the last may be shorter); per block
   ``scale = fp16(max|w| / 127)``, ``q = clamp(round_half_even(w / scale), -127, 127)``; the
   value is ``q * scale`` (like llama.cpp's Q8_0).
+* ``q4_0`` / ``q4_1``: llama.cpp's 4-bit blocks of 32 (a row's last block padded with zeros),
+  quantized as llama.cpp's reference code does. q4_0: ``d = m / -8`` for ``m`` the value of
+  largest magnitude, ``q = min(15, trunc(w / d + 8.5))``, value ``(q - 8) * fp16(d)``. q4_1:
+  ``d = (max - min) / 15``, ``q = min(15, trunc((w - min) / d + 0.5))``, value
+  ``q * fp16(d) + fp16(min)``. (The quotients are taken as products with 1/d, as there.)
 
 Only the linear layers (attention and MLP projections, the output head) take the format; the
 embedding table and the norm weights stay float32. Imports torch: import on demand.
@@ -45,9 +50,38 @@ def round_int8(w: torch.Tensor) -> torch.Tensor:
     return (q * scale).reshape(n, -1)[:, :k]
 
 
+def _blocks32(w: torch.Tensor) -> tuple[torch.Tensor, int]:
+    w = w.float()
+    k = w.shape[1]
+    return torch.nn.functional.pad(w, (0, (-k) % 32)).reshape(w.shape[0], -1, 32), k
+
+
+def _inverse(d: torch.Tensor) -> torch.Tensor:
+    return torch.where(d != 0, 1 / torch.where(d != 0, d, torch.ones_like(d)), torch.zeros_like(d))
+
+
+def round_q4_0(w: torch.Tensor) -> torch.Tensor:
+    """The values an (N, K) float32 matrix takes in llama.cpp's Q4_0."""
+    blocks, k = _blocks32(w)
+    idx = blocks.abs().argmax(dim=2, keepdim=True)  # the first of equal magnitudes, as a strict < scan keeps
+    d = torch.gather(blocks, 2, idx) / -8
+    q = torch.clamp(torch.trunc(blocks * _inverse(d) + 8.5), max=15)
+    return ((q - 8) * d.half().float()).reshape(w.shape[0], -1)[:, :k]
+
+
+def round_q4_1(w: torch.Tensor) -> torch.Tensor:
+    """The values an (N, K) float32 matrix takes in llama.cpp's Q4_1."""
+    blocks, k = _blocks32(w)
+    lo, hi = blocks.amin(dim=2, keepdim=True), blocks.amax(dim=2, keepdim=True)
+    d = (hi - lo) / 15
+    q = torch.clamp(torch.trunc((blocks - lo) * _inverse(d) + 0.5), max=15)
+    return (q * d.half().float() + lo.half().float()).reshape(w.shape[0], -1)[:, :k]
+
+
 #: the twin of each engine weight format, by the format's name (tests check every format of the
 #: C++ table has one)
-ROUNDERS = {"f32": lambda w: w.float(), "bf16": round_bf16, "int8": round_int8}
+ROUNDERS = {"f32": lambda w: w.float(), "bf16": round_bf16, "int8": round_int8, "q4_0": round_q4_0,
+            "q4_1": round_q4_1}
 #: Formats whose linear layers also round their inputs.
 ROUNDS_INPUTS = {"bf16"}
 

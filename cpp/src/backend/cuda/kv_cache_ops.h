@@ -10,10 +10,10 @@
 namespace celer::cuda {
 
 // A cache layer stores K and V as core/versions.h's KVStorage says; these kernels cover the
-// per-token storages (F32, F16, Int8Token; KIVI is not here yet).
+// per-token storages (F32, F16, Int8 per token; the per-channel, 4-bit and 2-bit storages, eviction and merging are not here yet).
 
 // One cache layer: k, v are (batch, kv_heads, max_seq, D) of float / half bits / int8;
-// k_scale, v_scale (batch, kv_heads, max_seq) fp32 for Int8Token, else null.
+// k_scale, v_scale (batch, kv_heads, max_seq) fp32 for Int8, else null.
 struct CacheLayer {
   KVStorage storage = KVStorage::F32;
   void* k = nullptr;

@@ -1,5 +1,5 @@
 // The numeric ops of the CUDA backend: the CPU backend's op list (backend/cpu/ops.h, quant.h,
-// cache_attention.h) with the same semantics, on device pointers, enqueued on `stream`.
+// attention.h) with the same semantics, on device pointers, enqueued on `stream`.
 // Row-major throughout; `rows` are tokens. Like the CPU ops they check nothing: callers
 // validate sizes (the _cuda bindings do, for the tests).
 #pragma once
