@@ -56,6 +56,7 @@ SLOW_EXCEPTIONS = {
     "celerinfer bench all",
     "celerinfer bench latency memory --preset 1b --T-values 16 32",
     "celerinfer bench compare --threads 2",
+    "celerinfer bench compare --model smollm2 --threads 2",
     "celerinfer bench compare --threads 2 --long --weight-dtypes int8 --repeats 1",
 }
 SETUP_PREFIXES = ("bash scripts/", "pip ", "sudo ", "python -m venv ")

@@ -160,7 +160,8 @@ def plan(backend_names, weight_dtypes, versions, llama_kv, version_flags: dict,
                 setups.append(Setup("llama.cpp", MATCHING_GGUF.get(w, w), kv, flash_attn=kv not in ("f32", "f16")))
     if "celerinfer" in backend_names:
         own = [w for w in weight_dtypes if w in engine_dtypes or w == STORED]
-        compact = own[-1] if own else None
+        # the other versions run the model's own file where there is one, else the most compact format
+        compact = STORED if STORED in own else (own[-1] if own else None)
         if "v1" in versions:
             for w in own:
                 setups.append(Setup("celerinfer", w, kv_label(version_flags["v1"]), "v1", matmul_precision="highest"))

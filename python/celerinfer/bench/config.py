@@ -57,6 +57,13 @@ def load_config(path: str | Path | None = None, preset: str | None = None, overr
     unknown = sorted((set(user) | set(overrides)) - set(base))
     if unknown:
         raise ValueError(f"unknown config key(s) {unknown}; known: {sorted(base)}")
+    for section in [k for k, v in base.items() if isinstance(v, dict)]:
+        for given in (user, overrides):
+            if isinstance(given.get(section), dict):
+                bad = sorted(set(given[section]) - set(base[section]))
+                if bad:
+                    raise ValueError(f"unknown config key(s) {[f'{section}.{k}' for k in bad]}; known: "
+                                     f"{sorted(base[section])}")
     name = preset or overrides.get("preset") or user.get("preset") or base["preset"]
     if name not in PRESETS:
         raise ValueError(f"unknown preset {name!r}; known: {', '.join(PRESETS)}")
@@ -101,6 +108,15 @@ def check_config(config: dict) -> None:
     ppl = config["perplexity"]
     positive_int("perplexity.sequence_length", ppl["sequence_length"], 2)
     positive_int("perplexity.num_sequences", ppl["num_sequences"])
+    if ppl["stride"] is not None:
+        positive_int("perplexity.stride", ppl["stride"])
+        if ppl["stride"] > ppl["sequence_length"]:
+            raise ValueError(f"config: perplexity.stride {ppl['stride']} exceeds sequence_length {ppl['sequence_length']}")
+    formats = ppl["weight_dtypes"]
+    if formats is not None and (not isinstance(formats, list) or not formats
+                                or any(w not in ("stored",) + tuple(WEIGHT_DTYPES) for w in formats)):
+        raise ValueError(f"config: perplexity.weight_dtypes must be a list of stored, {', '.join(WEIGHT_DTYPES)}; "
+                         f"got {formats!r}")
     if ppl["baseline_version"] not in known:
         raise ValueError(f"config: perplexity.baseline_version {ppl['baseline_version']!r} is not a version")
     positive_int("roofline.prompt_length", config["roofline"]["prompt_length"])

@@ -5,6 +5,7 @@ keeps everything measured before it."""
 from __future__ import annotations
 
 import math
+import time
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -21,7 +22,7 @@ from ..results.store import append_record
 from ..runtime import get_num_threads, set_num_threads
 from . import calibration, roofline
 from .config import benchmark_names
-from .perplexity import load_tokens, next_token_metrics
+from .perplexity import load_windows, next_token_metrics
 from .presets import PRESETS
 
 
@@ -61,10 +62,10 @@ class BenchRun:
                 "matmul_precision": cfg["matmul_precision"], "seed": seed}
         return model, info
 
-    def _engine(self, version: str, max_seq_len: int) -> Engine:
-        stored = self.config["weight_dtype"] == "stored"
+    def _engine(self, version: str, max_seq_len: int, weight_dtype: str | None = None) -> Engine:
+        weight_dtype = weight_dtype or self.config["weight_dtype"]
         engine = Engine(self.model, version, max_seq_len=max_seq_len,
-                        weight_dtype=None if stored else self.config["weight_dtype"],
+                        weight_dtype=None if weight_dtype == "stored" else weight_dtype,
                         matmul_precision=self.config["matmul_precision"])
         self.packed_weight_bytes = engine.packed_weight_bytes
         self.model_info["matrix_formats"] = engine.matrix_formats
@@ -171,24 +172,44 @@ class BenchRun:
                     self._stop_if_interrupted()
 
     def perplexity(self) -> None:
+        """Every (weight format, version) scored teacher-forced on the same windows, one token
+        per step through the version's cache, as generation runs; the reference is the baseline
+        version at the first weight format, scored first."""
         cfg, ppl = self.config, self.config["perplexity"]
-        tokens, source = load_tokens(ppl["data"], ppl["num_sequences"], ppl["sequence_length"],
-                                     self.model.config.vocab_size, seed=cfg["seed"])
+        tokens, first_scored, source = load_windows(
+            ppl["data"], ppl["num_sequences"], ppl["sequence_length"], self.model.config.vocab_size,
+            stride=ppl["stride"], tokenizer=getattr(self.model, "tokenizer", None), seed=cfg["seed"])
         baseline = ppl["baseline_version"]
-        order = [baseline] + [v for v in cfg["versions"] if v != baseline]
+        formats = ppl["weight_dtypes"] or [cfg["weight_dtype"]]
+        order = [(formats[0], baseline)] + [(w, v) for w in formats for v in cfg["versions"]
+                                            if (w, v) != (formats[0], baseline)]
         params = {"data": source, "sequence_length": int(tokens.shape[1]), "num_sequences": int(tokens.shape[0]),
-                  "baseline_version": baseline, "prefill_length": 1, "seed": cfg["seed"]}
+                  "stride": ppl["stride"] or int(tokens.shape[1]), "baseline_version": baseline,
+                  "baseline_weight_dtype": formats[0], "prefill_length": 1, "seed": cfg["seed"]}
         reference = None
         with self._bar(len(order), "perplexity") as bar, self._interruptible():
-            for version in order:
-                bar.set_postfix_str(version)
-                logits = self._engine(version, tokens.shape[1]).score(tokens, prefill_length=1)
+            for weight_dtype, version in order:
+                bar.set_postfix_str(f"{weight_dtype} {version}")
+                engine = self._engine(version, tokens.shape[1], weight_dtype=weight_dtype)
+                start = time.perf_counter()
+                logits = engine.score(tokens, prefill_length=1)
+                seconds = time.perf_counter() - start
                 if reference is None:
                     reference = logits
-                if version in cfg["versions"] or version == baseline:
-                    self._record("perplexity", version, params, next_token_metrics(logits, reference, tokens))
+                metrics = next_token_metrics(logits, reference, tokens, first_scored, seed=cfg["seed"])
+                metrics["kv_cache_bytes_per_token"] = self._kv_bytes_per_token(engine, tokens[:1])
+                metrics["score_tokens_per_s"] = tokens.size / seconds  # one token per step, as decoding
+                self._record("perplexity", version, {**params, "weight_dtype": weight_dtype}, metrics)
                 bar.update(1)
         self._stop_if_interrupted()
+
+    @staticmethod
+    def _kv_bytes_per_token(engine: Engine, window: np.ndarray) -> float:
+        """The cache's bytes per cached token after the window's positions, as the engine
+        reports them (what a merging cache kept whole included): a prefill of all but the
+        last token, then one step."""
+        written = window.shape[1] - 1
+        return engine.generate(window[:, :-1], max_new_tokens=1, timing=False).kv_cache_bytes / written
 
     def measure_ceilings(self) -> dict:
         """This machine's ceilings, measured now, in this run: a ceiling cached from another

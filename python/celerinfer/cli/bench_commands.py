@@ -37,6 +37,10 @@ def cmd_bench(args) -> int:
                  "num_warmup_runs": args.num_warmup_runs, "num_measure_runs": args.num_measure_runs,
                  "seed": args.seed, "dtype": args.dtype, "weight_dtype": args.weight_dtype,
                  "matmul_precision": args.matmul_precision, "threads": args.threads}
+    quality = {"data": args.corpus, "sequence_length": args.context_length, "stride": args.stride,
+               "num_sequences": args.num_windows, "weight_dtypes": args.quality_weight_dtypes}
+    if any(v is not None for v in quality.values()):
+        overrides["perplexity"] = {k: v for k, v in quality.items() if v is not None}
     config = load_config(args.config, preset=args.preset, overrides=overrides)
     log_file = _log_file(args, config)
     _clear_log_if_asked(args, log_file)
@@ -174,6 +178,16 @@ def add_parsers(sub) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--plot", action="store_true", help="make the plots afterwards")
     p.add_argument("--out-dir", help="with --plot: where the plots go (default: <log dir>/plots)")
+    g = p.add_argument_group("bench perplexity", "quality on real text (perplexity.* in the config)")
+    g.add_argument("--corpus", help="perplexity: a corpus (licenses: Debian's licence texts), a text or .npy file, "
+                                    "or random (default: the config's, licenses)")
+    g.add_argument("--context-length", type=int, help="perplexity: tokens per window (default: the config's)")
+    g.add_argument("--stride", type=int, help="perplexity: a window every STRIDE tokens (default: the context "
+                                              "length, disjoint windows)")
+    g.add_argument("--num-windows", type=int, help="perplexity: at most this many windows (default: the config's)")
+    g.add_argument("--quality-weight-dtypes", nargs="+", metavar="DTYPE",
+                   help="perplexity: the weight formats to score (the first with the baseline version is the "
+                        "reference; default: the config's weight_dtype)")
     _add_backend_comparison_arguments(p)
     p.set_defaults(func=cmd_bench)
 

@@ -38,7 +38,8 @@ class ByteTokenizer:
         """True when the model's vocabulary holds every byte id (text prompts work)."""
         return self.vocab_size >= BYTE_VOCAB
 
-    def encode(self, text: str) -> list[int]:
+    def encode(self, text: str, add_special_tokens: bool = True) -> list[int]:
+        """UTF-8 bytes as ids (bytes have no special tokens: add_special_tokens changes nothing)."""
         if not isinstance(text, str):
             raise TypeError(f"text must be a str, got {type(text).__name__}")
         if not self.covers_bytes:
@@ -87,10 +88,10 @@ class HFTokenizer:
         self.vocab_size = int(vocab_size)
         self.name = self.path.name
 
-    def encode(self, text: str) -> list[int]:
+    def encode(self, text: str, add_special_tokens: bool = True) -> list[int]:
         if not isinstance(text, str):
             raise TypeError(f"text must be a str, got {type(text).__name__}")
-        ids = self._tok.encode(text).ids
+        ids = self._tok.encode(text, add_special_tokens=add_special_tokens).ids
         bad = [i for i in ids if not 0 <= i < self.vocab_size]
         if bad:
             raise ValueError(f"{self.path} gives token id {bad[0]}, outside the model's vocabulary "

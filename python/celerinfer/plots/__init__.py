@@ -12,6 +12,9 @@ name                     function                     records used
 ``memory_vs_T``          :func:`plot_memory`          memory
 ``phase_breakdown``      :func:`plot_phase_breakdown` phase
 ``quality``              :func:`plot_quality`         perplexity
+``quality_vs_memory``    :func:`plot_quality_vs_memory`   perplexity (KV bytes per token)
+``quality_vs_position``  :func:`plot_quality_vs_position` perplexity (by_position)
+``quantization_impact``  :func:`plot_quantization_impact` perplexity of several weight formats
 ``roofline``             :func:`plot_roofline`        roofline (+ calibrate for missing peaks)
 ``speedup``              :func:`plot_speedup`         latency (needs v0)
 ``latency_distribution`` :func:`plot_latency_distribution` latency (per-token samples)
@@ -45,6 +48,7 @@ from .latency import plot_latency, plot_latency_distribution, plot_speedup
 from .memory import decode_bytes_per_step, plot_memory, plot_memory_throughput
 from .phases import PHASES, plot_phase_breakdown
 from .quality import plot_quality
+from .quality_tradeoffs import plot_quality_vs_memory, plot_quality_vs_position, plot_quantization_impact
 from .roofline import plot_roofline
 from .selection import select_records
 from .style import MARKERS, PALETTE, version_color, version_label, version_marker, versions_order
@@ -66,6 +70,9 @@ __all__ = [
     "plot_memory_throughput",
     "plot_phase_breakdown",
     "plot_quality",
+    "plot_quality_vs_memory",
+    "plot_quality_vs_position",
+    "plot_quantization_impact",
     "plot_roofline",
     "plot_speedup",
     "plot_tradeoff",

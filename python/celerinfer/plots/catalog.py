@@ -18,6 +18,7 @@ from .latency import plot_latency, plot_latency_distribution, plot_speedup
 from .memory import plot_memory, plot_memory_throughput
 from .phases import plot_phase_breakdown
 from .quality import plot_quality
+from .quality_tradeoffs import plot_quality_vs_memory, plot_quality_vs_position, plot_quantization_impact
 from .roofline import plot_roofline
 from .selection import select_records
 from .tradeoff import plot_tradeoff
@@ -29,6 +30,9 @@ PLOTS: dict[str, Callable[..., Figure | None]] = {
     "memory_vs_T": plot_memory,
     "phase_breakdown": plot_phase_breakdown,
     "quality": plot_quality,
+    "quality_vs_memory": plot_quality_vs_memory,
+    "quality_vs_position": plot_quality_vs_position,
+    "quantization_impact": plot_quantization_impact,
     "roofline": plot_roofline,
     "speedup": plot_speedup,
     "latency_distribution": plot_latency_distribution,

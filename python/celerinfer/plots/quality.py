@@ -11,7 +11,8 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
 
 from ..results.fields import finite_number, get
 from .figure import finish, log_y, new_figure
-from .selection import newest_by, records_of, select_records
+from .quality_tradeoffs import version_quality
+from .selection import records_of, select_records
 from .style import version_color, version_label, versions_order
 
 
@@ -21,7 +22,7 @@ def plot_quality(records: list[dict], path=None, *, run_id: str | None = None,
     divergence from the baseline's next-token distribution (bars, log scale when the values span
     more than two decades; 0 for the baseline), top-1 agreement written above the bars."""
     recs = select_records(records, run_id)
-    data = newest_by(records_of(recs, "perplexity"), lambda r: r["version"])
+    data = version_quality(records_of(recs, "perplexity"))
     versions = versions_order(data)
     if not versions:
         return None

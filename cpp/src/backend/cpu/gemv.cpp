@@ -1,6 +1,7 @@
 #include "backend/cpu/gemv.h"
 
 #include <algorithm>
+#include <vector>
 
 namespace celer::cpu {
 
@@ -35,6 +36,18 @@ void gemv_rows(const PackedWeight& w, int64_t r0, int64_t r1, const float* x, in
     return gemv_loop(w, r0, r1, M, y, y_stride, accumulate, [&](int64_t r, int64_t nr, int64_t m0, int64_t mm, float* dots) {
       kernels::dot_rows_avx512(w, r, nr, x + m0 * x_stride, x_stride, mm, dots);
     });
+  if (level == SimdLevel::Avx2 && (w.format == WeightFormat::Q4_0 || w.format == WeightFormat::Q4_1)) {
+    // each activation row's sums over the weight's blocks of 32, once per call for all its rows
+    const int64_t K = w.cols, blocks = (K + 31) / 32;
+    thread_local std::vector<float> sums;
+    sums.assign(size_t(M * blocks), 0.0f);
+    for (int64_t m = 0; m < M; ++m)
+      for (int64_t k = 0; k < K; ++k) sums[size_t(m * blocks + k / 32)] += x[m * x_stride + k];
+    return gemv_loop(w, r0, r1, M, y, y_stride, accumulate, [&](int64_t r, int64_t nr, int64_t m0, int64_t mm, float* dots) {
+      for (int64_t i = 0; i < nr; ++i)
+        kernels::dot_rows_q4_avx2(w, r + i, x + m0 * x_stride, x_stride, mm, sums.data() + m0 * blocks, dots + i * mm);
+    });
+  }
   auto dot_row = level == SimdLevel::Avx2 ? kernels::dot_rows_avx2 : kernels::dot_rows_scalar;
   gemv_loop(w, r0, r1, M, y, y_stride, accumulate, [&](int64_t r, int64_t nr, int64_t m0, int64_t mm, float* dots) {
     for (int64_t i = 0; i < nr; ++i) dot_row(w, r + i, x + m0 * x_stride, x_stride, mm, dots + i * mm);

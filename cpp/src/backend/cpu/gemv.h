@@ -38,6 +38,11 @@ void pack_bf16_pair_rows(const float* x, int64_t xs, int64_t M, int64_t K, uint3
 namespace kernels {
 void dot_rows_scalar(const PackedWeight& w, int64_t row, const float* x, int64_t x_stride, int64_t M, float* dots);
 void dot_rows_avx2(const PackedWeight& w, int64_t row, const float* x, int64_t x_stride, int64_t M, float* dots);
+// Q4_0 / Q4_1 at avx2 with each activation row's sums over the weight's blocks of 32 given
+// (x_sums[m * blocks + b], blocks = ceil(K / 32)): sum (q d + m) x = d sum q x + m sum x, so the
+// block's minimum costs one scalar multiply-add instead of a vector one per value.
+void dot_rows_q4_avx2(const PackedWeight& w, int64_t row, const float* x, int64_t x_stride, int64_t M,
+                      const float* x_sums, float* dots);
 void dot_rows_avx512(const PackedWeight& w, int64_t row, int64_t nrows, const float* x, int64_t x_stride, int64_t M,
                      float* dots);
 void dot_rows_bf16_pairs_avx512(const PackedWeight& w, int64_t row, int64_t nrows, const uint32_t* x_pairs,

@@ -69,11 +69,10 @@ CELER_AVX2 void dot_q8(const int8_t* q, const uint16_t* scales, int64_t K, const
     const __m256 s = _mm256_set1_ps(_cvtsh_ss(scales[blk]));
     for (int m = 0; m < M; ++m) {
       const float* xm = x + m * xs + k;
-      __m256 t = _mm256_mul_ps(q0, _mm256_loadu_ps(xm));
-      t = _mm256_fmadd_ps(q1, _mm256_loadu_ps(xm + 8), t);
-      t = _mm256_fmadd_ps(q2, _mm256_loadu_ps(xm + 16), t);
-      t = _mm256_fmadd_ps(q3, _mm256_loadu_ps(xm + 24), t);
-      acc[m] = _mm256_fmadd_ps(t, s, acc[m]);
+      // two independent chains of two: the block's products do not wait on each other
+      const __m256 t0 = _mm256_fmadd_ps(q2, _mm256_loadu_ps(xm + 16), _mm256_mul_ps(q0, _mm256_loadu_ps(xm)));
+      const __m256 t1 = _mm256_fmadd_ps(q3, _mm256_loadu_ps(xm + 24), _mm256_mul_ps(q1, _mm256_loadu_ps(xm + 8)));
+      acc[m] = _mm256_fmadd_ps(_mm256_add_ps(t0, t1), s, acc[m]);
     }
   }
   for (int m = 0; m < M; ++m) {
@@ -84,12 +83,16 @@ CELER_AVX2 void dot_q8(const int8_t* q, const uint16_t* scales, int64_t K, const
 }
 
 // Q4_0 / Q4_1 as in the avx512 kernel: values dequantized exactly in registers (q * d + m),
-// times float32 x, per block of 32; the tail of a short last block scalar.
+// times float32 x, per block of 32; the tail of a short last block scalar. A accumulators per
+// row of x (4 for one or two rows, 2 beyond: what fits in 16 registers): a single one would
+// chain the block's four FMAs on their latency.
 template <int M, bool kMin>
 CELER_AVX2 void dot_q4(const uint8_t* q, const uint16_t* scales, const uint16_t* mins, int64_t K, const float* x,
                        int64_t xs, float* dots) {
-  __m256 acc[M];
-  for (int m = 0; m < M; ++m) acc[m] = _mm256_setzero_ps();
+  constexpr int A = M <= 2 ? 4 : 2;
+  __m256 acc[M][A];
+  for (int m = 0; m < M; ++m)
+    for (int a = 0; a < A; ++a) acc[m][a] = _mm256_setzero_ps();
   const __m256i low = _mm256_set1_epi32(0xF);
   float tail[M] = {};
   for (int64_t b = 0, k = 0; k < K; ++b, k += 32) {
@@ -109,9 +112,57 @@ CELER_AVX2 void dot_q4(const uint8_t* q, const uint16_t* scales, const uint16_t*
                          _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_srli_epi32(v0, 4)), dv, mv),    // 16-23
                          _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_srli_epi32(v1, 4)), dv, mv)};   // 24-31
     for (int m = 0; m < M; ++m)
-      for (int i = 0; i < 4; ++i) acc[m] = _mm256_fmadd_ps(w[i], _mm256_loadu_ps(x + m * xs + k + 8 * i), acc[m]);
+      for (int i = 0; i < 4; ++i)
+        acc[m][i % A] = _mm256_fmadd_ps(w[i], _mm256_loadu_ps(x + m * xs + k + 8 * i), acc[m][i % A]);
   }
-  for (int m = 0; m < M; ++m) dots[m] = hsum(acc[m]) + tail[m];
+  for (int m = 0; m < M; ++m) {
+    __m256 sum = acc[m][0];
+    for (int a = 1; a < A; ++a) sum = _mm256_add_ps(sum, acc[m][a]);
+    dots[m] = hsum(sum) + tail[m];
+  }
+}
+
+// The same dot with the block sums of x given: per block, t = sum q x (the codes as floats, two
+// chains), then acc += d t and, in scalar, sum_b m_b sum_b(x). A short last block: as above.
+template <int M, bool kMin>
+CELER_AVX2 void dot_q4_sums(const uint8_t* q, const uint16_t* scales, const uint16_t* mins, int64_t K,
+                            const float* x, int64_t xs, const float* x_sums, float* dots) {
+  const int64_t blocks = (K + 31) / 32;
+  __m256 acc[M];
+  float offset[M] = {}, tail[M] = {};
+  for (int m = 0; m < M; ++m) acc[m] = _mm256_setzero_ps();
+  const __m256i low = _mm256_set1_epi32(0xF);
+  for (int64_t b = 0, k = 0; k < K; ++b, k += 32) {
+    const float d = _cvtsh_ss(scales[b]), mn = kMin ? _cvtsh_ss(mins[b]) : -8.0f * d;
+    const uint8_t* qb = q + 16 * b;
+    if (k + 32 > K) {  // a short last block
+      for (int m = 0; m < M; ++m)
+        for (int64_t j = 0; k + j < K; ++j)
+          tail[m] += (float(j < 16 ? qb[j] & 0xF : qb[j - 16] >> 4) * d + mn) * x[m * xs + k + j];
+      break;
+    }
+    const __m256i v0 = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i*)qb));
+    const __m256i v1 = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i*)(qb + 8)));
+    const __m256 c0 = _mm256_cvtepi32_ps(_mm256_and_si256(v0, low)), c1 = _mm256_cvtepi32_ps(_mm256_and_si256(v1, low));
+    const __m256 c2 = _mm256_cvtepi32_ps(_mm256_srli_epi32(v0, 4)), c3 = _mm256_cvtepi32_ps(_mm256_srli_epi32(v1, 4));
+    const __m256 dv = _mm256_set1_ps(d);
+    for (int m = 0; m < M; ++m) {
+      const float* xm = x + m * xs + k;
+      const __m256 t0 = _mm256_fmadd_ps(c2, _mm256_loadu_ps(xm + 16), _mm256_mul_ps(c0, _mm256_loadu_ps(xm)));
+      const __m256 t1 = _mm256_fmadd_ps(c3, _mm256_loadu_ps(xm + 24), _mm256_mul_ps(c1, _mm256_loadu_ps(xm + 8)));
+      acc[m] = _mm256_fmadd_ps(_mm256_add_ps(t0, t1), dv, acc[m]);
+      offset[m] += mn * x_sums[m * blocks + b];
+    }
+  }
+  for (int m = 0; m < M; ++m) dots[m] = hsum(acc[m]) + offset[m] + tail[m];
+}
+
+template <int M>
+CELER_AVX2 void dot_q4_rows_m(const PackedWeight& w, int64_t row, const float* x, int64_t xs, const float* x_sums,
+                              float* dots) {
+  if (w.format == WeightFormat::Q4_1)
+    return dot_q4_sums<M, true>(w.q4_row(row), w.q4_scales(row), w.q4_mins(row), w.cols, x, xs, x_sums, dots);
+  dot_q4_sums<M, false>(w.q4_row(row), w.q4_scales(row), nullptr, w.cols, x, xs, x_sums, dots);
 }
 
 template <int M>
@@ -138,12 +189,26 @@ CELER_AVX2 void dot_rows_avx2(const PackedWeight& w, int64_t row, const float* x
   }
 }
 
+CELER_AVX2 void dot_rows_q4_avx2(const PackedWeight& w, int64_t row, const float* x, int64_t x_stride, int64_t M,
+                                 const float* x_sums, float* dots) {
+  switch (M) {
+    case 1: return dot_q4_rows_m<1>(w, row, x, x_stride, x_sums, dots);
+    case 2: return dot_q4_rows_m<2>(w, row, x, x_stride, x_sums, dots);
+    case 3: return dot_q4_rows_m<3>(w, row, x, x_stride, x_sums, dots);
+    default: return dot_q4_rows_m<4>(w, row, x, x_stride, x_sums, dots);
+  }
+}
+
 }  // namespace celer::cpu::kernels
 #else
 #include "backend/cpu/gemv.h"
 namespace celer::cpu::kernels {
 void dot_rows_avx2(const PackedWeight& w, int64_t row, const float* x, int64_t xs, int64_t M, float* dots) {
   dot_rows_scalar(w, row, x, xs, M, dots);  // never chosen: simd.h reports no AVX2 here
+}
+void dot_rows_q4_avx2(const PackedWeight& w, int64_t row, const float* x, int64_t xs, int64_t M, const float*,
+                      float* dots) {
+  dot_rows_scalar(w, row, x, xs, M, dots);
 }
 }  // namespace celer::cpu::kernels
 #endif
