@@ -115,3 +115,20 @@ def test_the_quality_plots_draw_a_real_run(tmp_path):
     xs = sorted({round(float(c.get_offsets()[0][0]), 3) for c in fig.axes[0].collections})
     assert len(xs) == 3  # fp32, int8 and fp16 caches: three memory sizes
     assert plots.plot_quantization_impact([r for r in run.records if r["params"].get("weight_dtype") == "f32"]) is None
+
+
+@pytest.mark.parametrize("setting, message", [
+    ({"base": "v8", "value_group": 0}, "int2 needs a group size >= 1"),
+    ({"base": "v9", "sinks": 4, "window": 2000}, "the tokens kept \\(2004\\) exceed the model's context \\(1024"),
+    ({"base": "v9", "sinks": 9, "window": 8}, "sinks \\(9\\) must not exceed the window \\(8\\)"),
+    ({"base": "v10", "heavy": 0}, "heavy-hitter eviction keeps a window >= 1 and heavy >= 1"),
+    ({"base": "v7", "residual": 48}, "need a residual window that is a multiple of them"),
+    ({"base": "v11", "merge_angle": 4.0}, "merge_angle must be in \\(0, pi\\]"),
+    ({"base": "v1", "key_bits": 8}, "version setting 'key_bits' is 8 but the knobs give 32"),
+])
+def test_impossible_kv_settings_are_refused_naming_the_setting(setting, message):
+    model = celerinfer.random_model(hidden_size=64, num_hidden_layers=2, num_attention_heads=2,
+                                    num_key_value_heads=1, vocab_size=64, max_position_embeddings=1024)
+    with pytest.raises(ValueError, match=message):
+        celerinfer.Engine(model, setting)
+    assert celerinfer.Engine(model, "v9", max_seq_len=64).generate(np.arange(8), 4).tokens.shape == (1, 12)
