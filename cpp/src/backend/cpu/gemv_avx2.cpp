@@ -82,48 +82,10 @@ CELER_AVX2 void dot_q8(const int8_t* q, const uint16_t* scales, int64_t K, const
   }
 }
 
-// Q4_0 / Q4_1 as in the avx512 kernel: values dequantized exactly in registers (q * d + m),
-// times float32 x, per block of 32; the tail of a short last block scalar. A accumulators per
-// row of x (4 for one or two rows, 2 beyond: what fits in 16 registers): a single one would
-// chain the block's four FMAs on their latency.
-template <int M, bool kMin>
-CELER_AVX2 void dot_q4(const uint8_t* q, const uint16_t* scales, const uint16_t* mins, int64_t K, const float* x,
-                       int64_t xs, float* dots) {
-  constexpr int A = M <= 2 ? 4 : 2;
-  __m256 acc[M][A];
-  for (int m = 0; m < M; ++m)
-    for (int a = 0; a < A; ++a) acc[m][a] = _mm256_setzero_ps();
-  const __m256i low = _mm256_set1_epi32(0xF);
-  float tail[M] = {};
-  for (int64_t b = 0, k = 0; k < K; ++b, k += 32) {
-    const float d = _cvtsh_ss(scales[b]), mn = kMin ? _cvtsh_ss(mins[b]) : -8.0f * d;
-    const uint8_t* qb = q + 16 * b;
-    if (k + 32 > K) {  // a short last block
-      for (int m = 0; m < M; ++m)
-        for (int64_t j = 0; k + j < K; ++j)
-          tail[m] += (float(j < 16 ? qb[j] & 0xF : qb[j - 16] >> 4) * d + mn) * x[m * xs + k + j];
-      break;
-    }
-    const __m256 dv = _mm256_set1_ps(d), mv = _mm256_set1_ps(mn);
-    const __m256i v0 = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i*)qb));        // bytes 0-7
-    const __m256i v1 = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i*)(qb + 8)));  // bytes 8-15
-    const __m256 w[4] = {_mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_and_si256(v0, low)), dv, mv),   // values 0-7
-                         _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_and_si256(v1, low)), dv, mv),   // 8-15
-                         _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_srli_epi32(v0, 4)), dv, mv),    // 16-23
-                         _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_srli_epi32(v1, 4)), dv, mv)};   // 24-31
-    for (int m = 0; m < M; ++m)
-      for (int i = 0; i < 4; ++i)
-        acc[m][i % A] = _mm256_fmadd_ps(w[i], _mm256_loadu_ps(x + m * xs + k + 8 * i), acc[m][i % A]);
-  }
-  for (int m = 0; m < M; ++m) {
-    __m256 sum = acc[m][0];
-    for (int a = 1; a < A; ++a) sum = _mm256_add_ps(sum, acc[m][a]);
-    dots[m] = hsum(sum) + tail[m];
-  }
-}
-
-// The same dot with the block sums of x given: per block, t = sum q x (the codes as floats, two
-// chains), then acc += d t and, in scalar, sum_b m_b sum_b(x). A short last block: as above.
+// Q4_0 / Q4_1 (gemv_rows computes x's block sums once per call): per block of 32, t = sum q x
+// with the 4-bit codes as floats (two chains), acc += d t, and in scalar the block's offset
+// m sum(x) (Q4_0: m = -8 d); the same products as (q d + m) x, regrouped. A short last block
+// runs scalar on the dequantized values.
 template <int M, bool kMin>
 CELER_AVX2 void dot_q4_sums(const uint8_t* q, const uint16_t* scales, const uint16_t* mins, int64_t K,
                             const float* x, int64_t xs, const float* x_sums, float* dots) {
@@ -172,8 +134,8 @@ CELER_AVX2 void dot_rows_m(const PackedWeight& w, int64_t row, const float* x, i
     case WeightFormat::F32: return dot_dense<M>(F32Row{w.f32 + row * K}, K, x, xs, dots);
     case WeightFormat::BF16: return dot_dense<M>(Bf16Row{w.bf16_row(row)}, K, x, xs, dots);
     case WeightFormat::Int8: return dot_q8<M>(w.int8_row(row), w.int8_scales(row), K, x, xs, dots);
-    case WeightFormat::Q4_0: return dot_q4<M, false>(w.q4_row(row), w.q4_scales(row), nullptr, K, x, xs, dots);
-    case WeightFormat::Q4_1: return dot_q4<M, true>(w.q4_row(row), w.q4_scales(row), w.q4_mins(row), K, x, xs, dots);
+    case WeightFormat::Q4_0:  // gemv_rows sends 4-bit rows to dot_rows_q4_avx2 with x's block sums
+    case WeightFormat::Q4_1: return dot_rows_scalar(w, row, x, xs, M, dots);
   }
 }
 
