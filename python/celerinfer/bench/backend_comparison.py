@@ -32,6 +32,7 @@ from __future__ import annotations
 import shutil
 import tempfile
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -329,9 +330,10 @@ class BackendComparison(BenchRun):
         finally:
             runner.close()
 
-    def _stored_weight_bytes(self) -> int:
+    @cached_property
+    def stored_weight_bytes(self) -> int:
         """Weight bytes a decode step of the model as stored reads: its packed matrices (the
-        tied head reads the whole embedding table)."""
+        tied head reads the whole embedding table). Packed once, for every stored setup."""
         return Engine(self.model, "v1", max_seq_len=1).packed_weight_bytes
 
     def _logit_agreement(self, gguf_files: dict, ids) -> dict:
@@ -401,7 +403,7 @@ class BackendComparison(BenchRun):
         measured: list[dict] = []
         for setup in self.setups:
             if runs[setup.label] and setup.label not in self.skipped:
-                nbytes = (self._stored_weight_bytes() if setup.weight_dtype == STORED
+                nbytes = (self.stored_weight_bytes if setup.weight_dtype == STORED
                           else weight_bytes_per_token(self.model.config, setup.weight_dtype, self.prompt_length))
                 metrics = speed_metrics(runs[setup.label], self.prompt_length, self.gen_length, nbytes, bandwidth)
                 metrics["bandwidth_gbps_rounds"] = bandwidths

@@ -73,12 +73,6 @@ def load_windows(data: str, num_windows: int, context_length: int, vocab_size: i
     return windows, first_scored, description
 
 
-def load_tokens(data: str, num_sequences: int, sequence_length: int, vocab_size: int, seed: int = 0):
-    """Disjoint windows: (tokens (N, sequence_length), description) (see load_windows)."""
-    windows, _, description = load_windows(data, num_sequences, sequence_length, vocab_size, seed=seed)
-    return windows, description
-
-
 def _log_softmax(logits: np.ndarray) -> np.ndarray:
     x = logits.astype(np.float64)
     x -= x.max(axis=-1, keepdims=True)
