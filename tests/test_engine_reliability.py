@@ -142,3 +142,42 @@ def test_ctrl_c_stops_a_long_generate_promptly():
 def test_out_of_range_engine_settings_are_refused(model, kwargs, message):
     with pytest.raises(ValueError, match=message):
         celerinfer.Engine(model, "v1", **kwargs)
+
+
+@pytest.mark.parametrize("round_", range(3))
+def test_engines_in_several_threads_with_changing_sizes(model, round_):
+    """Four threads, each with engines of its own (other versions, batch sizes and lengths,
+    rebuilt between calls), while the main thread resizes the pool: every call gives the tokens
+    a quiet single-threaded run gives (repeated: a race shows as a rare wrong token or crash)."""
+    jobs = [(version, batch, length) for version in ("v1", "v2", "v6", "v9")
+            for batch, length in ((1, 24), (3, 40), (2, 70))]
+    expected = {}
+    for version, batch, length in jobs:
+        ids = celerinfer.random_tokens(batch, 6, model.config.vocab_size, seed=batch + length)
+        expected[(version, batch, length)] = (ids, celerinfer.Engine(model, version, threads=1).generate(
+            ids, max_new_tokens=length).tokens)
+    errors, done = [], []
+
+    def worker(mine):
+        try:
+            for key in mine:
+                ids, want = expected[key]
+                engine = celerinfer.Engine(model, key[0], max_seq_len=6 + key[2])
+                for _ in range(2):  # the same engine twice: its buffers are reused
+                    got = engine.generate(ids, max_new_tokens=key[2]).tokens
+                    if not np.array_equal(got, want):
+                        errors.append(f"{key}: tokens differ")
+            done.append(1)
+        except Exception as exc:  # noqa: BLE001 - reported below
+            errors.append(f"{type(exc).__name__}: {exc}")
+
+    threads = [threading.Thread(target=worker, args=(jobs[i::4],)) for i in range(4)]
+    for t in threads:
+        t.start()
+    while any(t.is_alive() for t in threads):
+        for n in (2, 1, 3):
+            celerinfer.set_num_threads(n)
+            time.sleep(0.001)
+    for t in threads:
+        t.join()
+    assert errors == [] and len(done) == 4

@@ -193,6 +193,7 @@ def test_damaged_lines_are_skipped_with_one_warning(tmp_path):
         f.write(b'{"benchmark": "latency"}\n')  # line 5: no schema_version
         f.write(b"\n")                          # blank: ignored, not damage
         f.write(b"\xff\xfe garbage\n")           # line 7: not UTF-8
+        f.write(b"[" * 100_000 + b"\n")         # line 8: nested past the decoder's recursion
         f.write(json.dumps(good[2]).encode()[:57])  # a writer died mid-line (no newline)
     append_record(path, good[2])  # goes on a line of its own after the fragment
     lines = _lines(path)
@@ -201,11 +202,11 @@ def test_damaged_lines_are_skipped_with_one_warning(tmp_path):
     with pytest.warns(ResultsWarning) as caught:
         got = read_records(path)
     assert len(caught) == 1
-    assert re.search(r"skipped 5 damaged lines \(first at line 3\)", str(caught[0].message))
+    assert re.search(r"skipped 6 damaged lines \(first at line 3\)", str(caught[0].message))
     assert str(path) in str(caught[0].message)
     assert [r["record_id"] for r in got] == [r["record_id"] for r in good]
     # filtering does not hide the damage report
-    with pytest.warns(ResultsWarning, match="skipped 5 damaged lines"):
+    with pytest.warns(ResultsWarning, match="skipped 6 damaged lines"):
         assert read_records(path, benchmark="memory") == []
 
 

@@ -474,6 +474,7 @@ def test_the_views_are_regenerated_from_the_store(model_path, tmp_path):
     '{"runs": [{"run_name": "precious"',      # truncated
     "[1, 2, 3]",                               # JSON, but not a metrics document
     b"\xff\xfe not utf-8",                     # not text
+    "[" * 100_000,                             # nested past any parser's stack (RecursionError)
 ])
 def test_a_damaged_view_cannot_stop_runs_being_recorded(model_path, tmp_path, capsys, damage):
     assert run_cli("--model", model_path, "--prompt", "Hi", "--max-length", 3, "--benchmark",

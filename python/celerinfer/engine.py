@@ -12,6 +12,7 @@ from .cuda import device_unavailable_message
 from .formats import FORMAT_NAMES
 from .generate_options import GenerateOptions
 from .model import Model, as_token_array
+from .runtime import set_num_threads
 
 PHASES = tuple(_core.phase_names())  # embedding, attention, mlp, head, other
 #: Weight formats the linear layers can compute with (Engine's weight_dtype): the C++ table's.
@@ -112,9 +113,7 @@ class Engine:
         if device != "cpu":
             raise ValueError(device_unavailable_message(device))
         if threads is not None:
-            if int(threads) < 1:
-                raise ValueError(f"threads must be >= 1, got {threads}")
-            _core.set_num_threads(int(threads))
+            set_num_threads(threads)
         self.model = model
         self.device = device
         if weight_dtype is not None and weight_dtype not in WEIGHT_DTYPES:

@@ -9,33 +9,15 @@ the engine when it generates.
 
 from __future__ import annotations
 
-import math
 import numbers
 from dataclasses import dataclass, fields
 
 from . import _core
+from .arguments import integer as _integer
+from .arguments import real as _real
 
 #: the seed is a 64-bit unsigned integer in the engine
 SEED_LIMIT = 2**64
-
-
-def _integer(name: str, value, minimum: int, limit: int | None = None) -> int:
-    """`value` as an int when it is an integer >= minimum (and < limit); ValueError otherwise.
-    Booleans and fractional numbers are refused: a token count of True or 2.5 is a mistake."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise ValueError(f"{name} must be an integer, got {value!r}")
-    value = int(value)
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    if limit is not None and value >= limit:
-        raise ValueError(f"{name} must be < {limit}, got {value}")
-    return value
-
-
-def _real(name: str, value) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(float(value)):
-        raise ValueError(f"{name} must be a finite number, got {value!r}")
-    return float(value)
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from . import _core
+from .arguments import integer
 
 ModelConfig = _core.ModelConfig
 FormatError = _core.FormatError
@@ -135,27 +136,34 @@ class Model:
         mask = None if attention_mask is None else as_token_array(attention_mask, "attention_mask")
         return self._impl.forward(ids, mask)
 
-    def save(self, path: str | os.PathLike, weight_dtype: str = "stored") -> None:
+    def save(self, path: str | os.PathLike, weight_dtype: str = "stored") -> list[Path]:
         """Write the model; the format follows the path: a .json file (seed format, llama
         only), a .safetensors file, a .gguf file (llama.cpp's; `weight_dtype` for its matrices:
         "stored", "f32", "f16", "q8_0", "q4_0", "q4_1"), or a folder (a path without suffix, or
         an existing folder): a Hugging Face checkpoint, config.json and model.safetensors, that
         ``transformers.AutoModelForCausalLM.from_pretrained`` loads. The float formats hold a
-        quantized model's exact dequantized values."""
+        quantized model's exact dequantized values.
+
+        All or nothing: everything is written in full before anything is replaced, so a failed
+        save leaves what was there. Saving into a folder that holds another checkpoint replaces
+        it whole (a sharded index and its shards included). Returns the paths it replaced or
+        removed ([] when it replaced nothing)."""
         path = Path(path)
         suffix = path.suffix.lower()
         if suffix == ".gguf":
             from .io.gguf import export_gguf
 
+            replaced = [path] if path.exists() else []
             export_gguf(self, path, weight_dtype)
-            return
+            return replaced
         if weight_dtype != "stored":
             raise ValueError(f"weight_dtype applies to .gguf files only (got {weight_dtype!r} for {path})")
         if path.is_dir() or not suffix:
-            path.mkdir(parents=True, exist_ok=True)
-            self._impl.save_hf_folder(str(path))
-            return
+            from .io.folder_save import save_folder
+
+            return save_folder(self._impl.save_hf_folder, path)
         path.parent.mkdir(parents=True, exist_ok=True)
+        replaced = [path] if path.exists() else []
         if suffix == ".json":
             self._impl.save_seed_json(str(path))
         elif suffix == ".safetensors":
@@ -163,6 +171,7 @@ class Model:
         else:
             raise ValueError(f"cannot tell the format of {path}: use a .json, .safetensors or .gguf suffix, "
                              "or a folder path without suffix")
+        return replaced
 
     def __repr__(self) -> str:
         return f"Model({self.config!r})"
@@ -177,9 +186,10 @@ def random_model(config: ModelConfig | None = None, seed: int = 0, **config_fiel
         config = ModelConfig(**config_fields)
     elif config_fields:
         raise TypeError("pass either a ModelConfig or config fields, not both")
-    return Model(_core.random_model(config, int(seed)))
+    return Model(_core.random_model(config, integer("seed", seed, 0, 2**64)))
 
 
 def random_tokens(batch: int, seq_len: int, vocab_size: int, seed: int = 0) -> np.ndarray:
     """Deterministic random token ids in [0, vocab_size), int32 (batch, seq_len)."""
-    return _core.random_tokens(int(batch), int(seq_len), int(vocab_size), int(seed))
+    return _core.random_tokens(integer("batch", batch, 1), integer("seq_len", seq_len, 1),
+                               integer("vocab_size", vocab_size, 1), integer("seed", seed, 0, 2**64))

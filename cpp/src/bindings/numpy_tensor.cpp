@@ -41,6 +41,9 @@ py::dtype numpy_dtype(DType d) {
 Tensor tensor_from_numpy(const py::array& array, const char* what) {
   const DType dtype = dtype_from_numpy(array.dtype(), what);
   py::array c = py::array::ensure(array, py::array::c_style);
+  // a big-endian array (">f4") holds the same values in swapped bytes: copy them in native order
+  if (c && !c.dtype().attr("isnative").cast<bool>())
+    c = c.attr("astype")(c.dtype().attr("newbyteorder")("="));
   if (!c) throw ValueError(std::string(what) + ": cannot make a C-contiguous array");
   Shape shape(c.shape(), c.shape() + c.ndim());
   Tensor t = Tensor::zeros(dtype, shape);

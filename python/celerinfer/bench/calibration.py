@@ -27,6 +27,7 @@ from pathlib import Path
 
 from .. import _core
 from ..io.atomic import atomic_file
+from ..results import bounded_json
 from ..results.stats import summarize
 
 MIB = 1 << 20
@@ -135,7 +136,7 @@ def _read_entries(path: Path) -> list[dict]:
     except FileNotFoundError:
         return []
     try:
-        data = json.loads(text)
+        data = bounded_json.loads(text)
         if not (isinstance(data, dict) and data.get("format") == CACHE_FORMAT and isinstance(data.get("entries"), list)):
             raise ValueError("not a celerinfer calibration file")
     except ValueError as exc:

@@ -32,9 +32,11 @@ def cmd_random_model(args) -> int:
     model = random_model(config, seed=args.seed)
     ids = random_tokens(args.batch_size, args.seq_len, config.vocab_size, seed=args.seed)
     model.set_inputs(ids, np.ones_like(ids))
-    model.save(args.output)
+    replaced = model.save(args.output)
     size = Path(args.output).stat().st_size
     print(f"wrote {args.output} ({size / 2**20:.1f} MiB)")
+    if replaced:
+        print(f"  replaced: {', '.join(str(p) for p in replaced)}")
     print(f"  {config}")
     print(f"  parameters: {config.num_parameters:,}; inputs: input_ids {ids.shape}")
     return 0

@@ -4,12 +4,12 @@ the checks argparse cannot make, and the prompts the flags ask for."""
 from __future__ import annotations
 
 import argparse
-import json
 import math
 from pathlib import Path
 
 from ..bench.seed_run import Prompt
 from ..registry import version_names
+from ..results import bounded_json
 from ..results.inference_metrics import BASELINE_VERSION, DEFAULT_BENCHMARK_DIR
 from .args import env_default
 
@@ -123,8 +123,8 @@ def config_arg(text: str | None):
     if text is None or not text.lstrip().startswith("{"):
         return text
     try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
+        return bounded_json.loads(text)
+    except ValueError as exc:
         raise ValueError(f"--config: not valid JSON ({exc})") from None
 
 

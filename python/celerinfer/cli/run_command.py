@@ -255,6 +255,7 @@ def _run(args) -> int:
     store = None
     if args.benchmark:
         store = MetricsStore(args.benchmark_dir, warn=_warn)
+        store.check_writable()  # before measuring, not after
         _say(f"BENCHMARK MODE: Comparing optimized ({args.version}) vs non-optimized ({BASELINE_VERSION}) inference")
         _say(RULE)
         _say(f"Model: {args.model} ({ctx.model.config}); device {args.device}; {len(prompts)} prompt(s); "

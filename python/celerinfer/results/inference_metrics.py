@@ -34,9 +34,10 @@ from typing import Callable
 
 from ..io.atomic import atomic_file
 from ..text import printable
+from . import bounded_json
 from .csv_export import columns_of, csv_text, flatten
 from .schema import make_record, new_run_id
-from .store import ResultsWarning, append_records, clear_log, read_records
+from .store import ResultsWarning, append_records, check_writable, clear_log, read_records, why_unwritable
 
 try:  # POSIX; elsewhere the views are still replaced atomically, only not locked
     import fcntl
@@ -154,6 +155,18 @@ class MetricsStore:
         self.over_time_path = self.directory / OVER_TIME_PNG
         self._warn = warn or (lambda message: warnings.warn(message, ResultsWarning, stacklevel=4))
 
+    def check_writable(self) -> None:
+        """Raises OSError naming the folder unless its records and lock can be written: called
+        before the first measurement."""
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            with open(self.lock_path, "a+b"):
+                pass
+        except OSError as exc:
+            raise OSError(f"cannot write the benchmark folder {self.directory}: "
+                          f"{why_unwritable(self.lock_path, exc)}") from None
+        check_writable(self.store_path)
+
     @contextlib.contextmanager
     def locked(self):
         """The folder's lock, held while the views are checked, the store grows and the views
@@ -176,7 +189,7 @@ class MetricsStore:
         if not os.path.lexists(self.json_path):
             return None, None
         try:
-            data = json.loads(self.json_path.read_text(encoding="utf-8"))
+            data = bounded_json.loads(self.json_path.read_text(encoding="utf-8"))
         except UnicodeDecodeError as exc:
             return None, f"not UTF-8: {exc.reason}"
         except ValueError as exc:

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import errno
 import fcntl
-import json
 import os
 import warnings
 from datetime import datetime, timezone
 from pathlib import Path
 
+from . import bounded_json
 from .schema import record_line
 
 
@@ -74,6 +74,26 @@ def append_record(path, record: dict) -> None:
     append_records(path, [record])
 
 
+def check_writable(path) -> None:
+    """Raises OSError naming `path` unless records can be appended to it (its folder is created,
+    the file too, empty): called before measuring, so that no run measures for nothing."""
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "ab"):
+            pass
+    except OSError as exc:
+        raise OSError(f"cannot write the results log {path}: {why_unwritable(path, exc)}") from None
+
+
+def why_unwritable(path: Path, exc: OSError) -> str:
+    """What stops writing `path`, in words: a parent that is a file, or the system's reason."""
+    for parent in path.parents:
+        if parent.exists():
+            return f"{parent} is not a folder" if not parent.is_dir() else (exc.strerror or str(exc))
+    return exc.strerror or str(exc)
+
+
 def read_records(path, benchmark: str | None = None, run_id: str | None = None) -> list[dict]:
     """The records of a JSONL log (a missing file: []), optionally of one benchmark / run.
 
@@ -96,7 +116,7 @@ def read_records(path, benchmark: str | None = None, run_id: str | None = None) 
         if not raw.strip():
             continue
         try:
-            record = json.loads(raw.decode("utf-8"))
+            record = bounded_json.loads(raw.decode("utf-8"))
         except (UnicodeDecodeError, ValueError):
             record = None
         if not isinstance(record, dict) or "schema_version" not in record:
