@@ -84,8 +84,8 @@ TEST(cache_attention_matches_naive_over_several_tiles) {
   CHECK(attention_error(2, 3, 8, 600, 10, 7) < 1e-5);
 }
 
-// Every SIMD level against the naive loop: at the avx512 level with head_dim % 16 == 0 our own
-// kernels run, elsewhere Eigen's products. Key counts that are not multiples of the kernels'
+// Every SIMD level against the naive loop: our own kernels at the avx512 level with head_dim %
+// 16 == 0 and at the avx2 level with head_dim % 8 == 0, elsewhere Eigen's products (D = 20). Key counts that are not multiples of the kernels'
 // 16-key blocks or of a tile, groups past one 8-head pass, padding or none. On failure the
 // case is printed.
 void check_attention_at_every_level(std::initializer_list<int64_t> dims, std::initializer_list<int64_t> groups,
@@ -109,14 +109,14 @@ void check_attention_at_every_level(std::initializer_list<int64_t> dims, std::in
 
 TEST(decode_attention_matches_naive_at_every_simd_level) {
   // One query per head.
-  check_attention_at_every_level({16, 24, 64, 80}, {1, 3, 8, 11}, {{1, 1}, {17, 1}, {300, 1}});
+  check_attention_at_every_level({16, 20, 24, 64, 80}, {1, 3, 8, 11}, {{1, 1}, {17, 1}, {300, 1}});
 }
 
 TEST(prefill_attention_matches_naive_at_every_simd_level) {
   // A whole prompt (n = T: the causal triangle, row blocks that see none of a key block), a
   // chunk after a cached prefix crossing a tile boundary (n = 37 at positions 263..299), and
   // a prompt of three tiles.
-  check_attention_at_every_level({16, 24, 64, 80}, {1, 3, 11}, {{40, 40}, {300, 37}});
+  check_attention_at_every_level({16, 20, 24, 64, 80}, {1, 3, 11}, {{40, 40}, {300, 37}});
   check_attention_at_every_level({64}, {3}, {{530, 530}});
 }
 

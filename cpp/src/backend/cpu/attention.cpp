@@ -16,6 +16,19 @@ using Strided = Eigen::OuterStride<>;
 
 namespace {
 constexpr int64_t kDecodeKeyChunk = 2 * kAttentionKeyBlock;  // keys transposed at a time when decoding
+
+// Our own kernels at this SIMD level for this head_dim, or null: Eigen's products then.
+const AttentionKernels* attention_kernels(int64_t D) {
+  static constexpr AttentionKernels avx512{transpose_keys_avx512, attention_scores_avx512, softmax_tile_row_avx512,
+                                           attention_values_avx512};
+  static constexpr AttentionKernels avx2{transpose_keys_avx2, attention_scores_avx2, softmax_tile_row_avx2,
+                                         attention_values_avx2};
+  switch (simd_level()) {
+    case SimdLevel::Avx512: return D % 16 == 0 ? &avx512 : nullptr;
+    case SimdLevel::Avx2: return D % 8 == 0 ? &avx2 : nullptr;
+    default: return nullptr;
+  }
+}
 }  // namespace
 
 void AttentionScratch::reserve(int64_t n, int64_t group, int64_t D) {
@@ -73,8 +86,8 @@ void cache_attention(CpuKVCache& cache, int64_t layer, int64_t b, int64_t kv_hea
   // group's heads are adjacent in q: one block of `group` rows, all at position p0. Otherwise
   // one block per head g: its n rows, row i at position p0 + i.
   const bool decode = n == 1;
-  // At the avx512 level our own kernels run the two products (attention_kernels.h says why).
-  const bool kernels = D % 16 == 0 && simd_level() == SimdLevel::Avx512;
+  // At the avx512 and avx2 levels our own kernels run the two products (attention_kernels.h).
+  const AttentionKernels* kernels = attention_kernels(D);
   const int64_t blocks = decode ? 1 : group, rows = decode ? group : n, stride = decode ? D : q_stride;
   auto offset = [&](int64_t blk) { return b * n * q_stride + (kv_head * group + blk) * D; };
   auto q_rows = [&](int64_t blk) { return Eigen::Map<const RowMat, 0, Strided>(q + offset(blk), rows, D, Strided(stride)); };
@@ -97,7 +110,7 @@ void cache_attention(CpuKVCache& cache, int64_t layer, int64_t b, int64_t kv_hea
     Eigen::Map<RowMat> S(s.scores.data(), live, T);
     // Prefill: the tile's keys as columns once, for every head of the group. Decoding makes one
     // scores call per tile: 32 keys at a time, so the columns stay in L1.
-    if (kernels && !decode) transpose_keys_avx512(kv.k, T, D, s.key_columns.data());
+    if (kernels && !decode) kernels->transpose_keys(kv.k, T, D, s.key_columns.data());
     for (int64_t blk = 0; blk < blocks; ++blk) {
       auto O = out_rows(blk).bottomRows(live);
       float* m = s.row_max.data() + blk * rows + first;
@@ -105,21 +118,20 @@ void cache_attention(CpuKVCache& cache, int64_t layer, int64_t b, int64_t kv_hea
       if (kernels && decode) {
         for (int64_t t = 0; t < T; t += kDecodeKeyChunk) {
           const int64_t keys = std::min(kDecodeKeyChunk, T - t);
-          transpose_keys_avx512(kv.k + t * D, keys, D, s.key_columns.data());
-          attention_scores_avx512(q + offset(blk), stride, rows, s.key_columns.data(), keys, D, keys, scale,
-                                       S.data() + t, T);
+          kernels->transpose_keys(kv.k + t * D, keys, D, s.key_columns.data());
+          kernels->scores(q + offset(blk), stride, rows, s.key_columns.data(), keys, D, keys, scale, S.data() + t, T);
         }
       } else if (kernels) {
-        attention_scores_avx512(q + offset(blk) + first * stride, stride, live, s.key_columns.data(), T, D, causal,
-                                     scale, S.data(), T);
+        kernels->scores(q + offset(blk) + first * stride, stride, live, s.key_columns.data(), T, D, causal, scale,
+                        S.data(), T);
       } else
         S.noalias() = (q_rows(blk).bottomRows(live) * K.transpose()) * scale;
       for (int64_t i = 0; i < live; ++i) {  // online softmax: rescale what earlier tiles summed
         const int64_t position = p0 + (decode ? 0 : first + i);
         const int64_t visible = std::min(T, position + 1 - t0);
         if (kernels) {
-          const float correction = softmax_tile_row_avx512(&S(i, 0), T, visible, padded ? key_valid + t0 : nullptr,
-                                                                m + i, l + i);
+          const float correction = kernels->softmax_tile_row(&S(i, 0), T, visible, padded ? key_valid + t0 : nullptr,
+                                                             m + i, l + i);
           if (correction != 1.0f) O.row(i) *= correction;
           continue;
         }
@@ -141,7 +153,7 @@ void cache_attention(CpuKVCache& cache, int64_t layer, int64_t b, int64_t kv_hea
         O.row(i) *= correction;
       }
       if (kernels)
-        attention_values_avx512(S.data(), T, live, kv.v, T, D, causal, out + offset(blk) + first * stride, stride);
+        kernels->values(S.data(), T, live, kv.v, T, D, causal, out + offset(blk) + first * stride, stride);
       else
         O.noalias() += S * V;
     }

@@ -67,11 +67,6 @@ CELER_AVX512 void value_block(const float* P, int64_t ldp, const float* v, int64
       _mm512_storeu_ps(O + i * ldo + 16 * j, _mm512_add_ps(_mm512_loadu_ps(O + i * ldo + 16 * j), acc[i][j]));
 }
 
-// Keys rows [i0, i0 + n) can see: those before the last row's limit, at most T.
-int64_t visible_keys(int64_t i0, int64_t n, int64_t causal, int64_t T) {
-  return std::clamp<int64_t>(i0 + n - 1 + causal, 0, T);
-}
-
 // e^x for x <= 0 within ~1 ulp: x = n ln2 + r with |r| <= ln2 / 2, e^r by its Taylor series to
 // r^7 (error < 1e-8), then scaled by 2^n. Below -104 (where e^x is 0 in float) it gives 0.
 CELER_AVX512 inline __m512 exp_nonpositive(__m512 x) {

@@ -83,18 +83,44 @@ CELER_AVX2 void dot_q8(const int8_t* q, const uint16_t* scales, int64_t K, const
 }
 
 // Q4_0 / Q4_1 (gemv_rows computes x's block sums once per call): per block of 32, t = sum q x
-// with the 4-bit codes as floats (two chains), acc += d t, and in scalar the block's offset
-// m sum(x) (Q4_0: m = -8 d); the same products as (q d + m) x, regrouped. A short last block
-// runs scalar on the dequantized values.
+// with the 4-bit codes as floats (two chains), acc += d t, and the block's offset m sum(x)
+// (Q4_0: m = -8 d); the same products as (q d + m) x, regrouped. The scales (and mins) of 8
+// blocks at a time are widened in one instruction and their offsets added in one multiply-add,
+// so a block costs no scalar work. A short last block runs scalar on the dequantized values.
+template <int M>
+CELER_AVX2 inline void q4_block(const uint8_t* qb, __m256 dv, const float* x, int64_t xs, int64_t k, __m256* acc) {
+  const __m256i low = _mm256_set1_epi32(0xF);
+  const __m256i v0 = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i*)qb));
+  const __m256i v1 = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i*)(qb + 8)));
+  const __m256 c0 = _mm256_cvtepi32_ps(_mm256_and_si256(v0, low)), c1 = _mm256_cvtepi32_ps(_mm256_and_si256(v1, low));
+  const __m256 c2 = _mm256_cvtepi32_ps(_mm256_srli_epi32(v0, 4)), c3 = _mm256_cvtepi32_ps(_mm256_srli_epi32(v1, 4));
+  for (int m = 0; m < M; ++m) {
+    const float* xm = x + m * xs + k;
+    const __m256 t0 = _mm256_fmadd_ps(c2, _mm256_loadu_ps(xm + 16), _mm256_mul_ps(c0, _mm256_loadu_ps(xm)));
+    const __m256 t1 = _mm256_fmadd_ps(c3, _mm256_loadu_ps(xm + 24), _mm256_mul_ps(c1, _mm256_loadu_ps(xm + 8)));
+    acc[m] = _mm256_fmadd_ps(_mm256_add_ps(t0, t1), dv, acc[m]);
+  }
+}
+
 template <int M, bool kMin>
 CELER_AVX2 void dot_q4_sums(const uint8_t* q, const uint16_t* scales, const uint16_t* mins, int64_t K,
                             const float* x, int64_t xs, const float* x_sums, float* dots) {
-  const int64_t blocks = (K + 31) / 32;
-  __m256 acc[M];
+  const int64_t blocks = (K + 31) / 32, full = K / 32;
+  __m256 acc[M], offsets[M];
   float offset[M] = {}, tail[M] = {};
-  for (int m = 0; m < M; ++m) acc[m] = _mm256_setzero_ps();
-  const __m256i low = _mm256_set1_epi32(0xF);
-  for (int64_t b = 0, k = 0; k < K; ++b, k += 32) {
+  for (int m = 0; m < M; ++m) acc[m] = offsets[m] = _mm256_setzero_ps();
+  int64_t b = 0;
+  alignas(32) float d8[8];
+  for (; b + 8 <= full; b += 8) {  // 8 blocks: scales, mins and offsets as vectors
+    const __m256 d = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i*)(scales + b)));
+    const __m256 mn = kMin ? _mm256_cvtph_ps(_mm_loadu_si128((const __m128i*)(mins + b)))
+                           : _mm256_mul_ps(d, _mm256_set1_ps(-8.0f));
+    for (int m = 0; m < M; ++m) offsets[m] = _mm256_fmadd_ps(mn, _mm256_loadu_ps(x_sums + m * blocks + b), offsets[m]);
+    _mm256_store_ps(d8, d);
+    for (int j = 0; j < 8; ++j) q4_block<M>(q + 16 * (b + j), _mm256_broadcast_ss(d8 + j), x, xs, 32 * (b + j), acc);
+  }
+  for (; b < blocks; ++b) {  // the last few blocks one by one
+    const int64_t k = 32 * b;
     const float d = _cvtsh_ss(scales[b]), mn = kMin ? _cvtsh_ss(mins[b]) : -8.0f * d;
     const uint8_t* qb = q + 16 * b;
     if (k + 32 > K) {  // a short last block
@@ -103,20 +129,10 @@ CELER_AVX2 void dot_q4_sums(const uint8_t* q, const uint16_t* scales, const uint
           tail[m] += (float(j < 16 ? qb[j] & 0xF : qb[j - 16] >> 4) * d + mn) * x[m * xs + k + j];
       break;
     }
-    const __m256i v0 = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i*)qb));
-    const __m256i v1 = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i*)(qb + 8)));
-    const __m256 c0 = _mm256_cvtepi32_ps(_mm256_and_si256(v0, low)), c1 = _mm256_cvtepi32_ps(_mm256_and_si256(v1, low));
-    const __m256 c2 = _mm256_cvtepi32_ps(_mm256_srli_epi32(v0, 4)), c3 = _mm256_cvtepi32_ps(_mm256_srli_epi32(v1, 4));
-    const __m256 dv = _mm256_set1_ps(d);
-    for (int m = 0; m < M; ++m) {
-      const float* xm = x + m * xs + k;
-      const __m256 t0 = _mm256_fmadd_ps(c2, _mm256_loadu_ps(xm + 16), _mm256_mul_ps(c0, _mm256_loadu_ps(xm)));
-      const __m256 t1 = _mm256_fmadd_ps(c3, _mm256_loadu_ps(xm + 24), _mm256_mul_ps(c1, _mm256_loadu_ps(xm + 8)));
-      acc[m] = _mm256_fmadd_ps(_mm256_add_ps(t0, t1), dv, acc[m]);
-      offset[m] += mn * x_sums[m * blocks + b];
-    }
+    q4_block<M>(qb, _mm256_set1_ps(d), x, xs, k, acc);
+    for (int m = 0; m < M; ++m) offset[m] += mn * x_sums[m * blocks + b];
   }
-  for (int m = 0; m < M; ++m) dots[m] = hsum(acc[m]) + offset[m] + tail[m];
+  for (int m = 0; m < M; ++m) dots[m] = hsum(_mm256_add_ps(acc[m], offsets[m])) + offset[m] + tail[m];
 }
 
 template <int M>
