@@ -33,6 +33,9 @@ def test_small_calibration_is_well_formed(small_result):
     r = small_result
     check_stats(r["bandwidth_gbps"], "GB/s", 3)
     check_stats(r["matmul_gflops"], "GFLOP/s", 3)
+    check_stats(r["read_bandwidth_gbps"], "GB/s", 3)
+    # the ceiling is the best repetition of the triad or the read-only stream
+    assert r["bandwidth_ceiling_gbps"] == max(r["bandwidth_gbps"]["max"], r["read_bandwidth_gbps"]["max"])
     assert r["threads"] == 1
     assert r["matmul_size"] == 128
     n = 3 * (1 << 20) // 12
@@ -138,3 +141,17 @@ def test_cached_calibration_measures_once(tmp_path, monkeypatch):
     monkeypatch.setattr(calibration, "calibrate", lambda **kw: calls.append(kw))
     again = calibration.cached_calibration(threads=1, path=path)
     assert calls == [] and again["timestamp"] == first["timestamp"]
+
+
+def test_the_read_stream_reads_what_it_is_given():
+    """The read-only stream: rates for each repetition, its size checks, and (in C++) the XOR of
+    every word compared with the array's, so a loop the compiler dropped cannot report a rate."""
+    from celerinfer import _core
+
+    rates = _core.stream_read(n_floats=1 << 18, reps=3)
+    assert len(rates) == 3 and all(math.isfinite(v) and v > 0 for v in rates)
+    for bad in (0, 1000):
+        with pytest.raises(ValueError, match="n_floats"):
+            _core.stream_read(n_floats=bad, reps=1)
+    with pytest.raises(ValueError, match="reps"):
+        _core.stream_read(n_floats=1 << 12, reps=0)

@@ -81,6 +81,19 @@ def test_weight_bytes_scale_with_the_format():
         assert backend_comparison.weight_bytes_per_token(config, fmt, 512) == pytest.approx(matrices * 34 / 32 + fp32_part)
 
 
+def test_traffic_above_the_ceiling_says_the_calibration_is_wrong():
+    fine = backend_comparison.ceiling_metrics(decode_weight_gbps=15.0, ceiling_gbps=20.0)
+    assert fine["ceiling_fraction"] == pytest.approx(0.75) and not fine["calibration_exceeded"]
+    assert fine["calibration_note"] is None
+    wrong = backend_comparison.ceiling_metrics(decode_weight_gbps=19.5, ceiling_gbps=15.0)
+    assert wrong["ceiling_fraction"] is None and wrong["calibration_exceeded"]
+    assert "19.5 GB/s" in wrong["calibration_note"] and "15.0 GB/s" in wrong["calibration_note"]
+    base = {"pp_tokens_per_s": {"median": 1.0}, "tg_tokens_per_s": {"median": 1.0}, "decode_weight_gbps": 19.5}
+    assert backend_comparison._bandwidth_cell({**base, **wrong}) == "above the ceiling: calibration wrong"
+    assert backend_comparison._bandwidth_cell({**base, **fine}) == "75%"
+    assert backend_comparison._bandwidth_cell({**base, "bandwidth_fraction": 0.5}) == "50%"  # an older record
+
+
 def test_speed_metrics_and_ratios_come_from_the_samples():
     runs = [(2_000_000, [1_000_000] * 4), (4_000_000, [2_000_000] * 4)]  # 2 ms / 4 ms prefill of 8 tokens
     m = backend_comparison.speed_metrics(runs, prompt_length=8, gen_length=4, weight_bytes=1e6, bandwidth_gbps=10.0)
@@ -130,6 +143,12 @@ def _check_records(run, log):
         assert rounds[0] == calibrated and len(rounds) == p["num_measure_runs"]
         assert m["bandwidth_gbps"] == pytest.approx(float(np.median(rounds)))
         assert math.isclose(m["bandwidth_fraction"], m["decode_weight_gbps"] / m["bandwidth_gbps"])
+        # the ceiling: the best triad or read-only stream repetition of the run, never below the triad
+        assert m["bandwidth_ceiling_gbps"] >= max(rounds[1:] + [stored[0]["metrics"]["bandwidth_ceiling_gbps"]])
+        if m["calibration_exceeded"]:
+            assert m["ceiling_fraction"] is None and "calibration is wrong" in m["calibration_note"]
+        else:
+            assert math.isclose(m["ceiling_fraction"], m["decode_weight_gbps"] / m["bandwidth_ceiling_gbps"])
         if p["backend"] == "celerinfer":
             assert r["version"] in FLAGS and r["version_flags"]["name"] == r["version"]
         else:

@@ -25,6 +25,16 @@ void bind_calibrate(py::module_& m) {
 n_floats each (3 * 4 * n_floats bytes counted per repetition, as STREAM counts: write-allocate
 traffic is not included), run on the engine's thread pool after one warm-up.)");
   m.def(
+      "stream_read",
+      [](int64_t n_floats, int reps) {
+        py::gil_scoped_release release;
+        return stream_read_gbps(n_floats, reps);
+      },
+      py::arg("n_floats") = 3 * kTriadDefaultFloats, py::arg("reps") = 10,
+      R"(Per-repetition GB/s of a read-only stream over one float32 array of n_floats (4 *
+n_floats bytes per repetition), run on the engine's thread pool after one warm-up: the traffic
+of a decode step's weights, which the triad (two reads and a write) can understate.)");
+  m.def(
       "matmul_gflops",
       [](int64_t M, int64_t N, int64_t K, int reps) {
         py::gil_scoped_release release;

@@ -5,6 +5,10 @@ the engine against, measured on this machine with the engine's own threads.
   ``3 * 4 * n`` bytes per repetition as STREAM does (two reads, one write; the write-allocate
   read of ``a`` is not counted, so the figure is comparable with STREAM's "Triad" column and
   somewhat below what the memory system really moves).
+* ``read_bandwidth_gbps``: a read-only stream over one array of the same working set (what a
+  decode step does with its weights: it reads them and writes almost nothing), and
+  ``bandwidth_ceiling_gbps``, the best repetition of either: the upper bound a decode's weight
+  traffic can be judged against (a figure above it means the calibration is wrong).
 * ``matmul_gflops``: the engine's GEMM (``cpu::matmul_nt``, the one prefill runs) on a
   ``matmul_size`` cube of random float32 data, ``2 * n^3`` flops per repetition: the peak this
   engine reaches here, not the CPU's theoretical FMA peak.
@@ -80,7 +84,8 @@ def calibrate(threads: int | None = None, triad_mib: float | None = None, matmul
     (None: :func:`default_triad_mib`). matmul_size: n of the n x n x n GEMM. reps: timed
     repetitions of each (after one warm-up).
 
-    Returns ``{"bandwidth_gbps": stats, "matmul_gflops": stats, "threads", "triad_bytes",
+    Returns ``{"bandwidth_gbps": stats, "read_bandwidth_gbps": stats, "bandwidth_ceiling_gbps",
+    "matmul_gflops": stats, "threads", "triad_bytes",
     "triad_floats", "matmul_size", "reps", "hostname", "timestamp"}``.
     """
     if triad_mib is None:
@@ -102,12 +107,15 @@ def calibrate(threads: int | None = None, triad_mib: float | None = None, matmul
     try:
         used = _core.get_num_threads()
         bandwidth = _core.stream_triad(n_floats=n_floats, reps=int(reps))
+        read = _core.stream_read(n_floats=max(1024, 3 * n_floats), reps=int(reps))
         gflops = _core.matmul_gflops(size, size, size, int(reps))
     finally:
         if threads is not None and int(threads) != previous:
             _core.set_num_threads(previous)
     return {
         "bandwidth_gbps": summarize(bandwidth, unit="GB/s", raw_unit=None),
+        "read_bandwidth_gbps": summarize(read, unit="GB/s", raw_unit=None),
+        "bandwidth_ceiling_gbps": max(max(bandwidth), max(read)),
         "matmul_gflops": summarize(gflops, unit="GFLOP/s", raw_unit=None),
         "threads": used,
         "triad_bytes": 3 * 4 * n_floats,

@@ -112,8 +112,9 @@ def cmd_plot(args) -> int:
         return 1
     out_dir = Path(args.out_dir or log_file.parent / "plots")
     written = make_plots(records, out_dir, run_id=getattr(args, "run_id", None), registry=versions())
+    width = max([24] + [len(name) + 2 for name in written])  # a sweep's facets: "host/setting/plot"
     for name, path in written.items():
-        print(f"{name:<24}{path}")
+        print(f"{name:<{width}}{path}")
     return 0
 
 
@@ -124,8 +125,11 @@ def cmd_calibrate(args) -> int:
     path = calibration.default_calibration_path()
     calibration.save_calibration(result, path)
     bw, mm = result["bandwidth_gbps"], result["matmul_gflops"]
-    print(f"memory bandwidth: {bw['median']:.2f} GB/s (median of {bw['n']}, 95% CI {bw['ci95_low']:.2f}-"
+    print(f"memory bandwidth: {bw['median']:.2f} GB/s (triad, median of {bw['n']}, 95% CI {bw['ci95_low']:.2f}-"
           f"{bw['ci95_high']:.2f})")
+    rd = result["read_bandwidth_gbps"]
+    print(f"read bandwidth:   {rd['median']:.2f} GB/s (read-only stream, median of {rd['n']}); ceiling "
+          f"{result['bandwidth_ceiling_gbps']:.2f} GB/s (the best repetition of either)")
     print(f"matmul peak:      {mm['median']:.2f} GFLOP/s (median of {mm['n']}, 95% CI {mm['ci95_low']:.2f}-"
           f"{mm['ci95_high']:.2f})")
     print(f"threads {result['threads']}; saved to {path}")

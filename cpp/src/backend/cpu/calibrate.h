@@ -36,6 +36,14 @@ void triad_parallel(float* a, const float* b, const float* c, float s, int64_t n
 // ValueError for n_floats < 1, reps < 1, or more memory than the machine has.
 std::vector<double> stream_triad_gbps(int64_t n_floats = kTriadDefaultFloats, int reps = 10);
 
+// Per-repetition GB/s of a read-only stream over one array of n_floats floats (4 * n_floats
+// bytes per repetition), split across the pool like the triad: what a decode step does with
+// its weights (it reads them and writes almost nothing). A triad counts writes too, and a
+// machine whose writes are slower than its reads shows a triad below what decode can reach:
+// the ceiling of "% of bandwidth" is the best of both. The folded value is checked against
+// the array's (a loop the compiler dropped throws std::logic_error). Same checks as the triad.
+std::vector<double> stream_read_gbps(int64_t n_floats = 3 * kTriadDefaultFloats, int reps = 10);
+
 // Per-repetition GFLOP/s (1e9 flop/s) of cpu::matmul_nt on y (M, N) = x (M, K) @ w (N, K)^T
 // with uniform random inputs, counting 2 * M * N * K flops. ValueError for sizes < 1, reps < 1
 // or more memory than the machine has.

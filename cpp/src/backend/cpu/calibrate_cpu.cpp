@@ -1,5 +1,6 @@
 // Calibration kernels of the CPU backend: the STREAM-style triad and the engine's GEMM timed.
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstdlib>
 #include <memory>
@@ -100,6 +101,54 @@ std::vector<double> stream_triad_gbps(int64_t n_floats, int reps) {
   for (int64_t i = 0; i < n; i += stride)
     if (a[i] != float(i % 1024) + kTriadScalar * float(i % 7))
       throw std::logic_error("stream_triad_gbps: wrong result at index " + std::to_string(i));
+  return gbps;
+}
+
+namespace {
+// XOR of the 64-bit words of [p, p + n floats): integer, so the compiler vectorizes it, and every
+// byte read counts in the result. n even.
+uint64_t fold_words(const float* p, int64_t n) {
+  const auto* w = reinterpret_cast<const uint64_t*>(p);
+  uint64_t acc[8] = {};
+  int64_t i = 0;
+  for (; i + 8 <= n / 2; i += 8)
+    for (int j = 0; j < 8; ++j) acc[j] ^= w[i + j];
+  for (; i < n / 2; ++i) acc[0] ^= w[i];
+  uint64_t x = 0;
+  for (uint64_t a : acc) x ^= a;
+  return x;
+}
+}  // namespace
+
+std::vector<double> stream_read_gbps(int64_t n_floats, int reps) {
+  require(n_floats >= 2, "n_floats must be >= 2, got " + std::to_string(n_floats));
+  require(n_floats <= (int64_t(3) << 40), "n_floats " + std::to_string(n_floats) + " is absurdly large");
+  check_reps(reps);
+  const int64_t n = n_floats & ~int64_t(1023);  // whole 4 KiB blocks: every thread's range is even
+  require(n >= 1024, "n_floats must be >= 1024 for the read stream, got " + std::to_string(n_floats));
+  const uint64_t bytes_per_rep = uint64_t(n) * sizeof(float);
+  check_allocation(bytes_per_rep, "the read stream's array of " + std::to_string(n) + " floats");
+  AlignedFloats a = aligned_floats(n);
+  auto pool = thread_pool();
+  for_blocks(*pool, n, [&](int64_t i0, int64_t i1) {  // first touch with the timed loop's split
+    for (int64_t i = i0; i < i1; ++i) a[i] = float(i % 4093);
+  });
+  const uint64_t expected = fold_words(a.get(), n);
+  std::atomic<uint64_t> folded{0};
+  auto run = [&] {
+    folded = 0;
+    // XOR is associative and commutative: the ranges' folds combine in any order
+    for_blocks(*pool, n, [&](int64_t i0, int64_t i1) { folded.fetch_xor(fold_words(a.get() + i0, i1 - i0)); });
+  };
+  run();  // warm-up
+  std::vector<double> gbps;
+  gbps.reserve(size_t(reps));
+  for (int r = 0; r < reps; ++r) {
+    const int64_t start = now_ns();
+    run();
+    gbps.push_back(double(bytes_per_rep) / seconds_since(start) * 1e-9);
+    if (folded != expected) throw std::logic_error("stream_read_gbps: the folded value is wrong");
+  }
   return gbps;
 }
 
