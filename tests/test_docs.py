@@ -13,11 +13,11 @@ What is tested:
   2. Each command runs for real (slow), as a subprocess, in document order together with the
      file's python blocks, in a temporary folder prepared with the files the examples name
      (``model.json``, ``model.safetensors``, ``prompts.txt``, ``corpus.txt``, ``my_study.yaml``
-     (the yaml block of cli.md), ``out/logits_*.npy``, ``random/logits_cpp.npy`` and a results
-     log holding two runs), with ``XDG_CACHE_HOME`` inside it. The exit status must be 0, or N
-     when the line's comment says ``exit status N`` (documented failures). Lines whose comment
-     says ``(slow: not run by the doc test)`` are only parsed; they are listed in
-     ``SLOW_EXCEPTIONS``.
+     (the yaml block of cli.md), ``grid.yaml`` (the one of sweeps.md), ``out/logits_*.npy``,
+     ``random/logits_cpp.npy`` and a results log holding two runs), with ``XDG_CACHE_HOME``
+     inside it. The exit status must be 0, or N when the line's comment says ``exit status N``
+     (documented failures). Lines whose comment says ``(slow: not run by the doc test)`` are
+     only parsed; they are listed in ``SLOW_EXCEPTIONS``.
 
 * Python: each file's ```python blocks run in order in one namespace (fresh for every file), in
   the same prepared folder, interleaved with the commands; any exception fails the test.
@@ -49,7 +49,7 @@ from celerinfer.cli import build_parser
 ROOT = Path(__file__).resolve().parents[1]
 GUIDE = ROOT / "docs" / "guide"
 PAGES = ("index", "install", "cli", "python-api", "checkpoints", "performance", "results", "plots", "compare",
-         "extending", "troubleshooting", "cuda")
+         "extending", "troubleshooting", "cuda", "sweeps")
 SLOW_MARK = "(slow: not run by the doc test)"
 #: the only commands of the guide that are parsed but not run (too slow for the test suite)
 SLOW_EXCEPTIONS = {
@@ -278,6 +278,9 @@ def prepare(folder: Path) -> Path:
                    text.startswith("# my_study.yaml")]
     assert len(yaml_blocks) == 1, "cli.md must hold one yaml block starting with '# my_study.yaml'"
     (folder / "my_study.yaml").write_text(yaml_blocks[0])
+    grids = [text for lang, text, _ in blocks(GUIDE / "sweeps.md") if lang == "yaml" and text.startswith("# grid.yaml")]
+    assert len(grids) == 1, "sweeps.md must hold one yaml block starting with '# grid.yaml'"
+    (folder / "grid.yaml").write_text(grids[0])
     logits = model.forward(ids, np.ones_like(ids))
     (folder / "out").mkdir()
     celerinfer.save_npy(folder / "out" / "logits_cpp.npy", logits)

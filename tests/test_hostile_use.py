@@ -207,3 +207,29 @@ def test_a_damaged_rope_table_is_named_at_load(model, tmp_path, value):
     path.write_text(json.dumps(doc))
     with pytest.raises(celerinfer.FormatError, match=r"rope\.sin holds .* at flat index 5 .*\[-1, 1\]"):
         celerinfer.load(path)
+
+
+# ---- the command line: messages, not tracebacks; a closed pipe ends quietly -----------------
+
+def test_malformed_yaml_config_is_a_message(tmp_path, capsys):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("versions: [v1\n  bad: : :\n")
+    assert cli_main(["bench", "latency", "--preset", "tiny", "--config", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert "not valid YAML" in err and str(bad) in err and "Traceback" not in err
+
+
+def test_a_closed_pipe_ends_quietly():
+    import subprocess
+    import sys
+
+    # `celerinfer versions | head -c 10`, many times over so that the output outgrows the pipe:
+    # the first write after the reader has gone ends that call with 141, quietly
+    child = ("import sys; from celerinfer.cli.app import main; "
+             "sys.exit(max(main(['versions']) for _ in range(300)))")
+    with subprocess.Popen([sys.executable, "-c", child], stdout=subprocess.PIPE, stderr=subprocess.PIPE) as proc:
+        proc.stdout.read(10)
+        proc.stdout.close()
+        err = proc.stderr.read().decode()
+        status = proc.wait(timeout=120)
+    assert status == 141 and "Traceback" not in err and "Broken pipe" not in err, err

@@ -179,9 +179,10 @@ def test_make_plots_writes_every_plot(records, tmp_path):
     compare = {"compare_backends", "compare_speedup"}  # bench compare's: tests/test_compare_backends.py
     # drawn from a real run's per-position, per-format records: tests/test_quality.py
     quality = {"quality_vs_memory", "quality_vs_position", "quantization_impact"}
-    assert set(out) | compare | quality == set(plots.PLOTS) == {
+    machines = {"device_comparison"}  # several machines, or a sweep: tests/test_sweep.py
+    assert set(out) | compare | quality | machines == set(plots.PLOTS) == {
         "latency_vs_T", "memory_vs_T", "phase_breakdown", "quality", "roofline", "speedup",
-        "latency_distribution", "memory_throughput", "tradeoff", *compare, *quality}
+        "latency_distribution", "memory_throughput", "tradeoff", *compare, *quality, *machines}
     for name, path in out.items():
         assert path == tmp_path / "plots" / f"{name}.png"
         assert path.is_file()

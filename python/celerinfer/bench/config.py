@@ -14,6 +14,8 @@ from ..registry import version_names
 from .presets import PRESETS
 
 BENCHMARKS = ("latency", "memory", "phase", "perplexity", "roofline")
+#: where the engine runs: the engine itself refuses a device it has no backend for (CUDA today)
+DEVICES = ("cpu", "cuda")
 
 
 def benchmark_names(benchmarks) -> list[str]:
@@ -41,6 +43,15 @@ def _merge(base: dict, extra: dict) -> dict:
     return out
 
 
+def read_yaml(path: Path):
+    """The YAML document in `path`; ValueError naming the file and the place when it is not
+    YAML (a message, not yaml's traceback)."""
+    try:
+        return yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ValueError(f"{path}: not valid YAML ({exc})") from None
+
+
 def load_config(path: str | Path | None = None, preset: str | None = None, overrides: dict | None = None) -> dict:
     """The effective configuration. Precedence: CLI overrides > the user's file > the preset's
     benchmark settings > the packaged default. ValueError names any bad key or value."""
@@ -50,7 +61,7 @@ def load_config(path: str | Path | None = None, preset: str | None = None, overr
         path = Path(path)
         if not path.exists():
             raise FileNotFoundError(f"no such config file: {path}")
-        user = yaml.safe_load(path.read_text()) or {}
+        user = read_yaml(path) or {}
         if not isinstance(user, dict):
             raise ValueError(f"{path}: a benchmark config must be a YAML mapping")
     overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
@@ -103,6 +114,8 @@ def check_config(config: dict) -> None:
     if config["matmul_precision"] not in MATMUL_PRECISIONS:
         raise ValueError(f"config: matmul_precision {config['matmul_precision']!r} is not one of "
                          f"{', '.join(MATMUL_PRECISIONS)}")
+    if config.get("device", "cpu") not in DEVICES:
+        raise ValueError(f"config: device {config['device']!r} is not one of {', '.join(DEVICES)}")
     if config["dtype"] != "float32":
         raise ValueError(f"config: dtype {config['dtype']!r} is not supported yet (float32)")
     ppl = config["perplexity"]

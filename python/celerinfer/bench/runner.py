@@ -18,7 +18,7 @@ from ..model import ModelConfig, config_to_dict, random_model, random_tokens
 from ..registry import versions
 from ..results import stats
 from ..results.schema import make_record, new_run_id
-from ..results.store import append_record
+from ..results.store import append_record, check_writable
 from ..runtime import get_num_threads, set_num_threads
 from . import calibration, roofline
 from .config import benchmark_names
@@ -33,10 +33,18 @@ class Interrupted(Exception):
 class BenchRun:
     """One invocation of the suite: a model, a config, a run id, a log file."""
 
-    def __init__(self, config: dict, log_file: str | Path | None = None, progress: bool | None = None):
+    def __init__(self, config: dict, log_file: str | Path | None = None, progress: bool | None = None, *,
+                 run_id: str | None = None, extra: dict | None = None, write: bool = True):
+        """run_id: the records' run id (default: a new one); extra: fields added to every record
+        (a sweep cell's ``sweep``); write=False keeps the records in ``.records`` only (a sweep's
+        worker: the sweep's driver stores them)."""
         self.config = config
         self.log_file = Path(log_file or config["log_file"])
-        self.run_id = new_run_id()
+        self.run_id = run_id or new_run_id()
+        self.extra = dict(extra or {})
+        self.write = write
+        if write:  # before measuring: an unwritable log would lose the whole run
+            check_writable(self.log_file)
         if config["threads"]:
             set_num_threads(int(config["threads"]))
         self.threads = get_num_threads()
@@ -64,7 +72,7 @@ class BenchRun:
 
     def _engine(self, version: str, max_seq_len: int, weight_dtype: str | None = None) -> Engine:
         weight_dtype = weight_dtype or self.config["weight_dtype"]
-        engine = Engine(self.model, version, max_seq_len=max_seq_len,
+        engine = Engine(self.model, version, device=self.config.get("device", "cpu"), max_seq_len=max_seq_len,
                         weight_dtype=None if weight_dtype == "stored" else weight_dtype,
                         matmul_precision=self.config["matmul_precision"])
         self.packed_weight_bytes = engine.packed_weight_bytes
@@ -87,8 +95,9 @@ class BenchRun:
     def _record(self, benchmark: str, version: str | None, params: dict, metrics: dict, status: str = "ok") -> dict:
         flags = self.version_flags.get(version) if version else None
         record = make_record(benchmark, version, flags, self.model_info, params, metrics, self.run_id, self.threads,
-                             status=status)
-        append_record(self.log_file, record)
+                             status=status, **self.extra)
+        if self.write:
+            append_record(self.log_file, record)
         self.records.append(record)
         return record
 
@@ -218,7 +227,8 @@ class BenchRun:
         calibration.save_calibration(cal, calibration.default_calibration_path())
         self._record("calibrate", None, {"threads": self.threads, "bytes": cal["triad_bytes"],
                                          "matmul_size": cal["matmul_size"]},
-                     {"bandwidth_gbps": cal["bandwidth_gbps"], "matmul_gflops": cal["matmul_gflops"]})
+                     {"bandwidth_gbps": cal["bandwidth_gbps"], "read_bandwidth_gbps": cal["read_bandwidth_gbps"],
+                      "bandwidth_ceiling_gbps": cal["bandwidth_ceiling_gbps"], "matmul_gflops": cal["matmul_gflops"]})
         return cal
 
     def roofline(self) -> None:

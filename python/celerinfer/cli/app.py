@@ -4,10 +4,11 @@ Bad input is a message and exit status 2, never a traceback; Ctrl-C is exit stat
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from ..package_info import package_version
-from . import bench_commands, model_commands, run_command
+from . import bench_commands, model_commands, run_command, sweep_command
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -16,6 +17,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     model_commands.add_parsers(sub)
     bench_commands.add_parsers(sub)
+    sweep_command.add_parser(sub)
     run_command.add_parser(sub)
     model_commands.add_compare_parser(sub)
     return parser
@@ -28,6 +30,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return args.func(args)
+    except BrokenPipeError:  # `celerinfer ... | head` closed the pipe: stop quietly, as Unix tools do
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # so that the interpreter's final flush fails silently too
+        return 141  # 128 + SIGPIPE, the status a shell shows for a tool stopped by a closed pipe
     except (ValueError, TypeError, OSError) as exc:  # bad input: a message, not a traceback
         print(f"celerinfer {args.command}: error: {exc}", file=sys.stderr)
         return 2

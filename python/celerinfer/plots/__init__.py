@@ -22,12 +22,15 @@ name                     function                     records used
 ``tradeoff``             :func:`plot_tradeoff`        latency + memory + perplexity
 ``compare_backends``     :func:`plot_compare_backends` compare (bench compare)
 ``compare_speedup``      :func:`plot_compare_speedup` compare (celerinfer's ratios)
+``device_comparison``    :func:`plot_device_comparison` latency of several machines, or of a sweep
 =======================  ===========================  ==============================================
 
 Run selection: by default each benchmark's records come from its latest run (the run whose
 newest record has the latest timestamp), so a log holding many runs plots the newest
 measurements. ``run_id="all"`` keeps every run (per version and setting the newest record wins)
-and ``run_id=<id or unique prefix>`` picks one run.
+and ``run_id=<id or unique prefix>`` picks one run. Records of several machines (a sweep across
+a cluster), or of a sweep's cells, are faceted: ``make_plots`` writes each machine's and
+setting's plots into a folder of their own, and ``device_comparison`` compares them.
 
 Figures are plain :class:`~matplotlib.figure.Figure` objects on an Agg canvas: pyplot and its
 global state are never used, so nothing leaks between plots and no display is needed. Every
@@ -37,12 +40,13 @@ plot takes ``registry=celerinfer.versions()``, which gives each version its colo
 The package: :mod:`.style` (version colours, markers, labels), :mod:`.selection` (which
 records, and the values read from them), :mod:`.figure` (shared figure helpers), one module per
 kind of plot (:mod:`.latency`, :mod:`.memory`, :mod:`.phases`, :mod:`.quality`,
-:mod:`.roofline`, :mod:`.tradeoff`, :mod:`.backends`), :mod:`.catalog` (``PLOTS``,
+:mod:`.roofline`, :mod:`.tradeoff`, :mod:`.backends`, :mod:`.devices`), :mod:`.catalog` (``PLOTS``,
 ``make_plots``) and :mod:`.inference_metrics` (the run mode's two plots).
 """
 
 from .backends import plot_compare_backends, plot_compare_speedup
 from .catalog import PLOTS, make_plots
+from .devices import plot_device_comparison
 from .figure import footnote_text
 from .latency import plot_latency, plot_latency_distribution, plot_speedup
 from .memory import decode_bytes_per_step, plot_memory, plot_memory_throughput
@@ -64,6 +68,7 @@ __all__ = [
     "make_plots",
     "plot_compare_backends",
     "plot_compare_speedup",
+    "plot_device_comparison",
     "plot_latency",
     "plot_latency_distribution",
     "plot_memory",

@@ -72,6 +72,9 @@ def footnote_text(records: list[dict]) -> str:
     threads = distinct(r.get("threads") for r in records)
     if threads:
         parts.append("threads: " + ", ".join(str(t) for t in threads))
+    hosts = distinct(r.get("hostname") for r in records)
+    if len(hosts) > 1:
+        parts.append(f"{len(hosts)} machines")
     cpus = distinct(r.get("cpu_model") for r in records)
     if cpus:
         parts.append("CPU: " + "; ".join(str(c) for c in cpus[:2]) + (" ..." if len(cpus) > 2 else ""))

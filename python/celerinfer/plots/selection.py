@@ -9,7 +9,7 @@ from typing import Callable, Iterable
 
 import numpy as np
 
-from ..results.fields import finite_number, get, median_of
+from ..results.fields import finite_number, get, host_label, median_of
 from .style import versions_order
 
 
@@ -85,6 +85,35 @@ def select_records(records: Iterable[dict], run_id: str | None = None) -> list[d
             raise ValueError(f"run id {run_id!r} {what} (runs in these records: {known})")
         run_id = matches[0]
     return [r for r in recs if r.get("run_id") == run_id]
+
+
+#: sweep settings the plots show on their own axes or series (versions, T): not facets
+_PLOTTED_SETTINGS = ("versions", "T_values", "T_star")
+
+
+def facet_of(record: dict) -> tuple[str | None, str]:
+    """(machine, setting) of a record: its host and CPU (``results.fields.host_label``) and, in a
+    sweep, the cell's settings but those the plots draw themselves (versions, T), e.g.
+    'weight_dtype=int8'; '' outside a sweep."""
+    cell = get(record, "sweep", "cell")
+    setting = " ".join(f"{k}={','.join(map(str, v)) if isinstance(v, list) else v}" for k, v in cell.items()
+                       if k not in _PLOTTED_SETTINGS) if isinstance(cell, dict) else ""
+    return host_label(record), setting
+
+
+def facets(records: Iterable[dict]) -> dict[tuple, list[dict]]:
+    """{(machine, setting): its records} in order of first appearance: what make_plots draws
+    apart, so that no series mixes machines or a sweep's cells (see :func:`facet_of`). Records
+    naming no machine join the one machine there is."""
+    recs = list(records)
+    machines = {facet_of(r)[0] for r in recs} - {None}
+    out: dict[tuple, list[dict]] = {}
+    for r in recs:
+        machine, setting = facet_of(r)
+        if machine is None and len(machines) == 1:
+            machine = next(iter(machines))
+        out.setdefault((machine, setting), []).append(r)
+    return out
 
 
 def records_of(records: Iterable[dict], benchmark: str) -> list[dict]:

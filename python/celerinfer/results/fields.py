@@ -45,3 +45,23 @@ def f32_weight_bytes(record: dict) -> float | None:
             if value:
                 return value
     return None
+
+
+def host_label(record: dict) -> str | None:
+    """The machine a record was measured on: 'hostname (CPU model)', and the GPU on another
+    device than the CPU; None when the record names neither (hand-made, old)."""
+    host, cpu = record.get("hostname"), record.get("cpu_model")
+    if host is None and cpu is None:
+        return None
+    text = " ".join(str(x) for x in (host, f"({cpu})" if cpu else None) if x)
+    device = record.get("device")
+    if device not in (None, "cpu"):
+        text += f" {device}" + (f" {record['gpu_name']}" if record.get("gpu_name") else "")
+    return text
+
+
+def sweep_cell_text(record: dict) -> str:
+    """A sweep cell's settings as text, 'versions=v1 weight_dtype=int8' (its ``sweep.label``;
+    '' for a record outside a sweep)."""
+    label = get(record, "sweep", "label")
+    return label if isinstance(label, str) else ""

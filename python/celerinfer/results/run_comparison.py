@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 
+from .fields import host_label, sweep_cell_text
 from .stats import TIME_UNITS, SampleComparison, compare_samples, format_p
 from .store import read_records
 
@@ -53,20 +54,25 @@ def resolve_run_id(runs: list[RunInfo], spec: str) -> str:
 
 @dataclass(frozen=True)
 class PairKey:
-    """What pairs the records of two runs: benchmark, version and the params without the seed."""
+    """What pairs the records of two runs: benchmark, version, the params without the seed, the
+    machine (host and CPU: records of different machines are never paired) and, in a sweep,
+    the cell's settings (the cells of one run are never pooled)."""
 
     benchmark: str
     version: str | None
     params: tuple  # sorted (name, value as JSON text) pairs
+    host: str | None = None
+    cell: str = ""
 
     def params_text(self) -> str:
-        return " ".join(f"{k}={v}" for k, v in self.params)
+        return " ".join(([self.cell] if self.cell else []) + [f"{k}={v}" for k, v in self.params])
 
 
 def _pair_key(record: dict) -> PairKey:
     params = record.get("params") or {}
     items = tuple(sorted((str(k), json.dumps(v, sort_keys=True)) for k, v in params.items() if k != "seed"))
-    return PairKey(str(record.get("benchmark")), record.get("version"), items)
+    return PairKey(str(record.get("benchmark")), record.get("version"), items, host_label(record),
+                   sweep_cell_text(record))
 
 
 def metric_samples(record: dict, metric: str) -> tuple[list, str] | None:
@@ -114,8 +120,8 @@ def compare_runs(path, run_a: str = "previous", run_b: str = "latest", metric: s
                  benchmark: str | None = None) -> RunComparison:
     """Compare the samples of ``metric`` between two runs of a results log, setting by setting.
 
-    Records are paired by (benchmark, version, params without seed); records of one run sharing
-    a key have their samples pooled. Runs are given as ids, unique prefixes, "latest" or
+    Records are paired by (benchmark, version, params without seed, machine, sweep cell); records
+    of one run sharing a key have their samples pooled. Runs are given as ids, unique prefixes, "latest" or
     "previous" (by the runs' first timestamps). b is compared to a (ratio = median_b / median_a).
     """
     records = read_records(path, benchmark=benchmark)
@@ -158,17 +164,22 @@ def format_comparison_report(report: RunComparison) -> str:
     lines = [f"{report.metric}: run a {report.run_a[:12]} vs run b {report.run_b[:12]} "
              f"(ratio = median b / median a; significant: 95% CI excludes 1 and Mann-Whitney p < 0.05)"]
     unit = f" ({report.unit})" if report.unit else ""
-    header = ["benchmark", "version", "params", f"median a{unit}", f"median b{unit}", "ratio", "95% CI", "p",
-              "verdict"]
+    hosts = len({k.host for k in [*(key for key, _ in report.rows), *report.only_a, *report.only_b]}) > 1
+    header = ["benchmark", "version", *(["host"] if hosts else []), "params", f"median a{unit}", f"median b{unit}",
+              "ratio", "95% CI", "p", "verdict"]
     table = [header]
     for key, c in report.rows:
-        table.append([key.benchmark, str(key.version), key.params_text() or "-", f"{c.median_a:.4g}",
+        table.append([key.benchmark, str(key.version), *([str(key.host)] if hosts else []), key.params_text() or "-",
+                      f"{c.median_a:.4g}",
                       f"{c.median_b:.4g}", f"{c.ratio:.3f}", f"{c.ratio_ci95[0]:.3f}-{c.ratio_ci95[1]:.3f}",
                       format_p(c.p_value).removeprefix("p=").removeprefix("p"),
                       _direction(c.ratio, report.lower_is_better) + ", beyond noise" if c.significant
                       else "within noise"])
     if len(table) == 1:
         lines.append("no setting has samples of this metric in both runs")
+        if hosts and not report.rows and {k.host for k in report.only_a}.isdisjoint(k.host for k in report.only_b):
+            lines.append("the runs were measured on different machines: records are paired on the same host and "
+                         "CPU only (the device_comparison plot compares machines)")
     else:
         widths = [max(len(row[i]) for row in table) for i in range(len(header))]
         for j, row in enumerate(table):
@@ -177,6 +188,6 @@ def format_comparison_report(report: RunComparison) -> str:
                 lines.append("  ".join("-" * w for w in widths))
     for name, keys in (("a", report.only_a), ("b", report.only_b)):
         if keys:
-            lines.append(f"only in run {name}: " + "; ".join(f"{k.benchmark} {k.version} {k.params_text()}"
-                                                          for k in keys))
+            lines.append(f"only in run {name}: " + "; ".join(
+                f"{k.benchmark} {k.version} {k.params_text()}" + (f" on {k.host}" if hosts else "") for k in keys))
     return "\n".join(lines)

@@ -28,7 +28,7 @@ COMMON_FIELDS = ("schema_version", "record_id", "run_id", "timestamp", "hostname
                  "git_commit", "python_version", "numpy_version", "torch_version", "cpu_model", "cpu_count",
                  "threads", "device", "gpu_name", "dtype", "model", "benchmark", "version", "version_flags",
                  "params", "metrics", "status")
-STATUSES = ("ok", "interrupted")
+STATUSES = ("ok", "interrupted", "failed")
 # fields make_record's **extra may not replace (environment fields such as device / gpu_name may)
 _PROTECTED = frozenset(COMMON_FIELDS) - frozenset(ENVIRONMENT_FIELDS)
 
