@@ -233,3 +233,29 @@ def test_a_closed_pipe_ends_quietly():
         err = proc.stderr.read().decode()
         status = proc.wait(timeout=120)
     assert status == 141 and "Traceback" not in err and "Broken pipe" not in err, err
+
+
+# ---- a GGUF tokenizer's metadata (the gguf_tokenizer fuzz target's findings) -----------------
+
+def _bpe_metadata(**changes):
+    tokens = ["a", "b", "ab", "<s>"]
+    meta = {"tokenizer.ggml.model": "gpt2", "tokenizer.ggml.tokens": tokens, "tokenizer.ggml.merges": ["a b"],
+            "tokenizer.ggml.bos_token_id": 3, "tokenizer.ggml.eos_token_id": 3}
+    meta.update(changes)
+    return meta
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"tokenizer.ggml.merges": ["a c"]}, r"merges\[0\] 'a c' names 'c'"),            # was: tokenizers' bare Exception
+    ({"tokenizer.ggml.merges": ["b a"]}, r"merges\[0\] 'b a' names 'ba'"),           # was: a PanicException
+    ({"tokenizer.ggml.bos_token_id": -1}, r"bos_token_id is -1, not an id of its 4 tokens"),  # was: OverflowError
+    ({"tokenizer.ggml.eos_token_id": 4}, r"eos_token_id is 4"),
+    ({"tokenizer.ggml.tokens": ["a", 7, "ab", "<s>"]}, r"tokens\[1\] is not a string"),
+])
+def test_bad_tokenizer_metadata_is_named(changes, message):
+    from celerinfer.io.gguf_tokenizer import GGUFTokenizer
+
+    with pytest.raises(ValueError, match=message):
+        GGUFTokenizer(_bpe_metadata(**changes), vocab_size=8)
+    good = GGUFTokenizer(_bpe_metadata(), vocab_size=8)
+    assert good.decode(good.encode("ab")) == "ab"

@@ -42,6 +42,10 @@ namespace {
 // from it. The counts are also bounded by the bytes left in the file (each item takes some).
 constexpr uint64_t kMaxStringBytes = uint64_t(1) << 30;
 constexpr uint64_t kMaxAlignment = uint64_t(1) << 20;
+// The GGUF specification's floor ("must be a multiple of 8"): with it every tensor view is
+// aligned for its type (F16 values, block scales); an alignment of 1, 2 or 4 would put views at
+// odd addresses, which the conversions and kernels read through typed pointers.
+constexpr uint64_t kMinAlignment = 8;
 constexpr uint32_t kMaxDims = 4;
 
 // A bounds-checked reader over the mapped header.
@@ -204,9 +208,11 @@ GgufFile read_gguf(const std::string& path) {
       g.metadata.emplace_back(std::move(key), std::move(v));
     }
     if (const GgufValue* a = find_key(g.metadata, "general.alignment")) {
-      if (!a->is_integer() || a->integer < 1 || uint64_t(a->integer) > kMaxAlignment ||
+      if (!a->is_integer() || a->integer < int64_t(kMinAlignment) || uint64_t(a->integer) > kMaxAlignment ||
           (a->integer & (a->integer - 1)) != 0)
-        throw FormatError("general.alignment must be a power of two up to " + std::to_string(kMaxAlignment));
+        throw FormatError("general.alignment must be a power of two from " + std::to_string(kMinAlignment) + " to " +
+                          std::to_string(kMaxAlignment) + ", got " +
+                          (a->is_integer() ? std::to_string(a->integer) : gguf_type_name(a->type)));
       g.alignment = uint64_t(a->integer);
     }
     std::set<std::string> names;

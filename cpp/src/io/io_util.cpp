@@ -118,9 +118,14 @@ Tensor weight_to_f32(const Tensor& t, const std::string& what) {
       return owned_copy(t);
     case DType::F16:
     case DType::BF16:
-    case DType::F64:
-      check_allocation(uint64_t(t.numel()) * 4, what + " as float32");
-      return to_f32(t);
+    case DType::F64: {
+      // A view into a file can start at any byte (a safetensors header of odd length, a data
+      // offset that is not a multiple of the element size): to_f32 reads through typed
+      // pointers, so a misaligned view is converted from an aligned copy (UBSan, in cpp/fuzz).
+      const bool aligned = reinterpret_cast<uintptr_t>(t.data) % dtype_size(t.dtype) == 0;
+      check_allocation(uint64_t(t.numel()) * 4 + (aligned ? 0 : t.nbytes()), what + " as float32");
+      return to_f32(aligned ? t : owned_copy(t));
+    }
     default:
       throw FormatError(what + ": dtype " + dtype_name(t.dtype) + " is not a floating-point type");
   }

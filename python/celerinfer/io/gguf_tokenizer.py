@@ -44,13 +44,18 @@ def _byte_level_bpe(tokens: Sequence[str], merges: Sequence[str], pre: str | Non
     tk = _tokenizers()
     from tokenizers import decoders, models, pre_tokenizers
 
+    vocab = {token: i for i, token in enumerate(tokens)}
     pairs = []
     for i, merge in enumerate(merges):
-        parts = merge.split(" ")
+        parts = merge.split(" ") if isinstance(merge, str) else []
         if len(parts) != 2:
             raise ValueError(f"tokenizer.ggml.merges[{i}] is {merge!r}, not two pieces separated by a space")
+        # the tokenizers library raises a bare Exception (a piece it lacks) or panics (a merged
+        # piece it lacks) on these: a message naming the merge instead
+        missing = [p for p in (*parts, parts[0] + parts[1]) if p not in vocab]
+        if missing:
+            raise ValueError(f"tokenizer.ggml.merges[{i}] {merge!r} names {missing[0]!r}, which is not in the vocabulary")
         pairs.append((parts[0], parts[1]))
-    vocab = {token: i for i, token in enumerate(tokens)}
     tokenizer = tk.Tokenizer(models.BPE(vocab, pairs, fuse_unk=False, byte_fallback=False))
     if pre in _GPT2_PRE:
         byte_level = pre_tokenizers.ByteLevel(add_prefix_space=add_space_prefix, use_regex=True)
@@ -113,6 +118,9 @@ class GGUFTokenizer:
         self.source = source
         self.vocab_size = int(vocab_size)
         self.tokens = list(tokens)
+        bad = next((i for i, t in enumerate(self.tokens) if not isinstance(t, str)), None)
+        if bad is not None:
+            raise ValueError(f"{source}: tokenizer.ggml.tokens[{bad}] is not a string")
         if len(self.tokens) > self.vocab_size:
             raise ValueError(f"{source}: {len(self.tokens)} tokens for a model of vocab_size {self.vocab_size}")
         types = list(get("tokenizer.ggml.token_type") or [NORMAL] * len(self.tokens))
@@ -134,6 +142,12 @@ class GGUFTokenizer:
         self._tok.add_special_tokens(special)
         self._tok.add_tokens(user)
         self.special_ids = {i for i, kind_ in enumerate(types) if kind_ == CONTROL}
+        for key in ("bos", "eos", "eot"):  # an id outside the vocabulary would be encoded, then not decodable
+            value = get(f"tokenizer.ggml.{key}_token_id")
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int)
+                                      or not 0 <= value < len(self.tokens)):
+                raise ValueError(f"{source}: tokenizer.ggml.{key}_token_id is {value!r}, not an id of its "
+                                 f"{len(self.tokens)} tokens")
         self.bos_token_id = get("tokenizer.ggml.bos_token_id")
         self.eos_token_id = get("tokenizer.ggml.eos_token_id")
         eot = get("tokenizer.ggml.eot_token_id")
