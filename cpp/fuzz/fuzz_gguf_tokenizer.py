@@ -14,7 +14,6 @@ Usage: python cpp/fuzz/fuzz_gguf_tokenizer.py [libFuzzer flags] [CORPUS_DIR...]
 from __future__ import annotations
 
 import struct
-import sys
 from pathlib import Path
 
 import atheris
@@ -95,8 +94,6 @@ def make_seeds(folder: Path) -> None:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) == 3 and sys.argv[1] == "--make-seeds":
-        make_seeds(Path(sys.argv[2]))
-        sys.exit(0)
-    atheris.Setup(sys.argv, test_one_input)
-    atheris.Fuzz()
+    from atheris_main import main  # beside this file: python puts the script's folder on sys.path
+
+    main(make_seeds, test_one_input)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 import tempfile
 import warnings
 from pathlib import Path
@@ -56,8 +55,6 @@ def make_seeds(folder: Path) -> None:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) == 3 and sys.argv[1] == "--make-seeds":
-        make_seeds(Path(sys.argv[2]))
-        sys.exit(0)
-    atheris.Setup(sys.argv, test_one_input)
-    atheris.Fuzz()
+    from atheris_main import main  # beside this file: python puts the script's folder on sys.path
+
+    main(make_seeds, test_one_input)

@@ -54,6 +54,22 @@ double seconds_since(int64_t start) { return double(std::max<int64_t>(1, now_ns(
 
 void check_reps(int reps) { require(reps >= 1, "reps must be >= 1, got " + std::to_string(reps)); }
 
+// GB/s of each of `reps` timed calls of run() (after one warm-up), bytes_per_rep per call;
+// check() after each, to throw if the call did not compute what it should.
+template <class Run, class Check>
+std::vector<double> timed_gbps(Run&& run, uint64_t bytes_per_rep, int reps, Check&& check) {
+  run();  // warm-up
+  std::vector<double> gbps;
+  gbps.reserve(size_t(reps));
+  for (int r = 0; r < reps; ++r) {
+    const int64_t start = now_ns();
+    run();
+    gbps.push_back(double(bytes_per_rep) / seconds_since(start) * 1e-9);
+    check();
+  }
+  return gbps;
+}
+
 }  // namespace
 
 void triad_kernel(float* __restrict a, const float* __restrict b, const float* __restrict c, float s, int64_t n) {
@@ -88,14 +104,7 @@ std::vector<double> stream_triad_gbps(int64_t n_floats, int reps) {
       triad_kernel(a.get() + i0, b.get() + i0, c.get() + i0, kTriadScalar, i1 - i0);
     });
   };
-  run();  // warm-up
-  std::vector<double> gbps;
-  gbps.reserve(size_t(reps));
-  for (int r = 0; r < reps; ++r) {
-    const int64_t start = now_ns();
-    run();
-    gbps.push_back(double(bytes_per_rep) / seconds_since(start) * 1e-9);
-  }
+  const std::vector<double> gbps = timed_gbps(run, bytes_per_rep, reps, [] {});
   // A sample of the results against the formula: the timed loop really computed the triad.
   const int64_t stride = std::max<int64_t>(1, n / 4096);
   for (int64_t i = 0; i < n; i += stride)
@@ -140,16 +149,9 @@ std::vector<double> stream_read_gbps(int64_t n_floats, int reps) {
     // XOR is associative and commutative: the ranges' folds combine in any order
     for_blocks(*pool, n, [&](int64_t i0, int64_t i1) { folded.fetch_xor(fold_words(a.get() + i0, i1 - i0)); });
   };
-  run();  // warm-up
-  std::vector<double> gbps;
-  gbps.reserve(size_t(reps));
-  for (int r = 0; r < reps; ++r) {
-    const int64_t start = now_ns();
-    run();
-    gbps.push_back(double(bytes_per_rep) / seconds_since(start) * 1e-9);
+  return timed_gbps(run, bytes_per_rep, reps, [&] {
     if (folded != expected) throw std::logic_error("stream_read_gbps: the folded value is wrong");
-  }
-  return gbps;
+  });
 }
 
 std::vector<double> linear_seconds(int64_t M, int64_t N, int64_t K, int reps, const std::string& weight_dtype,
