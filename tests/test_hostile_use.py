@@ -259,3 +259,16 @@ def test_bad_tokenizer_metadata_is_named(changes, message):
         GGUFTokenizer(_bpe_metadata(**changes), vocab_size=8)
     good = GGUFTokenizer(_bpe_metadata(), vocab_size=8)
     assert good.decode(good.encode("ab")) == "ab"
+
+
+def test_a_fifo_named_like_a_model_is_refused_not_waited_on(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    fifo = tmp_path / "x.safetensors"
+    os.mkfifo(fifo)
+    # in a child with a timeout: a loader that opened the FIFO would block for ever on no writer
+    child = subprocess.run([sys.executable, "-c", f"import celerinfer; celerinfer.load({str(fifo)!r})"],
+                           capture_output=True, text=True, timeout=60)
+    assert child.returncode == 1 and "not a regular file" in child.stderr, child.stderr
