@@ -272,3 +272,10 @@ def test_a_fifo_named_like_a_model_is_refused_not_waited_on(tmp_path):
     child = subprocess.run([sys.executable, "-c", f"import celerinfer; celerinfer.load({str(fifo)!r})"],
                            capture_output=True, text=True, timeout=60)
     assert child.returncode == 1 and "not a regular file" in child.stderr, child.stderr
+
+
+def test_the_writability_check_leaves_no_file_behind(tmp_path):
+    from celerinfer.results.store import check_writable
+
+    check_writable(tmp_path / "logs" / "results.jsonl")  # the folder is made, the log is not
+    assert [p.name for p in tmp_path.iterdir()] == ["logs"] and list((tmp_path / "logs").iterdir()) == []

@@ -37,7 +37,7 @@ from ..text import printable
 from . import bounded_json
 from .csv_export import columns_of, csv_text, flatten
 from .schema import make_record, new_run_id
-from .store import ResultsWarning, append_records, check_writable, clear_log, read_records, why_unwritable
+from .store import ResultsWarning, append_records, clear_log, probe_writable, read_records, why_unwritable
 
 try:  # POSIX; elsewhere the views are still replaced atomically, only not locked
     import fcntl
@@ -156,16 +156,13 @@ class MetricsStore:
         self._warn = warn or (lambda message: warnings.warn(message, ResultsWarning, stacklevel=4))
 
     def check_writable(self) -> None:
-        """Raises OSError naming the folder unless its records and lock can be written: called
-        before the first measurement."""
+        """Raises OSError naming the folder unless its records can be written: called before
+        the first measurement (creating nothing in it but the folder itself)."""
         try:
-            self.directory.mkdir(parents=True, exist_ok=True)
-            with open(self.lock_path, "a+b"):
-                pass
+            probe_writable(self.store_path)
         except OSError as exc:
             raise OSError(f"cannot write the benchmark folder {self.directory}: "
-                          f"{why_unwritable(self.lock_path, exc)}") from None
-        check_writable(self.store_path)
+                          f"{why_unwritable(self.store_path, exc)}") from None
 
     @contextlib.contextmanager
     def locked(self):

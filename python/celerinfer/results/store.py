@@ -12,6 +12,7 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
+import tempfile
 import warnings
 from datetime import datetime, timezone
 from pathlib import Path
@@ -75,15 +76,26 @@ def append_record(path, record: dict) -> None:
 
 
 def check_writable(path) -> None:
-    """Raises OSError naming `path` unless records can be appended to it (its folder is created,
-    the file too, empty): called before measuring, so that no run measures for nothing."""
+    """Raises OSError naming `path` unless records can be appended to it: called before
+    measuring, so that no run measures for nothing. Its folder is created; a file that is not
+    there yet is not (a probe file beside it is written and removed), so that "no log yet"
+    keeps its meaning for whoever reads the folder."""
     path = Path(path)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path, "ab"):
-            pass
+        probe_writable(path)
     except OSError as exc:
         raise OSError(f"cannot write the results log {path}: {why_unwritable(path, exc)}") from None
+
+
+def probe_writable(path: Path) -> None:
+    """The OSError that appending to `path` would raise, if any (see check_writable)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.exists():
+        with open(path, "ab"):
+            pass
+    else:
+        with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.probe-"):
+            pass
 
 
 def why_unwritable(path: Path, exc: OSError) -> str:
