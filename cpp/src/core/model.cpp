@@ -78,6 +78,12 @@ void validate_model(Model& model) {
     for (auto [t, name] : {std::pair{&model.rope_cos, "rope.cos"}, std::pair{&model.rope_sin, "rope.sin"}}) {
       require_shape(*t, {c.max_position_embeddings, c.head_dim()}, name);
       require<FormatError>(t->dtype == DType::F32, std::string(name) + " must be float32");
+      // a cosine or sine table holds values in [-1, 1]: NaN, Inf or anything larger is damage
+      const float* v = t->f32();
+      for (int64_t i = 0, n = t->numel(); i < n; ++i)
+        if (!(std::fabs(v[i]) <= 1.0f + 1e-5f))
+          throw FormatError(std::string(name) + " holds " + std::to_string(v[i]) + " at flat index " +
+                            std::to_string(i) + " (a cosine or sine table's values lie in [-1, 1])");
     }
   }
   if (!model.input_ids.empty()) {

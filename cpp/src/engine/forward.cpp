@@ -1,7 +1,6 @@
 #include "engine/forward.h"
 
 #include <cmath>
-#include <utility>
 #include <vector>
 
 #include "engine/engine.h"
@@ -82,15 +81,6 @@ void check_finite(const Model& model, const Tensor& logits) {
     for (int64_t i = 0, n = t.numel(); i < n; ++i)
       if (!std::isfinite(w[i])) throw ValueError("the logits are not finite: weight '" + slot.name + "' holds " +
                                                  (std::isnan(w[i]) ? "NaN" : "Inf") + " at flat index " +
-                                                 std::to_string(i));
-  }
-  const std::pair<const Tensor*, const char*> rope_tables[] = {{&model.rope_cos, "rope.cos"}, {&model.rope_sin, "rope.sin"}};
-  for (const auto& [table, name] : rope_tables) {
-    if (table->empty()) continue;
-    const float* r = table->f32();
-    for (int64_t i = 0, n = table->numel(); i < n; ++i)
-      if (!std::isfinite(r[i])) throw ValueError(std::string("the logits are not finite: the RoPE table '") + name +
-                                                 "' holds " + (std::isnan(r[i]) ? "NaN" : "Inf") + " at flat index " +
                                                  std::to_string(i));
   }
   throw ValueError("the logits are not finite (the activations overflowed float32)");

@@ -379,7 +379,7 @@ class BackendComparison(BenchRun):
 
     def _read_gbps(self, cal: dict) -> float:
         """The best of a short read-only stream over the same working set."""
-        return float(max(_core.stream_read(max(1024, int(cal["triad_bytes"]) // 4), 3)))
+        return float(max(_core.stream_read(int(cal["read_floats"]), 3)))
 
     def run(self) -> list[dict]:
         """Calibrates, then measures the setups round-robin: round r runs every setup once, so

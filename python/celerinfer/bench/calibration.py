@@ -85,7 +85,7 @@ def calibrate(threads: int | None = None, triad_mib: float | None = None, matmul
     repetitions of each (after one warm-up).
 
     Returns ``{"bandwidth_gbps": stats, "read_bandwidth_gbps": stats, "bandwidth_ceiling_gbps",
-    "matmul_gflops": stats, "threads", "triad_bytes",
+    "matmul_gflops": stats, "threads", "triad_bytes", "read_floats",
     "triad_floats", "matmul_size", "reps", "hostname", "timestamp"}``.
     """
     if triad_mib is None:
@@ -97,6 +97,7 @@ def calibrate(threads: int | None = None, triad_mib: float | None = None, matmul
     if int(reps) < 1:
         raise ValueError(f"reps must be >= 1, got {reps}")
     n_floats = max(1, int(triad_mib * MIB) // (3 * 4))
+    read_floats = max(1024, 3 * n_floats)  # the read stream: the triad's working set in one array
     size = int(matmul_size)
 
     previous = _core.get_num_threads()
@@ -107,7 +108,7 @@ def calibrate(threads: int | None = None, triad_mib: float | None = None, matmul
     try:
         used = _core.get_num_threads()
         bandwidth = _core.stream_triad(n_floats=n_floats, reps=int(reps))
-        read = _core.stream_read(n_floats=max(1024, 3 * n_floats), reps=int(reps))
+        read = _core.stream_read(n_floats=read_floats, reps=int(reps))
         gflops = _core.matmul_gflops(size, size, size, int(reps))
     finally:
         if threads is not None and int(threads) != previous:
@@ -120,6 +121,7 @@ def calibrate(threads: int | None = None, triad_mib: float | None = None, matmul
         "threads": used,
         "triad_bytes": 3 * 4 * n_floats,
         "triad_floats": n_floats,
+        "read_floats": read_floats,
         "matmul_size": size,
         "reps": int(reps),
         "hostname": socket.gethostname(),
