@@ -75,11 +75,13 @@ def load_config(path: str | Path | None = None, preset: str | None = None, overr
                 if bad:
                     raise ValueError(f"unknown config key(s) {[f'{section}.{k}' for k in bad]}; known: "
                                      f"{sorted(base[section])}")
+    user, overrides = seed_keys(user), seed_keys(overrides)
     name = preset or overrides.get("preset") or user.get("preset") or base["preset"]
     if name not in PRESETS:
         raise ValueError(f"unknown preset {name!r}; known: {', '.join(PRESETS)}")
-    # A preset named without a model runs the preset (not the default's packaged model).
-    named_preset = bool(preset or overrides.get("preset") or user.get("preset"))
+    # A preset (or seed 002's model_config) named without a model runs it, not the default's
+    # packaged model.
+    named_preset = bool(preset or overrides.get("preset") or user.get("preset") or user.get("model_config"))
     model = overrides.get("model") or user.get("model") or (None if named_preset else base["model"])
     uses_preset = not model
     config = _merge(base, PRESETS[name]["bench"] if uses_preset else {})
@@ -88,6 +90,65 @@ def load_config(path: str | Path | None = None, preset: str | None = None, overr
     config["preset"] = name
     check_config(config)
     return config
+
+
+#: seed 002's model_config keys -> ModelConfig's (nanoGPT's GPT-2: one KV head per head, 4x MLP)
+_SEED_MODEL_KEYS = {"n_layer": "num_hidden_layers", "n_head": "num_attention_heads", "n_embd": "hidden_size",
+                    "block_size": "max_position_embeddings", "vocab_size": "vocab_size"}
+#: pretrained names in seed 002 whose trained weights no package ships
+_HUB_ONLY = ("gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl")
+
+
+def model_config_kwargs(model_config) -> dict:
+    """ModelConfig keyword arguments of seed 002's ``model_config:`` (a GPT-2 architecture,
+    random weights); ValueError names a bad key or value. ``dropout`` is accepted and has no
+    effect (inference); ``bias: false`` is refused (the gpt2 architecture has its biases)."""
+    if not isinstance(model_config, dict):
+        raise ValueError(f"config: model_config must be a mapping of n_layer, n_head, n_embd, block_size, "
+                         f"vocab_size, got {model_config!r}")
+    known = set(_SEED_MODEL_KEYS) | {"dropout", "bias"}
+    bad = sorted(set(model_config) - known)
+    if bad:
+        raise ValueError(f"config: unknown model_config key(s) {bad}; known: {sorted(known)}")
+    missing = sorted(set(_SEED_MODEL_KEYS) - set(model_config))
+    if missing:
+        raise ValueError(f"config: model_config needs {missing}")
+    for key in _SEED_MODEL_KEYS:
+        value = model_config[key]
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ValueError(f"config: model_config.{key} must be an integer >= 1, got {value!r}")
+    if model_config["n_embd"] % model_config["n_head"]:
+        raise ValueError(f"config: model_config.n_embd {model_config['n_embd']} is not a multiple of n_head "
+                         f"{model_config['n_head']}")
+    if model_config.get("bias", True) is not True:
+        raise ValueError("config: model_config.bias false is not supported: the gpt2 architecture has its biases")
+    dropout = model_config.get("dropout", 0.0)
+    if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0.0 <= dropout < 1.0:
+        raise ValueError(f"config: model_config.dropout must be in [0, 1), got {dropout!r}")
+    kwargs = {ours: model_config[seed] for seed, ours in _SEED_MODEL_KEYS.items()}
+    hidden = kwargs["hidden_size"]
+    return dict(architecture="gpt2", num_key_value_heads=kwargs["num_attention_heads"], intermediate_size=4 * hidden,
+                layer_norm_epsilon=1e-5, hidden_act="gelu_new", tie_word_embeddings=True, **kwargs)
+
+
+def seed_keys(user: dict) -> dict:
+    """The user's file with seed 002's spellings made ours: ``pretrained:`` is ``model:``
+    (``model:`` wins when both are given), ``dtype: bfloat16`` is bf16 weights (unless the file
+    names a weight_dtype) with float32 activations."""
+    user = dict(user)
+    pretrained = user.get("pretrained")
+    if pretrained is not None:
+        if not isinstance(pretrained, str) or not pretrained:
+            raise ValueError(f"config: pretrained must name a model (a file, a folder or smollm2), got {pretrained!r}")
+        if pretrained in _HUB_ONLY:
+            raise ValueError(f"config: pretrained: {pretrained}: no package ships GPT-2's trained weights (nothing "
+                             f"is downloaded from a model hub); `preset: {pretrained}` runs its shape with random "
+                             f"weights, `pretrained: smollm2` a trained model")
+        user.setdefault("model", pretrained)
+    if user.get("dtype") == "bfloat16":
+        user["dtype"] = "float32"
+        user.setdefault("weight_dtype", "bf16")
+    return user
 
 
 def check_config(config: dict) -> None:
@@ -117,7 +178,10 @@ def check_config(config: dict) -> None:
     if config.get("device", "cpu") not in DEVICES:
         raise ValueError(f"config: device {config['device']!r} is not one of {', '.join(DEVICES)}")
     if config["dtype"] != "float32":
-        raise ValueError(f"config: dtype {config['dtype']!r} is not supported yet (float32)")
+        raise ValueError(f"config: dtype {config['dtype']!r} is not supported (float32, or bfloat16 for bf16 "
+                         f"weights with float32 activations)")
+    if config["model_config"] is not None:
+        model_config_kwargs(config["model_config"])  # names the bad key
     ppl = config["perplexity"]
     positive_int("perplexity.sequence_length", ppl["sequence_length"], 2)
     positive_int("perplexity.num_sequences", ppl["num_sequences"])

@@ -18,10 +18,11 @@ from ..model import ModelConfig, config_to_dict, random_model, random_tokens
 from ..registry import versions
 from ..results import stats
 from ..results.schema import make_record, new_run_id
+from ..results.seed_fields import seed_fields
 from ..results.store import append_record, check_writable
 from ..runtime import get_num_threads, set_num_threads
 from . import calibration, roofline
-from .config import benchmark_names
+from .config import benchmark_names, model_config_kwargs
 from .perplexity import load_windows, next_token_metrics
 from .presets import PRESETS
 
@@ -62,6 +63,9 @@ class BenchRun:
         if cfg["model"]:
             model = load(cfg["model"])
             name, seed = str(cfg["model"]), None
+        elif cfg.get("model_config"):  # seed 002's own shape, random weights
+            name, seed = "model_config", cfg["model_seed"]
+            model = random_model(ModelConfig(**model_config_kwargs(cfg["model_config"])), seed=seed)
         else:
             name, seed = cfg["preset"], cfg["model_seed"]
             model = random_model(ModelConfig(**PRESETS[name]["model"]), seed=seed)
@@ -95,7 +99,8 @@ class BenchRun:
     def _record(self, benchmark: str, version: str | None, params: dict, metrics: dict, status: str = "ok") -> dict:
         flags = self.version_flags.get(version) if version else None
         record = make_record(benchmark, version, flags, self.model_info, params, metrics, self.run_id, self.threads,
-                             status=status, **self.extra)
+                             status=status, **seed_fields(benchmark, flags, self.model_info, params, metrics),
+                             **self.extra)
         if self.write:
             append_record(self.log_file, record)
         self.records.append(record)

@@ -18,7 +18,7 @@ try:
 except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError("celerinfer.plots needs matplotlib (pip install matplotlib)") from exc
 
-from ..results.fields import finite_number, get
+from ..results.fields import finite_number, get, weight_format
 from .selection import timestamp_of
 from .style import version_color, version_label, version_marker
 
@@ -37,7 +37,7 @@ def version_line(ax, version: str, xs, ys, records, registry=None):
 def new_figure(ncols: int = 1, width: float = 7.0, height: float = 5.0, **subplot_kw):
     """A Figure on an Agg canvas with constrained layout and room for the footnote."""
     fig = Figure(figsize=(width, height), dpi=DPI,
-                 layout=ConstrainedLayoutEngine(rect=(0.0, 0.045, 1.0, 0.955)))
+                 layout=ConstrainedLayoutEngine(rect=(0.0, 0.06, 1.0, 0.94)))
     FigureCanvasAgg(fig)
     axes = fig.subplots(1, ncols, squeeze=False, **subplot_kw)[0]
     return fig, list(axes)
@@ -48,7 +48,8 @@ def short_run(rid) -> str:
 
 
 def footnote_text(records: list[dict]) -> str:
-    """'model: ... | threads: ... | CPU: ... | run: ... (date)' of the records a plot shows."""
+    """'model: ... | weights: ... | matmul: ... | threads: ... | CPU: ... | run: ... (date)' of the
+    records a plot shows."""
     def distinct(values):
         seen = []
         for v in values:
@@ -65,6 +66,12 @@ def footnote_text(records: list[dict]) -> str:
             n = finite_number(nparams[0])
             text += f" ({n / 1e6:.3g}M params)" if n >= 1e5 else f" ({int(n):,} params)"
         parts.append(f"model: {text}")
+    formats = distinct(weight_format(r) for r in records)
+    if formats:
+        parts.append("weights: " + ", ".join(map(str, formats[:4])) + (" ..." if len(formats) > 4 else ""))
+    precisions = distinct(get(r, "model", "matmul_precision") for r in records)
+    if precisions:
+        parts.append("matmul: " + ", ".join(map(str, precisions)))
     for label, path in (("batch", ("params", "batch_size")), ("prompt", ("params", "prompt_length"))):
         vals = distinct(get(r, *path) for r in records)
         if len(vals) == 1:
@@ -100,9 +107,12 @@ def footnote_text(records: list[dict]) -> str:
 def finish(fig, title: str, records: list[dict], path) -> Figure:
     fig.suptitle(title, fontsize=13, fontweight="bold")
     note = footnote_text(records)
-    if len(note) > 190:
-        note = note[:189] + "…"
-    fig.text(0.01, 0.008, note, fontsize=7, color="#555555", ha="left", va="bottom")
+    if len(note) > 150:  # two lines, cut between parts
+        cut = note.rfind(" | ", 0, 150)
+        note = note[:cut] + "\n" + note[cut + 3:] if cut > 0 else note
+    if len(note) > 320:
+        note = note[:319] + "…"
+    fig.text(0.01, 0.004, note, fontsize=6.5, color="#555555", ha="left", va="bottom")
     if path is not None:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)

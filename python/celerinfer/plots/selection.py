@@ -9,7 +9,7 @@ from typing import Callable, Iterable
 
 import numpy as np
 
-from ..results.fields import finite_number, get, host_label, median_of
+from ..results.fields import finite_number, get, host_label, measurement_setting, median_of
 from .style import versions_order
 
 
@@ -89,30 +89,62 @@ def select_records(records: Iterable[dict], run_id: str | None = None) -> list[d
 
 #: sweep settings the plots show on their own axes or series (versions, T): not facets
 _PLOTTED_SETTINGS = ("versions", "T_values", "T_star")
+#: a sweep cell's keys that name a measurement setting (fields.SETTING_NAMES) themselves
+_CELL_NAMES = {"model": "model", "preset": "model", "weight_dtype": "weights", "matmul_precision": "matmul",
+               "threads": "threads"}
+
+
+def setting_items(record: dict) -> dict:
+    """What a record was measured with beside its version and T: in a sweep the cell's settings
+    but those the plots draw themselves (versions, T), then the measurement setting (model,
+    weight format, matmul precision, threads: ``fields.measurement_setting``) but what the
+    cell names already; {name: value as text}, None values left out."""
+    cell = get(record, "sweep", "cell")
+    cell = cell if isinstance(cell, dict) else {}
+    out = {k: ",".join(map(str, v)) if isinstance(v, list) else str(v) for k, v in cell.items()
+           if k not in _PLOTTED_SETTINGS}
+    named = {_CELL_NAMES[k] for k in cell if k in _CELL_NAMES}
+    out.update({k: str(v) for k, v in measurement_setting(record).items() if v is not None and k not in named})
+    return out
 
 
 def facet_of(record: dict) -> tuple[str | None, str]:
-    """(machine, setting) of a record: its host and CPU (``results.fields.host_label``) and, in a
-    sweep, the cell's settings but those the plots draw themselves (versions, T), e.g.
-    'weight_dtype=int8'; '' outside a sweep."""
-    cell = get(record, "sweep", "cell")
-    setting = " ".join(f"{k}={','.join(map(str, v)) if isinstance(v, list) else v}" for k, v in cell.items()
-                       if k not in _PLOTTED_SETTINGS) if isinstance(cell, dict) else ""
-    return host_label(record), setting
+    """(machine, setting) of a record: its host and CPU (``results.fields.host_label``) and every
+    item of :func:`setting_items`, e.g. 'weight_dtype=int8 model=tiny matmul=highest threads=2'."""
+    return host_label(record), " ".join(f"{k}={v}" for k, v in setting_items(record).items())
 
 
 def facets(records: Iterable[dict]) -> dict[tuple, list[dict]]:
     """{(machine, setting): its records} in order of first appearance: what make_plots draws
-    apart, so that no series mixes machines or a sweep's cells (see :func:`facet_of`). Records
-    naming no machine join the one machine there is."""
+    apart, so that no series mixes machines, models, weight formats, matmul precisions, thread
+    counts or a sweep's cells. The setting names only the items (:func:`setting_items`) that
+    take two values or more among the records ('' when none does). Records naming no machine
+    join the one machine there is; records without a version (calibrate) join every facet of
+    their machine."""
     recs = list(records)
-    machines = {facet_of(r)[0] for r in recs} - {None}
+    machines = {host_label(r) for r in recs} - {None}
+    measured = [r for r in recs if isinstance(r.get("version"), str)]
+    items = [setting_items(r) for r in measured]
+    values: dict[str, set] = {}
+    for it in items:
+        for k, v in it.items():
+            values.setdefault(k, set()).add(v)
+    varying = [k for k, vs in values.items() if len(vs) > 1]
     out: dict[tuple, list[dict]] = {}
-    for r in recs:
-        machine, setting = facet_of(r)
+    for r, it in zip(measured, items):
+        machine = host_label(r)
         if machine is None and len(machines) == 1:
             machine = next(iter(machines))
-        out.setdefault((machine, setting), []).append(r)
+        out.setdefault((machine, " ".join(f"{k}={it[k]}" for k in varying if k in it)), []).append(r)
+    if not out:
+        return {(next(iter(machines)) if len(machines) == 1 else None, ""): recs} if recs else {}
+    for r in recs:  # calibrate and other unversioned records: every facet of their machine
+        if isinstance(r.get("version"), str):
+            continue
+        machine = host_label(r)
+        for (m, _), group in out.items():
+            if machine is None or m is None or m == machine:
+                group.append(r)
     return out
 
 

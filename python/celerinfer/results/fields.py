@@ -65,3 +65,32 @@ def sweep_cell_text(record: dict) -> str:
     '' for a record outside a sweep)."""
     label = get(record, "sweep", "label")
     return label if isinstance(label, str) else ""
+
+
+def weight_format(record: dict) -> str | None:
+    """The format a record's linear layers computed in: its own (``params.weight_dtype``: the
+    benchmarks that measure several formats in one run), else the run's weight_dtype, for
+    "stored" with the file's commonest matrix format, as 'stored (q4_1)'; None when unstated."""
+    own = get(record, "params", "weight_dtype")
+    if isinstance(own, str):
+        return own
+    requested = get(record, "model", "weight_dtype")
+    formats = get(record, "model", "matrix_formats")
+    if requested == "stored" and isinstance(formats, dict) and formats:
+        counts = {k: v for k, v in formats.items() if finite_number(v)}
+        return f"stored ({max(counts, key=counts.get)})" if counts else "stored"
+    return requested if isinstance(requested, str) else None
+
+
+#: what a measurement was made with, beside its version and T: never mixed in one series
+SETTING_NAMES = ("model", "weights", "matmul", "threads")
+
+
+def measurement_setting(record: dict) -> dict:
+    """{model, weights, matmul, threads} of a record (None where unstated): records that differ
+    in any of them are never drawn as one series nor paired as one setting. The weights are
+    None for records that carry their own format (perplexity, compare): their plots draw the
+    formats as series of one figure."""
+    own = isinstance(get(record, "params", "weight_dtype"), str)
+    return {"model": get(record, "model", "name"), "weights": None if own else weight_format(record),
+            "matmul": get(record, "model", "matmul_precision"), "threads": record.get("threads")}

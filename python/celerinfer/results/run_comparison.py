@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 
-from .fields import host_label, sweep_cell_text
+from .fields import host_label, measurement_setting, sweep_cell_text
 from .stats import TIME_UNITS, SampleComparison, compare_samples, format_p
 from .store import read_records
 
@@ -55,24 +55,30 @@ def resolve_run_id(runs: list[RunInfo], spec: str) -> str:
 @dataclass(frozen=True)
 class PairKey:
     """What pairs the records of two runs: benchmark, version, the params without the seed, the
-    machine (host and CPU: records of different machines are never paired) and, in a sweep,
-    the cell's settings (the cells of one run are never pooled)."""
+    machine (host and CPU: records of different machines are never paired), the measurement
+    setting (model, weight format, matmul precision, threads: ``fields.measurement_setting``)
+    and, in a sweep, the cell's settings (the cells of one run are never pooled)."""
 
     benchmark: str
     version: str | None
     params: tuple  # sorted (name, value as JSON text) pairs
     host: str | None = None
     cell: str = ""
+    setting: tuple = ()  # sorted (name, value) pairs of the measurement setting
 
     def params_text(self) -> str:
         return " ".join(([self.cell] if self.cell else []) + [f"{k}={v}" for k, v in self.params])
+
+    def setting_text(self) -> str:
+        return " ".join(f"{k}={v}" for k, v in self.setting)
 
 
 def _pair_key(record: dict) -> PairKey:
     params = record.get("params") or {}
     items = tuple(sorted((str(k), json.dumps(v, sort_keys=True)) for k, v in params.items() if k != "seed"))
+    setting = tuple((k, str(v)) for k, v in measurement_setting(record).items() if v is not None)
     return PairKey(str(record.get("benchmark")), record.get("version"), items, host_label(record),
-                   sweep_cell_text(record))
+                   sweep_cell_text(record), setting)
 
 
 def metric_samples(record: dict, metric: str) -> tuple[list, str] | None:
@@ -120,7 +126,8 @@ def compare_runs(path, run_a: str = "previous", run_b: str = "latest", metric: s
                  benchmark: str | None = None) -> RunComparison:
     """Compare the samples of ``metric`` between two runs of a results log, setting by setting.
 
-    Records are paired by (benchmark, version, params without seed, machine, sweep cell); records
+    Records are paired by (benchmark, version, params without seed, machine, measurement setting,
+    sweep cell); records
     of one run sharing a key have their samples pooled. Runs are given as ids, unique prefixes, "latest" or
     "previous" (by the runs' first timestamps). b is compared to a (ratio = median_b / median_a).
     """
@@ -164,17 +171,20 @@ def format_comparison_report(report: RunComparison) -> str:
     lines = [f"{report.metric}: run a {report.run_a[:12]} vs run b {report.run_b[:12]} "
              f"(ratio = median b / median a; significant: 95% CI excludes 1 and Mann-Whitney p < 0.05)"]
     unit = f" ({report.unit})" if report.unit else ""
-    hosts = len({k.host for k in [*(key for key, _ in report.rows), *report.only_a, *report.only_b]}) > 1
-    header = ["benchmark", "version", *(["host"] if hosts else []), "params", f"median a{unit}", f"median b{unit}",
-              "ratio", "95% CI", "p", "verdict"]
+    keys = [*(key for key, _ in report.rows), *report.only_a, *report.only_b]
+    hosts = len({k.host for k in keys}) > 1
+    settings = len({k.setting for k in keys}) > 1
+    header = ["benchmark", "version", *(["host"] if hosts else []), *(["setting"] if settings else []), "params",
+              f"median a{unit}", f"median b{unit}", "ratio", "95% CI", "p", "n a/b", "verdict"]
     table = [header]
     for key, c in report.rows:
-        table.append([key.benchmark, str(key.version), *([str(key.host)] if hosts else []), key.params_text() or "-",
+        verdict = (_direction(c.ratio, report.lower_is_better) + ", beyond noise" if c.significant
+                   else "within noise" if c.enough_samples else "too few samples")
+        table.append([key.benchmark, str(key.version), *([str(key.host)] if hosts else []),
+                      *([key.setting_text()] if settings else []), key.params_text() or "-",
                       f"{c.median_a:.4g}",
                       f"{c.median_b:.4g}", f"{c.ratio:.3f}", f"{c.ratio_ci95[0]:.3f}-{c.ratio_ci95[1]:.3f}",
-                      format_p(c.p_value).removeprefix("p=").removeprefix("p"),
-                      _direction(c.ratio, report.lower_is_better) + ", beyond noise" if c.significant
-                      else "within noise"])
+                      format_p(c.p_value).removeprefix("p=").removeprefix("p"), f"{c.n_a}/{c.n_b}", verdict])
     if len(table) == 1:
         lines.append("no setting has samples of this metric in both runs")
         if hosts and not report.rows and {k.host for k in report.only_a}.isdisjoint(k.host for k in report.only_b):
@@ -186,8 +196,15 @@ def format_comparison_report(report: RunComparison) -> str:
             lines.append("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
             if j == 0:
                 lines.append("  ".join("-" * w for w in widths))
-    for name, keys in (("a", report.only_a), ("b", report.only_b)):
-        if keys:
-            lines.append(f"only in run {name}: " + "; ".join(
-                f"{k.benchmark} {k.version} {k.params_text()}" + (f" on {k.host}" if hosts else "") for k in keys))
+    if any(not c.enough_samples for _, c in report.rows):
+        lines.append("too few samples: with fewer than 4 samples a side the rank test cannot reach p < 0.05 "
+                     "(raise --num-measure-runs, or compare per_token_ms: one sample per decode step)")
+    for name, unpaired in (("a", report.only_a), ("b", report.only_b)):
+        if unpaired:
+            lines.append(f"not paired, only in run {name}: " + "; ".join(
+                f"{k.benchmark} {k.version} {k.params_text()}" + (f" [{k.setting_text()}]" if k.setting else "")
+                + (f" on {k.host}" if hosts else "") for k in unpaired))
+    if report.only_a and report.only_b and not report.rows:
+        lines.append("no record of run a has the same benchmark, version, params, model, weight format, matmul "
+                     "precision, threads and machine as one of run b: nothing to compare")
     return "\n".join(lines)

@@ -160,10 +160,19 @@ def mann_whitney_u(a_samples, b_samples) -> tuple[float, float]:
     return u1, min(1.0, max(0.0, p))
 
 
+def smallest_p_value(n_a: int, n_b: int) -> float:
+    """The smallest p-value :func:`mann_whitney_u` gives samples of these sizes (completely
+    separated ones); at or above 0.05 no difference can be called beyond noise, however large."""
+    if n_a < 1 or n_b < 1:
+        return 1.0
+    return mann_whitney_u(np.arange(n_a, dtype=float), np.arange(n_a, n_a + n_b, dtype=float))[1]
+
+
 @dataclass(frozen=True)
 class SampleComparison:
     """b versus a: ``ratio`` = median_b / median_a with its bootstrap 95% CI, the Mann-Whitney
-    p-value, and ``significant`` (the CI excludes 1 and p < 0.05)."""
+    p-value, ``significant`` (the CI excludes 1 and p < 0.05) and ``enough_samples`` (whether
+    the test can reach p < 0.05 at these sample sizes at all: :func:`smallest_p_value`)."""
 
     median_a: float
     median_b: float
@@ -174,11 +183,13 @@ class SampleComparison:
     verdict: str
     n_a: int
     n_b: int
+    enough_samples: bool = True
 
     def to_dict(self) -> dict:
         return {"median_a": self.median_a, "median_b": self.median_b, "ratio": self.ratio,
                 "ratio_ci95": list(self.ratio_ci95), "p_value": self.p_value,
-                "significant": self.significant, "verdict": self.verdict, "n_a": self.n_a, "n_b": self.n_b}
+                "significant": self.significant, "verdict": self.verdict, "n_a": self.n_a, "n_b": self.n_b,
+                "enough_samples": self.enough_samples}
 
 
 def format_p(p: float) -> str:
@@ -225,6 +236,10 @@ def compare_samples(a_samples, b_samples, *, label_a: str = "a", label_b: str = 
         else:
             head = f"{label_b} is {1.0 / ratio:.2f}x {down} than {label_a}"
             ci = f"95% CI {1.0 / high:.2f}-{1.0 / low:.2f}" if low > 0 else f"95% CI {1.0 / high:.2f}-inf"
-    verdict = f"{head} ({ci}, {format_p(p)}): {'beyond noise' if significant else 'within noise'}"
+    enough = smallest_p_value(int(a.size), int(b.size)) < 0.05
+    outcome = "beyond noise" if significant else "within noise" if enough else (
+        f"too few samples to tell ({a.size} and {b.size}: the test cannot reach p < 0.05; measure at least 4 a side)")
+    verdict = f"{head} ({ci}, {format_p(p)}): {outcome}"
     return SampleComparison(median_a=med_a, median_b=med_b, ratio=ratio, ratio_ci95=(low, high), p_value=p,
-                      significant=significant, verdict=verdict, n_a=int(a.size), n_b=int(b.size))
+                            significant=significant, verdict=verdict, n_a=int(a.size), n_b=int(b.size),
+                            enough_samples=enough)
