@@ -104,8 +104,11 @@ def test_speed_metrics_and_ratios_come_from_the_samples():
     assert m["bandwidth_fraction"] == pytest.approx(m["decode_weight_gbps"] / 10.0)
 
     def record(setup, pp, tg):
-        return {"params": setup.params(), "metrics": {"pp_tokens_per_s": {"median": pp},
-                                                      "tg_tokens_per_s": {"median": tg}}}
+        return {"params": setup.params(), "metrics": {"pp_tokens_per_s": {"median": pp, "samples": [pp]},
+                                                      "tg_tokens_per_s": {"median": tg, "samples": [tg]}}}
+
+    def speeds(ratios):  # the ratios without their CIs (checked below)
+        return None if ratios is None else {k: v for k, v in ratios.items() if not k.endswith("_ci95")}
 
     torch_ref = record(backend_comparison.Setup("torch", "f32", "fp32"), 1000.0, 100.0)
     slow = record(backend_comparison.Setup("llama.cpp", "q8_0", "f16"), 1500.0, 400.0)
@@ -114,16 +117,21 @@ def test_speed_metrics_and_ratios_come_from_the_samples():
     torch_bf16 = record(backend_comparison.Setup("torch", "bf16", "bf16"), 2000.0, 150.0)
     setup = backend_comparison.Setup("celerinfer", "int8", "fp32", "v1")
     r = backend_comparison.ratios(setup, m, [torch_ref, torch_bf16, slow, fast, other])
-    assert r["vs_torch"] == {"pp": 3.0, "tg": 7.5}  # always torch fp32, the last torch record or not
+    assert speeds(r["vs_torch"]) == {"pp": 3.0, "tg": 7.5}  # always torch fp32, the last torch record or not
     assert r["vs_torch_same_format"] is None  # no torch setup in the 8-bit class
-    assert r["vs_llama_cpp"] == {"pp": 2.0, "tg": 1.5, "pp_reference": slow["params"]["label"],
-                                 "tg_reference": fast["params"]["label"]}
+    assert speeds(r["vs_llama_cpp"]) == {"pp": 2.0, "tg": 1.5, "pp_reference": slow["params"]["label"],
+                                         "tg_reference": fast["params"]["label"]}
+    # each ratio's CI: ours resampled (2 samples) over the one reference sample
+    assert r["vs_llama_cpp"]["pp_ci95"] == pytest.approx([2000 / 1500, 4000 / 1500])
+    assert r["vs_llama_cpp"]["tg_ci95"] == pytest.approx([500 / 500, 1000 / 500])
     bf16 = backend_comparison.ratios(backend_comparison.Setup("celerinfer", "bf16", "fp32", "v1"), m, [torch_ref, torch_bf16])
-    assert bf16["vs_torch"] == {"pp": 3.0, "tg": 7.5} and bf16["vs_torch_same_format"] == {"pp": 1.5, "tg": 5.0}
+    assert speeds(bf16["vs_torch"]) == {"pp": 3.0, "tg": 7.5}
+    assert speeds(bf16["vs_torch_same_format"]) == {"pp": 1.5, "tg": 5.0}
     assert backend_comparison.ratios(backend_comparison.Setup("torch", "f32", "fp32"), m, [torch_ref]) == {
         "vs_torch": None, "vs_torch_same_format": None, "vs_llama_cpp": None}
     # torch bf16 against torch fp32, and no same-format ratio of its own
-    assert backend_comparison.ratios(backend_comparison.Setup("torch", "bf16", "bf16"), m, [torch_ref]) == {
+    torch_own = backend_comparison.ratios(backend_comparison.Setup("torch", "bf16", "bf16"), m, [torch_ref])
+    assert {k: speeds(v) for k, v in torch_own.items()} == {
         "vs_torch": {"pp": 3.0, "tg": 7.5}, "vs_torch_same_format": None, "vs_llama_cpp": None}
 
 

@@ -205,10 +205,13 @@ def test_benchmark_writes_and_accumulates_metrics_and_plots(model_path, tmp_path
     for name, before in first_pngs.items():
         assert (out / name).read_bytes() != before
     summary = run_plots.comparison_summary(runs2, "all")
-    assert summary["title"] == "mean of 2 non-optimized / 2 optimized runs"
-    base_tps = np.mean([r["tokens_per_second"] for r in runs2 if not r["optimized"]])
-    opt_tps = np.mean([r["tokens_per_second"] for r in runs2 if r["optimized"]])
+    assert summary["title"] == "median of 2 non-optimized / 2 optimized runs"
+    # the one speedup: the ratio of the medians (results/speedup.py), not of means nor a mean of ratios
+    base_tps = np.median([r["tokens_per_second"] for r in runs2 if not r["optimized"]])
+    opt_tps = np.median([r["tokens_per_second"] for r in runs2 if r["optimized"]])
     assert summary["speedup"] == pytest.approx(opt_tps / base_tps)
+    low, high = summary["speedup_ci95"]
+    assert low <= summary["speedup"] <= high
     latest = run_plots.comparison_summary(runs2, "latest")
     assert latest["baseline"]["n"] == latest["optimized"]["n"] == 1
     assert latest["speedup"] == pytest.approx(runs2[3]["speedup"]) and runs2[3]["pair_id"] in latest["title"]
@@ -253,6 +256,11 @@ def test_prompts_batch_gives_a_pair_per_prompt(model_path, tmp_path, capsys):
     check_pair(runs[0], runs[1])
     check_pair(runs[2], runs[3])
     assert "SUMMARY over 2 prompts" in out
+    # the summary's speedup is the ratio of the median rates, the number the plot shows
+    ratio = (np.median([runs[1]["tokens_per_second"], runs[3]["tokens_per_second"]])
+             / np.median([runs[0]["tokens_per_second"], runs[2]["tokens_per_second"]]))
+    line = next(line for line in out.splitlines() if line.strip().startswith("Speedup:"))
+    assert f"{ratio:.2f}x (95% CI" in line and "median optimized tokens/s / median non-optimized" in line
 
 
 def test_prompt_file_skips_blank_lines(model_path, tmp_path):

@@ -170,3 +170,20 @@ def test_best_seconds_warms_up_then_keeps_the_shortest_call(monkeypatch):
     calls = []
     assert stats.best_seconds(lambda: calls.append(1), 3) == 2.0
     assert len(calls) == 4  # the warm-up call is not timed
+
+
+def test_the_one_speedup_is_the_ratio_of_medians():
+    from celerinfer.results.speedup import speedup
+
+    base_rates = [10.0, 11.0, 9.0, 100.0]  # one prompt ran very fast without the cache
+    opt_rates = [200.0, 220.0, 180.0, 300.0]
+    s = speedup(base_rates, opt_rates)
+    assert s.ratio == pytest.approx(np.median(opt_rates) / np.median(base_rates))
+    assert s.ratio != pytest.approx(np.mean(np.array(opt_rates) / np.array(base_rates)))  # not a mean of ratios
+    assert s.ci95[0] <= s.ratio <= s.ci95[1] and s.n_baseline == s.n_candidate == 4
+    # the same runs as times give the same speedup: it does not depend on the unit
+    times = speedup([1 / r for r in base_rates], [1 / r for r in opt_rates], higher_is_better=False)
+    assert times.ratio == pytest.approx(s.ratio)
+    assert "x (95% CI" in s.text() and speedup([2.0], [4.0]).text() == "2.00x"
+    with pytest.raises(ValueError):
+        speedup([], [1.0])

@@ -43,6 +43,7 @@ from ..formats import WEIGHT_FORMATS, format_of_gguf_type, weight_format
 from ..io.gguf import FILE_TYPES, export_gguf
 from ..model import ModelConfig, random_model, random_tokens
 from ..results import stats
+from ..results.speedup import Speedup, speedup
 from . import backends, roofline
 from .config import load_config
 from .presets import PRESETS
@@ -226,12 +227,16 @@ def ratios(setup: Setup, metrics: dict, earlier: list[dict]) -> dict:
     ``vs_torch`` (torch fp32); for celerinfer, ``vs_torch_same_format`` (torch in the same
     weight format class, when it was measured and is not fp32) and ``vs_llama_cpp``: the
     fastest llama.cpp setup of the matching GGUF format (q8_0 for int8, f16 for bf16, the file
-    itself for stored), per metric (its label in ``*_reference``). None: no reference."""
+    itself for stored), per metric (its label in ``*_reference``). None: no reference. Each
+    ratio is the ratio of medians (results/speedup.py), its bootstrap 95% CI in ``*_ci95``."""
     out = {"vs_torch": None, "vs_torch_same_format": None, "vs_llama_cpp": None}
-    pp, tg = metrics["pp_tokens_per_s"]["median"], metrics["tg_tokens_per_s"]["median"]
 
-    def over(ref: dict) -> dict:
-        return {"pp": pp / _median(ref, "pp_tokens_per_s"), "tg": tg / _median(ref, "tg_tokens_per_s")}
+    def ratio(ref: dict, metric: str) -> Speedup:  # the one speedup: ratio of medians, with its CI
+        return speedup(ref["metrics"][metric]["samples"], metrics[metric]["samples"])
+
+    def over(ref: dict, ref_tg: dict | None = None) -> dict:
+        pp, tg = ratio(ref, "pp_tokens_per_s"), ratio(ref_tg or ref, "tg_tokens_per_s")
+        return {"pp": pp.ratio, "tg": tg.ratio, "pp_ci95": list(pp.ci95), "tg_ci95": list(tg.ci95)}
 
     torch_refs = {format_class(r["params"]["weight_dtype"]): r for r in earlier if r["params"]["backend"] == "torch"}
     if "f32" in torch_refs and not (setup.backend == "torch" and setup.weight_dtype == "f32"):
@@ -243,9 +248,8 @@ def ratios(setup: Setup, metrics: dict, earlier: list[dict]) -> dict:
     if llama and setup.backend == "celerinfer":
         best_pp = max(llama, key=lambda r: _median(r, "pp_tokens_per_s"))
         best_tg = max(llama, key=lambda r: _median(r, "tg_tokens_per_s"))
-        out["vs_llama_cpp"] = {"pp": pp / _median(best_pp, "pp_tokens_per_s"),
-                               "tg": tg / _median(best_tg, "tg_tokens_per_s"),
-                               "pp_reference": best_pp["params"]["label"], "tg_reference": best_tg["params"]["label"]}
+        out["vs_llama_cpp"] = {**over(best_pp, best_tg), "pp_reference": best_pp["params"]["label"],
+                               "tg_reference": best_tg["params"]["label"]}
     return out
 
 
@@ -463,6 +467,13 @@ def _agreement_cell(a: dict | None) -> str:
     return "-" if not a else f"{a['kl_mean']:.2g}, {100 * a['top1_agreement']:.0f}%"
 
 
+def _ratio_cell(vs: dict, key: str) -> str:
+    """A speed ratio and its 95% CI, '1.48x [1.40-1.55]' (older records: the ratio alone)."""
+    ci = vs.get(f"{key}_ci95")
+    text = _fmt(vs.get(key), ".2f", "x")
+    return text + (f" [{ci[0]:.2f}-{ci[1]:.2f}]" if isinstance(ci, list) and len(ci) == 2 else "")
+
+
 def _bandwidth_cell(m: dict) -> str:
     """The decode's share of the ceiling (older records: of the triad), or the warning."""
     if m.get("calibration_exceeded"):
@@ -489,7 +500,7 @@ def format_table(records: list[dict]) -> str:
         lines.append(f"| {r['params']['label']}{mark} | {_fmt(m['pp_tokens_per_s']['median'])} | "
                      f"{_fmt(m['tg_tokens_per_s']['median'], '.2f')} | {_fmt(m['decode_weight_gbps'], '.2f')} | "
                      f"{_bandwidth_cell(m)} | "
-                     + " | ".join(f"{_fmt(v.get(k), '.2f', 'x')}" for v in vs for k in ("pp", "tg"))
+                     + " | ".join(_ratio_cell(v, k) for v in vs for k in ("pp", "tg"))
                      + f" | {_agreement_cell(m.get('logits_vs_celerinfer'))} |")
     first = rows[0]
     bw, ceiling = first["metrics"].get("bandwidth_gbps"), first["metrics"].get("bandwidth_ceiling_gbps")
@@ -497,7 +508,7 @@ def format_table(records: list[dict]) -> str:
     size = f"{n / 1e9:.2f}B" if n >= 1e9 else f"{n / 1e6:.3g}M"
     head = (f"model {first['model']['name']} ({size} parameters), CPU {first.get('cpu_model') or 'unknown'} "
             f"(SIMD level {first.get('simd_level') or _core.simd_level()}), {first['threads']} threads, prompt {p['prompt_length']}, {p['gen_length']} decode tokens, "
-            f"median of {p['num_measure_runs']} runs; memory bandwidth (triad, this run) {_fmt(bw, '.2f')} GB/s"
+            f"median of {p['num_measure_runs']} runs (ratios: of medians, [bootstrap 95% CI]); memory bandwidth (triad, this run) {_fmt(bw, '.2f')} GB/s"
             + (f", ceiling (best triad or read-only stream) {_fmt(ceiling, '.2f')} GB/s" if ceiling else ""))
     return head + "\n\n" + "\n".join(lines)
 

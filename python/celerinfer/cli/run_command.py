@@ -79,21 +79,27 @@ def _display(tokenizer, prompt: Prompt, new_ids: list[int], limit: int | None = 
 def _summary(pairs: list[tuple[dict, dict]]) -> None:
     import numpy as np
 
+    from ..results.speedup import speedup
+
     def stat(values, unit, fmt="{:.1f}"):
         values = [v for v in values if v is not None]
         if not values:
             return "n/a"
-        text = fmt.format(float(np.mean(values))) + unit
+        text = "median " + fmt.format(float(np.median(values))) + unit
         if len(values) > 1:
-            text += (f" (sd {fmt.format(float(np.std(values, ddof=1)))}, min {fmt.format(min(values))}, "
+            text += (f" (mean {fmt.format(float(np.mean(values)))}, min {fmt.format(min(values))}, "
                      f"max {fmt.format(max(values))})")
         return text
 
+    base = [b["tokens_per_second"] for b, o in pairs if b["tokens_per_second"] and o["tokens_per_second"]]
+    opt = [o["tokens_per_second"] for b, o in pairs if b["tokens_per_second"] and o["tokens_per_second"]]
     _say()
     _say(f"SUMMARY over {len(pairs)} prompts")
     _say(f"  Non-optimized tokens/s: {stat([b['tokens_per_second'] for b, _ in pairs], '')}")
     _say(f"  Optimized tokens/s:     {stat([o['tokens_per_second'] for _, o in pairs], '')}")
-    _say(f"  Speedup:                {stat([o['speedup'] for _, o in pairs], 'x', '{:.2f}')}")
+    # the one speedup (results/speedup.py): the ratio of the median rates, as the plot shows it
+    _say(f"  Speedup:                {speedup(base, opt).text() if base else 'n/a'} "
+         f"(median optimized tokens/s / median non-optimized)")
     _say(f"  Memory reduction:       {stat([o['memory_reduction_pct'] for _, o in pairs], '%')}")
 
 

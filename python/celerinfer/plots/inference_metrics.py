@@ -19,6 +19,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
 from ..io.atomic import atomic_file
 from ..results.fields import finite_number
 from ..results.inference_metrics import BASELINE_VERSION
+from ..results.speedup import speedup as ratio_of_medians
 
 BASELINE_COLOR = "#d62728"  # red
 OPTIMIZED_COLOR = "#2ca02c"  # green
@@ -45,9 +46,10 @@ def _latest_pair(runs: list[dict]) -> tuple[list[dict], list[dict]]:
 
 
 def comparison_summary(runs: list[dict], scope: str = "all") -> dict:
-    """What the comparison plot shows: per kind (baseline/optimized) the mean and standard
+    """What the comparison plot shows: per kind (baseline/optimized) the median and standard
     deviation of each metric over the selected runs, their count and versions, the speedup
-    (mean optimized tokens/s / mean baseline tokens/s) and the memory reduction in %."""
+    (results/speedup.py: median optimized tokens/s / median baseline tokens/s, with its 95%
+    CI in ``speedup_ci95``) and the memory reduction in % (of the medians)."""
     if scope not in ("all", "latest"):
         raise ValueError(f"scope must be 'all' or 'latest', got {scope!r}")
     usable = [r for r in runs if _usable(r)]
@@ -60,14 +62,16 @@ def comparison_summary(runs: list[dict], scope: str = "all") -> dict:
         out = {"n": len(selected), "versions": sorted({str(r.get("version")) for r in selected})}
         for key in ("tokens_per_second", "time_per_token", "total_time", "memory_used_mb"):
             values = [v for v in (finite_number(r.get(key)) for r in selected) if v is not None]
-            out[key] = float(np.mean(values)) if values else None
+            out[key] = float(np.median(values)) if values else None
+            out[key + "_samples"] = values
             out[key + "_std"] = float(np.std(values, ddof=1)) if len(values) > 1 else 0.0 if values else None
         return out
 
     base, opt = describe(baseline), describe(optimized)
-    speedup = None
+    speedup, speedup_ci = None, None
     if base["tokens_per_second"] and opt["tokens_per_second"] is not None:
-        speedup = opt["tokens_per_second"] / base["tokens_per_second"]
+        found = ratio_of_medians(base["tokens_per_second_samples"], opt["tokens_per_second_samples"])
+        speedup, speedup_ci = found.ratio, list(found.ci95)
     reduction = None
     if base["memory_used_mb"] and opt["memory_used_mb"] is not None:
         reduction = 100.0 * (1.0 - opt["memory_used_mb"] / base["memory_used_mb"])
@@ -76,14 +80,15 @@ def comparison_summary(runs: list[dict], scope: str = "all") -> dict:
         name = pair[0].get("pair_id") or pair[0].get("run_name") if pair else None
         title = f"latest pair ({name})" if name else "latest pair (no runs yet)"
     else:
-        title = f"mean of {base['n']} non-optimized / {opt['n']} optimized runs"
+        title = f"median of {base['n']} non-optimized / {opt['n']} optimized runs"
     return {"scope": scope, "title": title, "baseline": base, "optimized": opt, "speedup": speedup,
+            "speedup_ci95": speedup_ci,
             "memory_reduction_pct": reduction}
 
 
 def plot_comparison(runs: list[dict], path: str | os.PathLike, scope: str = "all") -> dict:
     """optimization_comparison.png: tokens/s, time/token, total time and memory, non-optimized
-    vs optimized bars (with the standard deviation when several runs are averaged), the speedup
+    vs optimized bars (medians, with the standard deviation when there are several runs), the speedup
     and the memory reduction annotated. Returns :func:`comparison_summary`."""
     summary = comparison_summary(runs, scope)
     base, opt = summary["baseline"], summary["optimized"]
@@ -113,13 +118,16 @@ def plot_comparison(runs: list[dict], path: str | os.PathLike, scope: str = "all
             ax.grid(axis="y", alpha=0.3)
             note = None
             if key == "tokens_per_second" and summary["speedup"] is not None:
-                note = f"speedup {summary['speedup']:.2f}x"
+                ci = summary["speedup_ci95"]
+                note = f"speedup {summary['speedup']:.2f}x" + (
+                    f" (95% CI {ci[0]:.2f}-{ci[1]:.2f})" if max(base["n"], opt["n"]) > 1 else "")
+                note += "\nratio of median tokens/s"
             elif key == "memory_used_mb" and summary["memory_reduction_pct"] is not None:
                 note = f"memory reduction {summary['memory_reduction_pct']:.1f}%"
             if note:
                 ax.text(0.5, 0.95, note, transform=ax.transAxes, ha="center", va="top", fontsize=12,
                         fontweight="bold", bbox={"boxstyle": "round", "facecolor": "#fff8dc", "alpha": 0.9})
-        bars_note = "; error bars: standard deviation" if max(base["n"], opt["n"]) > 1 else ""
+        bars_note = "; bars: medians, error bars: standard deviation" if max(base["n"], opt["n"]) > 1 else ""
         figure.suptitle(f"Optimized vs non-optimized inference: {summary['title']}{bars_note}", fontsize=14)
         figure.tight_layout(rect=(0, 0, 1, 0.96))
         _save(figure, path)

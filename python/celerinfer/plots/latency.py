@@ -11,6 +11,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError("celerinfer.plots needs matplotlib (pip install matplotlib)") from exc
 
 from ..results.fields import finite_number, median_of
+from ..results.speedup import speedup
 from .figure import T_axis, finish, legend, log_y_if_wide, new_figure, version_line
 from .selection import by_version_and_T, compatible, error_bars, samples_of, select_records, tokens_per_s
 from .style import version_color, version_label, version_marker
@@ -67,9 +68,18 @@ def plot_latency(records: list[dict], path=None, *, run_id: str | None = None,
     return finish(fig, "Generation latency vs generated tokens T", used, path)
 
 
+def _speedup_ci(base: dict, candidate: dict) -> tuple[float, float] | None:
+    """The 95% CI of the candidate's speedup over the base from their total-time samples."""
+    a, b = samples_of(base["metrics"].get("total_ms")), samples_of(candidate["metrics"].get("total_ms"))
+    if a.size < 2 or b.size < 2 or not (a > 0).all() or not (b > 0).all():
+        return None
+    return speedup(a, b, higher_is_better=False).ci95
+
+
 def plot_speedup(records: list[dict], path=None, *, run_id: str | None = None,
                  baseline: str = BASELINE_SPEED_VERSION, registry=None) -> Figure | None:
-    """Speedup of each version over the baseline v0 (no cache): tokens/s ratio at each T."""
+    """Speedup of each version over the baseline v0 (no cache) at each T: the ratio of median
+    total times (results/speedup.py), whiskers its bootstrap 95% CI."""
     recs = select_records(records, run_id)
     data = by_version_and_T(recs, "latency")
     base = {T: tokens_per_s(r) for T, r in data.get(baseline, {}).items()}
@@ -81,7 +91,7 @@ def plot_speedup(records: list[dict], path=None, *, run_id: str | None = None,
         for T, r in byT.items():
             b, t = base.get(T), tokens_per_s(r)
             if b and t and compatible(r, data[baseline][T]):
-                pts.append((T, t / b))
+                pts.append((T, t / b, _speedup_ci(data[baseline][T], r)))
         if pts:
             lines[v] = pts
     if not lines:
@@ -93,13 +103,19 @@ def plot_speedup(records: list[dict], path=None, *, run_id: str | None = None,
         Ts, ys = [p[0] for p in pts], [p[1] for p in pts]
         all_T += Ts
         version_line(ax, v, Ts, ys, recs, registry)
+        whiskers = [(T, y, ci) for T, y, ci in pts if ci is not None]
+        if whiskers:
+            ax.errorbar([w[0] for w in whiskers], [w[1] for w in whiskers],
+                        yerr=[[max(y - ci[0], 0.0) for _, y, ci in whiskers],
+                              [max(ci[1] - y, 0.0) for _, y, ci in whiskers]],
+                        fmt="none", ecolor=version_color(v, registry), elinewidth=1, capsize=3)
         ax.annotate(f"{ys[-1]:.2f}×", (Ts[-1], ys[-1]), textcoords="offset points", xytext=(6, 0),
                     fontsize=8, color=version_color(v, registry), va="center")
     ref = ax.axhline(1.0, color=version_color(baseline, registry), linestyle="--", linewidth=1,
                      label=f"{version_label(baseline, recs, registry)} = 1")
     ref.set_gid("baseline")
     T_axis(ax, all_T)
-    ax.set_ylabel(f"speedup vs {baseline} (× its tokens/s)")
+    ax.set_ylabel(f"speedup vs {baseline} (ratio of median times)")
     ax.set_title(f"Throughput relative to {baseline} (higher is better)", fontsize=11)
     ax.grid(True, alpha=0.3)
     ax.margins(x=0.12)
