@@ -449,3 +449,27 @@ def test_compare_runs(tmp_path, rng):
         compare_runs(path, "aaa", "latest")
     with pytest.raises(ValueError, match="no runs"):
         compare_runs(tmp_path / "none.jsonl")
+
+
+def test_export_csv_samples_writes_every_raw_sample(tmp_path):
+    from celerinfer.results.csv_export import export_samples_csv
+
+    metrics = {"total_ms": summarize([1_000_000, 2_500_000, 3_000_000]),
+               "phases_ms": {"mlp": summarize([400_000, 500_000])}, "tokens_per_s": 12.5}
+    records = [_record(metrics=metrics, T=16), _record(metrics={"gbps": summarize([1.5, 2.5], unit="GB/s", raw_unit=None)})]
+    path, n = export_samples_csv(records, tmp_path / "s.csv")
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert n == len(rows) == 3 + 2 + 2
+    total = [float(r["value"]) for r in rows if r["metric"] == "total_ms"]
+    assert total == [1.0, 2.5, 3.0] and {r["unit"] for r in rows if r["metric"] == "total_ms"} == {"ms"}
+    assert [float(r["value"]) for r in rows if r["metric"] == "phases_ms.mlp"] == [0.4, 0.5]
+    assert [(r["metric"], r["unit"], r["value"]) for r in rows[-2:]] == [("gbps", "GB/s", "1.5"), ("gbps", "GB/s", "2.5")]
+    assert rows[0]["record_id"] == records[0]["record_id"] and rows[0]["params.T"] == "16"
+    # the CLI writes the same rows beside the log
+    log = tmp_path / "r.jsonl"
+    append_records(log, records)
+    proc = subprocess.run([sys.executable, "-m", "celerinfer", "export-csv", "--log-file", str(log), "--samples"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and "wrote 7 samples of 2 records" in proc.stdout, proc.stderr
+    assert (tmp_path / "r.samples.csv").read_text() == path.read_text()

@@ -19,6 +19,7 @@ import celerinfer
 from celerinfer.cli import run_command
 from celerinfer.io.tokenizer import ByteTokenizer, load_tokenizer
 from celerinfer.plots import inference_metrics as run_plots
+from celerinfer.text import printable
 
 SEED_COLUMNS = ["run_name", "timestamp", "optimized", "prompt_length", "generated_length", "total_time",
                 "tokens_per_second", "time_per_token", "memory_used_mb", "device"]
@@ -548,3 +549,39 @@ def test_a_folder_from_before_the_store_is_imported(model_path, tmp_path):
     assert not list(tmp_path.glob("inference_metrics.json.corrupt-*"))
     summary = run_plots.comparison_summary(runs, "all")
     assert summary["baseline"]["n"] == summary["optimized"]["n"] == 2
+
+
+# Seed 004's per-step CSV header, as the seed writes it.
+SEED_004_STEP_HEADER = ("step,enqueue_latency_ms,total_latency_ms,tokens_per_sec,memory_throughput_gb_s,"
+                        "param_throughput_gb_s,generated_text,platform,release,device,username,hostname,size,"
+                        "quantize,seed,uuid")
+
+
+def test_per_step_csv_has_seed_004_columns_first_and_a_row_per_token(model_path, tmp_path):
+    assert run_cli("--model", model_path, "--prompt", "Hi there", "--max-length", 6, "--benchmark",
+                   "--benchmark-dir", tmp_path, "--warmup", 0, "--seed", 7) == 0
+    text = (tmp_path / "inference_steps.csv").read_text(encoding="utf-8")
+    assert text.splitlines()[0].startswith(SEED_004_STEP_HEADER + ",")
+    with open(tmp_path / "inference_steps.csv", newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    runs = read_json(tmp_path)
+    records = [json.loads(line) for line in (tmp_path / "results.jsonl").read_text().splitlines()]
+    assert len(rows) == sum(r["generated_length"] for r in runs) == 12
+    for run, record in zip(runs, records):
+        mine = [row for row in rows if row["run_name"] == run["run_name"]]
+        assert [int(row["step"]) for row in mine] == list(range(run["generated_length"]))
+        assert [int(row["token_id"]) for row in mine] == run["generated_ids"]
+        # each token's own text (control characters escaped, as in every CSV view)
+        assert "".join(row["generated_text"] for row in mine) == printable(run["generated_text"])
+        for row, step in zip(mine, run["steps"]):
+            wall = float(row["total_latency_ms"])
+            assert float(row["tokens_per_sec"]) == pytest.approx(1e3 / wall)
+            assert float(row["param_throughput_gb_s"]) == pytest.approx(step["weight_bytes"] / wall / 1e6)
+            assert float(row["memory_throughput_gb_s"]) > float(row["param_throughput_gb_s"])  # + KV and activations
+            size = f"{record['model']['num_parameters'] / 1e6:.3g}M"
+            assert (row["uuid"], row["seed"], row["device"], row["size"]) == (record["record_id"], "7", "cpu", size)
+            assert row["quantize"] == "f32" and row["hostname"] == record["hostname"] and row["platform"]
+        # the engine's step times are its part of the caller's: they add up to less than the run's
+        engine_ms, wall_ms = (sum(float(row[k]) for row in mine) for k in ("enqueue_latency_ms", "total_latency_ms"))
+        assert engine_ms <= wall_ms <= 1e3 * run["total_time"] * 1.01
+    assert "steps" not in read_csv(tmp_path)[0]  # the runs CSV leaves the step tables to their own view

@@ -14,6 +14,8 @@ optimized tokens/s / non-optimized tokens/s and memory_reduction_pct =
 
 from __future__ import annotations
 
+import getpass
+import platform
 import time
 import uuid
 from dataclasses import dataclass
@@ -83,6 +85,31 @@ def new_pair_id() -> str:
     return f"run_{int(time.time())}_{uuid.uuid4().hex[:8]}"
 
 
+def step_rows(gen: Generation, wall_ns: list[int], engine: Engine, prompt_length: int, pieces: list[str] | None) -> list[dict]:
+    """The run's step table, one row per generated token (seed 004's per-step CSV is a view of
+    it, results/step_csv.py): step (0: the prefill and the first token), engine_ms (the
+    engine's own time for the step, from its step table), wall_ms (between consecutive tokens
+    at the caller: sampling, streaming and Python included), the token id and its text, and the
+    bytes the step reads (weights; weights plus KV cache, the roofline model's count)."""
+    from . import roofline
+
+    config, version = engine.model.config, engine.version
+    formats = engine.matrix_formats or {"f32": 1}
+    compute = max(formats, key=formats.get)
+    ids = [int(t) for t in gen.new_tokens[0]]
+    rows = []
+    for i, token in enumerate(ids):
+        # step i >= 1 attends over prompt_length + i - 1 cached positions (as the roofline benchmark)
+        cost = (roofline.prefill_cost(config, version, 1, prompt_length, weight_dtype=compute) if i == 0 else
+                roofline.decode_cost(config, version, 1, prompt_length + i - 1, weight_dtype=compute))
+        rows.append({"step": i, "engine_ms": float(gen.step_table[i, 5]) / 1e6 if i < len(gen.step_table) else None,
+                     "wall_ms": wall_ns[i] / 1e6 if i < len(wall_ns) else None, "token_id": token,
+                     "token_text": pieces[i] if pieces is not None else None,
+                     "weight_bytes": engine.packed_weight_bytes, "bytes_read": cost.bytes - cost.weight_bytes
+                     + engine.packed_weight_bytes})
+    return rows
+
+
 def measure(ctx: RunContext, engine: Engine, prompt: Prompt, max_new_tokens: int, *, optimized: bool, pair_id: str,
             warmup: int) -> tuple[dict, Generation]:
     """One benchmark run: `warmup` untimed generations, then a timed one; its run object.
@@ -91,8 +118,10 @@ def measure(ctx: RunContext, engine: Engine, prompt: Prompt, max_new_tokens: int
     options = ctx.options(max_new_tokens)
     for _ in range(warmup):
         generate_timed(engine, prompt.ids, options)
-    gen, seconds = generate_timed(engine, prompt.ids, options)
+    stamps = [time.perf_counter_ns()]
+    gen, seconds = generate_timed(engine, prompt.ids, options, on_token=lambda _: stamps.append(time.perf_counter_ns()))
     new_ids = [int(t) for t in gen.new_tokens[0]]
+    pieces = [text_of(ctx.tokenizer, [t]) for t in new_ids] if text_of(ctx.tokenizer, []) is not None else None
     generated = len(new_ids)
     _, stamp, short = pair_id.split("_", 2)
     run = {
@@ -126,8 +155,20 @@ def measure(ctx: RunContext, engine: Engine, prompt: Prompt, max_new_tokens: int
         "threads": ctx.model_info["threads"],
         "warmup_runs": warmup,
         "celerinfer_version": ctx.model_info["package_version"],
+        "weight_dtype": engine.weight_dtype,
+        "platform": platform.system(),
+        "release": platform.release(),
+        "username": _username(),
+        "steps": step_rows(gen, [b - a for a, b in zip(stamps, stamps[1:])], engine, len(prompt.ids), pieces),
     }
     return run, gen
+
+
+def _username() -> str | None:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no passwd entry (containers)
+        return None
 
 
 def add_speedup(baseline: dict, optimized: dict) -> None:

@@ -145,13 +145,27 @@ def cmd_compare_runs(args) -> int:
 
 
 def cmd_export_csv(args) -> int:
-    from ..results.csv_export import export_csv
+    from ..results.csv_export import export_csv, export_samples_csv
     from ..results.store import read_records
 
     records = read_records(_log_file(args))
-    out = Path(args.output or _log_file(args).with_suffix(".csv"))
-    export_csv(records, out)
-    print(f"wrote {len(records)} records to {out}")
+    if args.samples:
+        out = Path(args.output or _log_file(args).with_suffix(".samples.csv"))
+        _, rows = export_samples_csv(records, out)
+        print(f"wrote {rows} samples of {len(records)} records to {out}")
+    elif args.steps:
+        from ..io.atomic import atomic_file
+        from ..results.inference_metrics import csv_cell
+        from ..results.step_csv import step_rows, steps_csv_text
+
+        out = Path(args.output or _log_file(args).with_suffix(".steps.csv"))
+        with atomic_file(out, newline="") as fh:
+            fh.write(steps_csv_text(records, csv_cell))
+        print(f"wrote {len(step_rows(records))} steps to {out}")
+    else:
+        out = Path(args.output or _log_file(args).with_suffix(".csv"))
+        export_csv(records, out)
+        print(f"wrote {len(records)} records to {out}")
     return 0
 
 
@@ -214,7 +228,12 @@ def add_parsers(sub) -> None:
 
     p = sub.add_parser("export-csv", help="write the results log as CSV")
     p.add_argument("--log-file", help=f"results JSONL (default {DEFAULT_LOG})")
-    p.add_argument("--output", help="CSV path (default: the log's path with .csv)")
+    p.add_argument("--output", help="CSV path (default: the log's path with .csv, .samples.csv or .steps.csv)")
+    view = p.add_mutually_exclusive_group()
+    view.add_argument("--samples", action="store_true",
+                      help="one row per raw sample (every timing of every statistic) instead of one per record")
+    view.add_argument("--steps", action="store_true",
+                      help="seed 004's per-step CSV: one row per generated token of the run mode's records")
     p.set_defaults(func=cmd_export_csv)
 
 

@@ -12,7 +12,9 @@ import math
 from pathlib import Path
 
 from ..io.atomic import atomic_file
+from .fields import weight_format
 from .schema import COMMON_FIELDS, to_jsonable
+from .stats import TIME_UNITS
 
 #: keys holding raw samples, left out of the results log's CSV view
 SAMPLE_KEYS = frozenset({"samples_ns", "samples"})
@@ -77,3 +79,54 @@ def export_csv(records, path) -> Path:
     with atomic_file(path, newline="") as f:
         f.write(text)
     return path
+
+
+#: the columns of the samples view, in order (then any params.* of the records)
+SAMPLE_COLUMNS = ("record_id", "run_id", "timestamp", "hostname", "cpu_model", "threads", "model", "weight_dtype",
+                  "benchmark", "version", "metric", "unit", "index", "value")
+
+
+def _samples_in(metrics, prefix=""):
+    """(dotted metric name, unit, values in the unit) of every statistics object with raw samples."""
+    if not isinstance(metrics, dict):
+        return
+    for key, value in metrics.items():
+        if not isinstance(value, dict):
+            continue
+        name = f"{prefix}{key}"
+        unit = value.get("unit") if isinstance(value.get("unit"), str) else ""
+        if isinstance(value.get("samples_ns"), list):
+            scale = TIME_UNITS.get(unit, 1)
+            yield name, unit if unit in TIME_UNITS else "ns", [v / scale if v is not None else None
+                                                               for v in value["samples_ns"]]
+        elif isinstance(value.get("samples"), list):
+            yield name, unit, value["samples"]
+        else:
+            yield from _samples_in(value, name + ".")
+
+
+def sample_rows(records) -> list[dict]:
+    """One row per raw sample of every statistics object of every record (the samples that
+    :func:`export_csv` leaves out), with what identifies the measurement."""
+    rows = []
+    for r in records:
+        if not isinstance(r, dict):
+            continue
+        head = {"record_id": r.get("record_id"), "run_id": r.get("run_id"), "timestamp": r.get("timestamp"),
+                "hostname": r.get("hostname"), "cpu_model": r.get("cpu_model"), "threads": r.get("threads"),
+                "model": (r.get("model") or {}).get("name") if isinstance(r.get("model"), dict) else None,
+                "weight_dtype": weight_format(r), "benchmark": r.get("benchmark"), "version": r.get("version")}
+        params = flatten(r["params"], "params.") if isinstance(r.get("params"), dict) else {}
+        for metric, unit, values in _samples_in(r.get("metrics")):
+            for i, v in enumerate(values):
+                rows.append({**head, "metric": metric, "unit": unit, "index": i, "value": v, **params})
+    return rows
+
+
+def export_samples_csv(records, path) -> tuple[Path, int]:
+    """Write :func:`sample_rows` as CSV (atomically); returns the path and the row count."""
+    rows = [to_jsonable(row) for row in sample_rows(records)]
+    text = csv_text(rows, columns_of(rows, first=SAMPLE_COLUMNS), _cell)
+    with atomic_file(path, newline="") as f:
+        f.write(text)
+    return path, len(rows)

@@ -8,6 +8,8 @@ after every change:
 * ``inference_metrics.json``: ``{"runs": [run objects]}``, the seed's JSON shape;
 * ``inference_metrics.csv``: the runs as CSV, the seed's columns first (:data:`SEED_CSV_COLUMNS`),
   then every other field (nested objects as ``key.subkey``, lists as JSON);
+* ``inference_steps.csv``: seed 004's per-step CSV, one row per generated token
+  (:mod:`.step_csv`);
 * ``optimization_comparison.png`` and ``performance_over_time.png``, drawn by
   :mod:`celerinfer.plots.inference_metrics` from the same runs (see :meth:`MetricsStore.regenerate`).
 
@@ -36,6 +38,7 @@ from ..io.atomic import atomic_file
 from ..text import printable
 from . import bounded_json
 from .csv_export import columns_of, csv_text, flatten
+from .step_csv import steps_csv_text
 from .schema import make_record, new_run_id
 from .store import ResultsWarning, append_records, clear_log, probe_writable, read_records, why_unwritable
 
@@ -51,6 +54,7 @@ DEFAULT_BENCHMARK_DIR = "./inference_benchmarks"
 STORE = "results.jsonl"
 METRICS_JSON = "inference_metrics.json"
 METRICS_CSV = "inference_metrics.csv"
+STEPS_CSV = "inference_steps.csv"
 COMPARISON_PNG = "optimization_comparison.png"
 OVER_TIME_PNG = "performance_over_time.png"
 #: The seed's CSV columns, always first and in this order; every other field follows.
@@ -113,7 +117,7 @@ def _runs_problem(data) -> str | None:
     return None
 
 
-def _csv_cell(value) -> str:
+def csv_cell(value) -> str:
     if value is None:
         return ""
     if isinstance(value, bool):
@@ -130,8 +134,9 @@ def _csv_cell(value) -> str:
 def runs_csv_text(runs: list[dict]) -> str:
     """All runs as CSV: the seed's columns first, then every other field (nested objects as
     `key.subkey`, lists as JSON), in first-seen order; booleans as true/false, null as empty."""
-    rows = [flatten(run, depth=1, drop_samples=False) for run in runs]
-    return csv_text(rows, columns_of(rows, first=SEED_CSV_COLUMNS), _csv_cell, lineterminator="\n")
+    # (each run's step table has a view of its own: inference_steps.csv)
+    rows = [flatten({k: v for k, v in run.items() if k != "steps"}, depth=1, drop_samples=False) for run in runs]
+    return csv_text(rows, columns_of(rows, first=SEED_CSV_COLUMNS), csv_cell, lineterminator="\n")
 
 
 # --------------------------------------------------------------------------------------------
@@ -227,7 +232,8 @@ class MetricsStore:
     def _rewrite_locked(self, views: bool) -> list[dict]:
         """Every run of the store; the JSON and CSV views rewritten from them unless `views`
         is False. A view that cannot be written costs a warning, never the records."""
-        runs = self._runs()
+        records = read_records(self.store_path, benchmark=BENCHMARK)
+        runs = runs_of(records)
         if views:
             try:
                 text = json_text({"runs": runs}) + "\n"
@@ -236,6 +242,9 @@ class MetricsStore:
                 csv = runs_csv_text(runs)
                 with atomic_file(self.csv_path, newline="") as fh:
                     fh.write(csv)
+                steps = steps_csv_text(records, csv_cell)
+                with atomic_file(self.directory / STEPS_CSV, newline="") as fh:
+                    fh.write(steps)
             except OSError as exc:
                 self._warn(f"could not write the views in {self.directory} ({exc}); "
                            f"the runs are recorded in {self.store_path}")
