@@ -197,7 +197,7 @@ def test_tiny_run_records_every_setup(tmp_path):
     from celerinfer import plots
 
     written = plots.make_plots(stored, tmp_path / "plots")
-    assert {"compare_backends", "compare_speedup"} <= set(written)
+    assert {"backend_comparison", "speedup_comparison"} <= set(written)
 
 
 @pytest.mark.skipif(HAVE_LLAMA, reason="llama-cpp-python is installed: the skip path does not apply")

@@ -176,13 +176,14 @@ def png_size(path):
 
 def test_make_plots_writes_every_plot(records, tmp_path):
     out = plots.make_plots(records, tmp_path / "plots")
-    compare = {"compare_backends", "compare_speedup"}  # bench compare's: tests/test_compare_backends.py
+    compare = {"backend_comparison", "speedup_comparison"}  # bench compare's: tests/test_compare_backends.py
     # drawn from a real run's per-position, per-format records: tests/test_quality.py
     quality = {"quality_vs_memory", "quality_vs_position", "quantization_impact"}
     machines = {"device_comparison"}  # several machines, or a sweep: tests/test_sweep.py
     assert set(out) | compare | quality | machines == set(plots.PLOTS) == {
         "latency_vs_T", "memory_vs_T", "phase_breakdown", "quality", "roofline", "speedup",
-        "latency_distribution", "memory_throughput", "tradeoff", *compare, *quality, *machines}
+        "latency_distribution", "memory_throughput", "param_throughput", "summary_stats", "tradeoff", *compare,
+        *quality, *machines}
     for name, path in out.items():
         assert path == tmp_path / "plots" / f"{name}.png"
         assert path.is_file()
@@ -204,12 +205,13 @@ def test_missing_benchmarks_give_no_file_and_no_error(records, tmp_path):
     assert not (tmp_path / "none").exists()
     only_latency = of(records, "latency")
     out = plots.make_plots(only_latency, tmp_path)
-    assert set(out) == {"latency_vs_T", "speedup", "latency_distribution"}
+    assert set(out) == {"latency_vs_T", "speedup", "latency_distribution", "summary_stats"}
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(f"{n}.png" for n in out)
     # no v0: no speedup; memory + latency: memory throughput but no trade-off without quality
     no_v0 = [r for r in records if r["version"] != "v0" and r["benchmark"] in ("latency", "memory")]
     made = {name for name, func in plots.PLOTS.items() if func(no_v0) is not None}
-    assert made == {"latency_vs_T", "latency_distribution", "memory_vs_T", "memory_throughput"}
+    assert made == {"latency_vs_T", "latency_distribution", "memory_vs_T", "memory_throughput", "param_throughput",
+                    "summary_stats"}
     for func in plots.PLOTS.values():
         assert func([], None) is None
         assert func(of(records, "calibrate"), None) is None
@@ -236,7 +238,7 @@ def test_partial_and_null_data_do_not_crash(tmp_path):
     recs = [lat, lat2, mem, ppl, roof, phase, junk, "not a record"]
     out = plots.make_plots(recs, tmp_path)
     assert set(out) == {"latency_vs_T", "latency_distribution", "memory_vs_T", "memory_throughput", "quality",
-                        "roofline", "phase_breakdown"}
+                        "roofline", "phase_breakdown", "param_throughput", "summary_stats"}
     fig = plots.plot_latency(recs)
     assert set(lines_by_gid(fig.axes[0])) == {"v1"}  # v7's total is null
     assert set(lines_by_gid(fig.axes[1])) == {"v1", "v7"}
@@ -448,6 +450,36 @@ def test_memory_throughput(records):
     np.testing.assert_allclose(lines["v2"].get_ydata(), [gf / ai])
 
 
+def test_param_throughput_is_packed_weight_bytes_over_the_step_time(records):
+    fig = plots.plot_param_throughput(records)
+    lines = lines_by_gid(fig.axes[0])
+    assert set(lines) == set(VERSIONS) | {"bandwidth"}
+    for v in VERSIONS:
+        want = [WEIGHT_BYTES / (of(records, "latency", v, T)[0]["metrics"]["per_token_ms"]["median"] / 1e3) / 1e9
+                for T in T_VALUES]
+        np.testing.assert_allclose(lines[v].get_ydata(), want)
+    # the packed bytes (an int8 or 4-bit engine's) win over the fp32 size
+    packed = [dict(r, metrics={**r["metrics"], "packed_weight_bytes": WEIGHT_BYTES / 4}) if r["benchmark"] == "memory"
+              else r for r in records]
+    quarter = lines_by_gid(plots.plot_param_throughput(packed).axes[0])
+    np.testing.assert_allclose(quarter["v1"].get_ydata(), lines["v1"].get_ydata() / 4)
+    assert plots.plot_param_throughput(of(records, "latency")) is None  # no memory records: no weight bytes
+
+
+def test_summary_stats_bars_are_the_decode_medians(records):
+    fig = plots.plot_summary_stats(records)
+    ax = fig.axes[0]
+    bars = {p.get_gid(): p.get_height() for p in ax.patches if p.get_gid()}
+    T = max(T_VALUES)
+    assert set(bars) == set(VERSIONS) and str(T) in ax.get_title()
+    for v in VERSIONS:
+        assert bars[v] == pytest.approx(of(records, "latency", v, T)[0]["metrics"]["decode_tokens_per_s"])
+    table = fig.axes[1].tables[0]
+    cells = {(row, col): cell.get_text().get_text() for (row, col), cell in table.get_celld().items()}
+    assert cells[(0, 2)] == "decode tok/s" and [cells[(i + 1, 0)] for i in range(len(VERSIONS))] == list(VERSIONS)
+    assert plots.plot_summary_stats(of(records, "memory")) is None
+
+
 def test_tradeoff(records):
     fig = plots.plot_tradeoff(records)
     ax = fig.axes[0]
@@ -544,4 +576,6 @@ def test_weights_are_read_under_the_new_name_and_the_old(records):
         np.testing.assert_allclose(weights.get_ydata(), [WEIGHT_BYTES / 2**20] * 2)
     lat = of(records, "latency", "v1", T=16)[0]
     old, new = of(records, "memory", "v1", T=16)[0], of(renamed, "memory", "v1", T=16)[0]
-    assert plots.decode_bytes_per_step(lat, new) == plots.decode_bytes_per_step(lat, old) > WEIGHT_BYTES
+    assert plots.decode_bytes_per_step(lat, old) > WEIGHT_BYTES
+    # a step reads the packed weights (here a quarter of the fp32 size) where the record has them
+    assert plots.decode_bytes_per_step(lat, new) == plots.decode_bytes_per_step(lat, old) - (WEIGHT_BYTES - WEIGHT_BYTES // 4)

@@ -239,7 +239,8 @@ class BenchRun:
     def roofline(self) -> None:
         cfg, rcfg = self.config, self.config["roofline"]
         cal = self.measure_ceilings()
-        peak_gflops, peak_gbps = cal["matmul_gflops"]["median"], cal["bandwidth_gbps"]["median"]
+        # the memory roof: the best triad or read-only stream (a ceiling), not the triad's median
+        peak_gflops, peak_gbps = cal["matmul_gflops"]["median"], cal["bandwidth_ceiling_gbps"]
         P, T, B = rcfg["prompt_length"], rcfg["decode_tokens"], cfg["batch_size"]
         with self._bar(len(cfg["versions"]) * cfg["num_measure_runs"], "roofline") as bar:
             for version in cfg["versions"]:

@@ -19,9 +19,11 @@ name                     function                     records used
 ``speedup``              :func:`plot_speedup`         latency (needs v0)
 ``latency_distribution`` :func:`plot_latency_distribution` latency (per-token samples)
 ``memory_throughput``    :func:`plot_memory_throughput`   latency + memory, or roofline; calibrate
+``param_throughput``     :func:`plot_param_throughput`    latency + memory (packed weight bytes); calibrate
+``summary_stats``        :func:`plot_summary_stats`   latency (the largest T of each version)
 ``tradeoff``             :func:`plot_tradeoff`        latency + memory + perplexity
-``compare_backends``     :func:`plot_compare_backends` compare (bench compare)
-``compare_speedup``      :func:`plot_compare_speedup` compare (celerinfer's ratios)
+``backend_comparison``   :func:`plot_compare_backends` compare (bench compare)
+``speedup_comparison``   :func:`plot_compare_speedup` compare (celerinfer's ratios)
 ``device_comparison``    :func:`plot_device_comparison` latency of several machines, or of a sweep
 =======================  ===========================  ==============================================
 
@@ -49,12 +51,13 @@ from .catalog import PLOTS, make_plots
 from .devices import plot_device_comparison
 from .figure import footnote_text
 from .latency import plot_latency, plot_latency_distribution, plot_speedup
-from .memory import decode_bytes_per_step, plot_memory, plot_memory_throughput
+from .memory import decode_bytes_per_step, plot_memory, plot_memory_throughput, plot_param_throughput
 from .phases import PHASES, plot_phase_breakdown
 from .quality import plot_quality
 from .quality_tradeoffs import plot_quality_vs_memory, plot_quality_vs_position, plot_quantization_impact
 from .roofline import plot_roofline
 from .selection import select_records
+from .summary import plot_summary_stats
 from .style import MARKERS, PALETTE, version_color, version_label, version_marker, versions_order
 from .tradeoff import plot_tradeoff
 
@@ -73,6 +76,7 @@ __all__ = [
     "plot_latency_distribution",
     "plot_memory",
     "plot_memory_throughput",
+    "plot_param_throughput",
     "plot_phase_breakdown",
     "plot_quality",
     "plot_quality_vs_memory",
@@ -80,6 +84,7 @@ __all__ = [
     "plot_quantization_impact",
     "plot_roofline",
     "plot_speedup",
+    "plot_summary_stats",
     "plot_tradeoff",
     "select_records",
     "version_color",

@@ -17,12 +17,13 @@ from .backends import plot_compare_backends, plot_compare_speedup
 from .devices import plot_device_comparison
 from .figure import DPI
 from .latency import plot_latency, plot_latency_distribution, plot_speedup
-from .memory import plot_memory, plot_memory_throughput
+from .memory import plot_memory, plot_memory_throughput, plot_param_throughput
 from .phases import plot_phase_breakdown
 from .quality import plot_quality
 from .quality_tradeoffs import plot_quality_vs_memory, plot_quality_vs_position, plot_quantization_impact
 from .roofline import plot_roofline
 from .selection import facets, select_records
+from .summary import plot_summary_stats
 from .tradeoff import plot_tradeoff
 
 
@@ -39,9 +40,11 @@ PLOTS: dict[str, Callable[..., Figure | None]] = {
     "speedup": plot_speedup,
     "latency_distribution": plot_latency_distribution,
     "memory_throughput": plot_memory_throughput,
+    "param_throughput": plot_param_throughput,
+    "summary_stats": plot_summary_stats,
     "tradeoff": plot_tradeoff,
-    "compare_backends": plot_compare_backends,
-    "compare_speedup": plot_compare_speedup,
+    "backend_comparison": plot_compare_backends,
+    "speedup_comparison": plot_compare_speedup,
     "device_comparison": plot_device_comparison,
 }
 #: plots that compare machines: drawn over every machine's records, never one per machine

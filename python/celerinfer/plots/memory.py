@@ -104,12 +104,85 @@ def _kv_read_factor(record) -> float:
     return layers / math.ceil(layers / 2)
 
 
+def weight_bytes_read(memory: dict) -> float | None:
+    """The bytes of weights a decode step reads: the engine's packed weights (bf16, int8 and
+    4-bit formats are smaller than fp32), else (older records) the fp32 size."""
+    return finite_number(get(memory, "metrics", "packed_weight_bytes")) or f32_weight_bytes(memory)
+
+
+def _decode_series(lat: dict, mem: dict, bytes_of) -> tuple[dict, list]:
+    """{version: [(T, GB/s)]} of bytes_of(latency, memory) / the median per-token time, and
+    the records used."""
+    series, used = {}, []
+    for v in versions_order(list(lat) + list(mem)):
+        pts = []
+        for T, lr in lat.get(v, {}).items():
+            mr = mem.get(v, {}).get(T)
+            per = median_of(lr["metrics"].get("per_token_ms"))
+            if mr is None or not per or not compatible(lr, mr):
+                continue
+            nbytes = bytes_of(lr, mr)
+            if nbytes is None:
+                continue
+            pts.append((T, nbytes / (per / 1e3) / 1e9))
+            used += [lr, mr]
+        if pts:
+            series[v] = pts
+    return series, used
+
+
+def _throughput_axes(series: dict, recs: list, used: list, registry, ylabel: str, title: str, name: str, path):
+    """The line plot of decode GB/s per version against T, with the bandwidth line."""
+    bw, _, bw_source = measured_peaks(recs)
+    fig, (ax,) = new_figure(1, width=8.5, height=5.2)
+    all_T, all_y = [], []
+    for v in versions_order(series):
+        pts = series[v]
+        Ts, ys = [p[0] for p in pts], [p[1] for p in pts]
+        all_T += Ts
+        all_y += ys
+        version_line(ax, v, Ts, ys, recs, registry)
+    if bw:
+        ref = ax.axhline(bw, color="black", linestyle="--", linewidth=1.3,
+                         label=f"memory bandwidth {bw:.3g} GB/s ({bw_source})")
+        ref.set_gid("bandwidth")
+        all_y.append(bw)
+        used = used + [r for r in recs if r.get("benchmark") == "calibrate"]
+        if max(all_y) > bw * 1.05:
+            ax.text(0.99, 0.01, "above the bandwidth line: the working set fits in the CPU caches",
+                    transform=ax.transAxes, ha="right", va="bottom", fontsize=7, color="#555555")
+    T_axis(ax, all_T)
+    log_y_if_wide(ax, all_y, decades=1.5)
+    if ax.get_yscale() != "log":
+        ax.set_ylim(bottom=0)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=10)
+    ax.grid(True, alpha=0.3)
+    legend(ax, loc="best")
+    return finish(fig, name, used, path)
+
+
+def plot_param_throughput(records: list[dict], path=None, *, run_id: str | None = None,
+                          registry=None) -> Figure | None:
+    """Seed 004's parameter throughput: the weights' bytes (packed: what the engine streams)
+    read per decode step / the median per-token time, per version against T, beside the
+    measured bandwidth. Latency and memory records at the same T."""
+    recs = select_records(records, run_id)
+    series, used = _decode_series(by_version_and_T(recs, "latency"), by_version_and_T(recs, "memory"),
+                                  lambda lr, mr: weight_bytes_read(mr))
+    if not series:
+        return None
+    return _throughput_axes(series, recs, used, registry, "parameter throughput of decode (GB/s of weights)",
+                            "Weight bytes read per decode step / step time", "Decode parameter throughput vs T",
+                            path)
+
+
 def decode_bytes_per_step(latency: dict, memory: dict) -> float | None:
     """Bytes a decode step reads: the weights once, plus the KV cache it attends over, averaged over
     the T decode steps (the cache holds P + i positions at step i, on average P + T/2), counted as
     often as it is read (twice per pair with cross-layer sharing)."""
     m = memory["metrics"]
-    weight = f32_weight_bytes(memory)
+    weight = weight_bytes_read(memory)
     if weight is None:
         return None
     T = T_of(memory)
@@ -132,22 +205,9 @@ def plot_memory_throughput(records: list[dict], path=None, *, run_id: str | None
     time (latency record), against the measured bandwidth (calibrate or roofline records). Without
     latency+memory pairs the roofline decode records' achieved GB/s are shown instead."""
     recs = select_records(records, run_id)
-    lat, mem = by_version_and_T(recs, "latency"), by_version_and_T(recs, "memory")
-    series, used, source = {}, [], "latency + memory records"
-    for v in versions_order(list(lat) + list(mem)):
-        pts = []
-        for T, lr in lat.get(v, {}).items():
-            mr = mem.get(v, {}).get(T)
-            per = median_of(lr["metrics"].get("per_token_ms"))
-            if mr is None or not per or not compatible(lr, mr):
-                continue
-            nbytes = decode_bytes_per_step(lr, mr)
-            if nbytes is None:
-                continue
-            pts.append((T, nbytes / (per / 1e3) / 1e9))
-            used += [lr, mr]
-        if pts:
-            series[v] = pts
+    series, used = _decode_series(by_version_and_T(recs, "latency"), by_version_and_T(recs, "memory"),
+                                  decode_bytes_per_step)
+    source = "latency + memory records"
     if not series:
         source = "roofline decode records"
         roof = newest_by([r for r in records_of(recs, "roofline") if get(r, "params", "phase") == "decode"],
@@ -159,30 +219,6 @@ def plot_memory_throughput(records: list[dict], path=None, *, run_id: str | None
                 used.append(r)
     if not series:
         return None
-    bw, _, bw_source = measured_peaks(recs)
-    fig, (ax,) = new_figure(1, width=8.5, height=5.2)
-    all_T, all_y = [], []
-    for v in versions_order(series):
-        pts = series[v]
-        Ts, ys = [p[0] for p in pts], [p[1] for p in pts]
-        all_T += Ts
-        all_y += ys
-        version_line(ax, v, Ts, ys, recs, registry)
-    if bw:
-        ref = ax.axhline(bw, color="black", linestyle="--", linewidth=1.3,
-                         label=f"memory bandwidth {bw:.3g} GB/s ({bw_source})")
-        ref.set_gid("bandwidth")
-        all_y.append(bw)
-        used += [r for r in recs if r.get("benchmark") == "calibrate"]
-        if max(all_y) > bw * 1.05:
-            ax.text(0.99, 0.01, "above the bandwidth line: the working set fits in the CPU caches",
-                    transform=ax.transAxes, ha="right", va="bottom", fontsize=7, color="#555555")
-    T_axis(ax, all_T)
-    log_y_if_wide(ax, all_y, decades=1.5)
-    if ax.get_yscale() != "log":
-        ax.set_ylim(bottom=0)
-    ax.set_ylabel("achieved memory throughput of decode (GB/s)")
-    ax.set_title(f"Bytes read per decode step (weights + KV cache) / step time  [{source}]", fontsize=10)
-    ax.grid(True, alpha=0.3)
-    legend(ax, loc="best")
-    return finish(fig, "Decode memory throughput vs generated tokens T", used, path)
+    return _throughput_axes(series, recs, used, registry, "achieved memory throughput of decode (GB/s)",
+                            f"Bytes read per decode step (weights + KV cache) / step time  [{source}]",
+                            "Decode memory throughput vs generated tokens T", path)

@@ -209,7 +209,8 @@ def decode_tokens_per_s(record) -> float | None:
 
 
 def measured_peaks(records: list[dict]) -> tuple[float | None, float | None, str]:
-    """(GB/s, GFLOP/s, source) from the roofline records' peaks, else the calibrate record."""
+    """(GB/s, GFLOP/s, source) from the roofline records' peaks, else the calibrate record (its
+    bandwidth ceiling where it has one)."""
     roof = records_of(records, "roofline")
     gbps = [g for g in (finite_number(r["metrics"].get("peak_gbps")) for r in roof) if g]
     gflops = [g for g in (finite_number(r["metrics"].get("peak_gflops")) for r in roof) if g]
@@ -219,8 +220,9 @@ def measured_peaks(records: list[dict]) -> tuple[float | None, float | None, str
     cal = [r for r in records if r.get("benchmark") == "calibrate" and isinstance(r.get("metrics"), dict)]
     if cal and (bw is None or fl is None):
         newest = max(enumerate(cal), key=lambda ir: (timestamp_of(ir[1]), ir[0]))[1]
-        if bw is None:
-            bw = median_of(newest["metrics"].get("bandwidth_gbps"))
+        if bw is None:  # the ceiling (best triad or read-only stream), else (older records) the triad
+            bw = finite_number(newest["metrics"].get("bandwidth_ceiling_gbps")) or median_of(
+                newest["metrics"].get("bandwidth_gbps"))
         if fl is None:
             fl = median_of(newest["metrics"].get("matmul_gflops"))
         source = "measured by calibrate"
