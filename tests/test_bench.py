@@ -113,8 +113,9 @@ def test_perplexity_records_see_each_versions_cache(tiny_run):
 def test_roofline_records_use_the_measured_ceilings(tiny_run):
     _, records, _ = tiny_run
     (cal,) = by(records, "calibrate")
-    bw, peak = cal["metrics"]["bandwidth_gbps"]["median"], cal["metrics"]["matmul_gflops"]["median"]
-    assert bw > 0 and peak > 0
+    # the memory roof is the ceiling (the best triad or read-only stream), not the triad's median
+    bw, peak = cal["metrics"]["bandwidth_ceiling_gbps"], cal["metrics"]["matmul_gflops"]["median"]
+    assert bw >= cal["metrics"]["bandwidth_gbps"]["median"] > 0 and peak > 0
     roof = by(records, "roofline")
     assert {(r["version"], r["params"]["phase"]) for r in roof} == {(v, p) for v in VERSIONS for p in ("prefill", "decode")}
     for r in roof:

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstring>
 #include <stdexcept>
+#include <thread>
 #include <vector>
 
 #include "backend/cpu/ops.h"
@@ -90,6 +91,37 @@ TEST(thread_pool_covers_each_index_once_and_rethrows) {
   int nested = 0;  // a nested call runs inline instead of deadlocking
   pool.parallel_for(2, [&](int64_t, int64_t) { pool.parallel_for(4, [&](int64_t a, int64_t b) { (void)a, (void)b; }); });
   CHECK(nested == 0);
+}
+
+// Chunks are claimed, not assigned: over many calls of every size, beside a thread that keeps
+// the cores busy (so workers are descheduled mid-call), each index still runs exactly once,
+// chunks keep their boundaries whoever runs them, and a thread index stays in range.
+TEST(thread_pool_claims_every_chunk_once_when_workers_are_descheduled) {
+  ThreadPool pool(4);
+  std::atomic<bool> stop{false};
+  std::vector<std::thread> hogs;
+  for (int i = 0; i < 2; ++i)
+    hogs.emplace_back([&] {
+      volatile uint64_t x = 0;
+      while (!stop.load(std::memory_order_relaxed)) x = x + 1;
+    });
+  bool once = true, in_range = true, boundaries = true;
+  for (int call = 0; call < 1000; ++call) {
+    const int64_t n = 1 + (call * 37) % 97;
+    std::vector<std::atomic<int>> hits(static_cast<size_t>(n));
+    const int64_t chunk = (n + std::min<int64_t>(4, n) - 1) / std::min<int64_t>(4, n);
+    pool.parallel_for_threads(n, [&](int64_t a, int64_t b, int thread) {
+      in_range = in_range && thread >= 0 && thread < 4;
+      boundaries = boundaries && a % chunk == 0 && (b == n || b - a == chunk);
+      for (int64_t i = a; i < b; ++i) hits[size_t(i)]++;
+    });
+    for (auto& h : hits) once = once && h.load() == 1;
+  }
+  stop = true;
+  for (auto& t : hogs) t.join();
+  CHECK(once);
+  CHECK(in_range);
+  CHECK(boundaries);
 }
 
 TEST(random_model_is_deterministic_and_seed_dependent) {

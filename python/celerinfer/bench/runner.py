@@ -17,6 +17,7 @@ from ..io.model_files import load
 from ..model import ModelConfig, config_to_dict, random_model, random_tokens
 from ..registry import versions
 from ..results import stats
+from ..results.noise import LoadWatch, noise_verdict
 from ..results.schema import make_record, new_run_id
 from ..results.seed_fields import seed_fields
 from ..results.store import append_record, check_writable
@@ -96,11 +97,13 @@ class BenchRun:
     def _prompt(self, length: int) -> np.ndarray:
         return random_tokens(self.config["batch_size"], length, self.model.config.vocab_size, seed=self.config["seed"])
 
-    def _record(self, benchmark: str, version: str | None, params: dict, metrics: dict, status: str = "ok") -> dict:
+    def _record(self, benchmark: str, version: str | None, params: dict, metrics: dict, status: str = "ok",
+                noise: dict | None = None) -> dict:
+        """Makes, stores and keeps one record; `noise`: the noise guard's verdict on it."""
         flags = self.version_flags.get(version) if version else None
         record = make_record(benchmark, version, flags, self.model_info, params, metrics, self.run_id, self.threads,
                              status=status, **seed_fields(benchmark, flags, self.model_info, params, metrics),
-                             **self.extra)
+                             **({"noise": noise} if noise is not None else {}), **self.extra)
         if self.write:
             append_record(self.log_file, record)
         self.records.append(record)
@@ -171,18 +174,20 @@ class BenchRun:
             for version in cfg["versions"]:
                 for T in t_values:
                     bar.set_postfix_str(f"{version} T={T}")
-                    runs = self._generations(version, cfg["prompt_length"], T, bar)
+                    with LoadWatch() as watch:
+                        runs = self._generations(version, cfg["prompt_length"], T, bar)
                     if runs:
                         params = self._params(T=T)
+                        noise = noise_verdict([int(r.step_table[:, 5].sum()) for r in runs], watch.load(), self.threads)
                         if "latency" in names and T in cfg["T_values"]:
                             self._record("latency", version, params, latency_metrics(runs, T, cfg["batch_size"]),
-                                         self._status())
+                                         self._status(), noise)
                         if "memory" in names and T in cfg["T_values"]:
                             self._record("memory", version, params,
                                          memory_metrics(runs[-1], self.model_info, T, self.packed_weight_bytes),
                                          self._status())
                         if "phase" in names and T == cfg["T_star"]:
-                            self._record("phase", version, params, phase_metrics(runs), self._status())
+                            self._record("phase", version, params, phase_metrics(runs), self._status(), noise)
                     self._stop_if_interrupted()
 
     def perplexity(self) -> None:
@@ -245,9 +250,11 @@ class BenchRun:
         with self._bar(len(cfg["versions"]) * cfg["num_measure_runs"], "roofline") as bar:
             for version in cfg["versions"]:
                 bar.set_postfix_str(version)
-                runs = self._generations(version, P, T, bar)
+                with LoadWatch() as watch:
+                    runs = self._generations(version, P, T, bar)
                 if runs:
                     flags = self.version_flags[version]
+                    load = watch.load()
                     wd = self.compute_weight_dtype
                     prefill = roofline.prefill_cost(self.model.config, flags, B, P, weight_dtype=wd)
                     # decode step i attends over P + i - 1 cached positions
@@ -260,7 +267,9 @@ class BenchRun:
                         metrics = {"flops": cost.flops, "bytes": cost.bytes, "time_ms": time, "by_op": cost.by_op,
                                    **roofline.achieved(cost, time["median"] / 1e3, peak_gflops, peak_gbps)}
                         self._record("roofline", version, {**self._params(T=T, phase=phase), "prompt_length": P},
-                                     metrics, self._status())
+                                     metrics, self._status(), noise_verdict(times if phase == "prefill" else
+                                                                            [r.step_table[1:, 5].sum() for r in runs],
+                                                                            load, self.threads))
                 self._stop_if_interrupted()
 
 

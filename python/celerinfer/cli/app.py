@@ -8,7 +8,7 @@ import os
 import sys
 
 from ..package_info import package_version
-from . import bench_commands, model_commands, run_command, sweep_command
+from . import bench_commands, model_commands, report_commands, run_command, sweep_command
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -18,6 +18,7 @@ def build_parser() -> argparse.ArgumentParser:
     model_commands.add_parsers(sub)
     bench_commands.add_parsers(sub)
     sweep_command.add_parser(sub)
+    report_commands.add_parsers(sub)
     run_command.add_parser(sub)
     model_commands.add_compare_parser(sub)
     return parser

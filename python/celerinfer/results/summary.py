@@ -3,6 +3,8 @@ section per benchmark, a header and a line per record."""
 
 from __future__ import annotations
 
+from .noise import noise_warnings
+
 _INDENT = " " * 19
 
 
@@ -71,4 +73,8 @@ def summarize_records(records: list[dict]) -> str:
         else:
             lines.append(header)
             lines.extend(_INDENT + line(r) for r in found)
+    warnings = noise_warnings(records)
+    if warnings:  # the noise guard (results/noise.py): these figures are the machine's load, not ours
+        lines.append(f"noise guard: {len(warnings)} figure(s) not trustworthy (the records say so too):")
+        lines.extend(_INDENT + w for w in warnings)
     return "\n".join(lines)

@@ -206,8 +206,9 @@ std::vector<double> multiply_add_peak_gflops(const std::string& weight_dtype, in
   std::vector<float> sinks(size_t(threads) * 16);
   std::vector<double> flops_per_thread(static_cast<size_t>(threads));
   auto run = [&] {
-    thread_pool()->parallel_for_threads(threads, [&](int64_t, int64_t, int thread) {
-      flops_per_thread[size_t(thread)] = cpu::multiply_add_peak_loop(instruction, iterations, &sinks[size_t(thread) * 16]);
+    // one chunk per thread; indexed by chunk (a thread may run two when another is descheduled)
+    thread_pool()->parallel_for(threads, [&](int64_t c, int64_t) {
+      flops_per_thread[size_t(c)] = cpu::multiply_add_peak_loop(instruction, iterations, &sinks[size_t(c) * 16]);
     });
   };
   run();  // warm-up (and clock ramp-up)

@@ -31,6 +31,11 @@ int64_t steady_ns() {
 ThreadPool::ThreadPool(int num_threads) {
   require(num_threads >= 1 && num_threads <= kMaxThreads,
           "num_threads must be in [1, " + std::to_string(kMaxThreads) + "], got " + std::to_string(num_threads));
+  if (const char* wait = std::getenv("CELER_POOL_WAIT")) {
+    const std::string policy(wait);
+    require(policy == "yield" || policy == "spin", "CELER_POOL_WAIT must be yield or spin, got '" + policy + "'");
+    yield_while_spinning_ = policy == "yield";
+  }
   try {
     for (int i = 1; i < num_threads; ++i) workers_.emplace_back([this, i] { worker_loop(i); });
   } catch (const std::system_error& e) {
@@ -57,11 +62,42 @@ void ThreadPool::spin_then_wait(std::condition_variable& cv, Pred done) {
   const int64_t start = steady_ns();
   for (int i = 0; !done(); ++i) {
     cpu_relax();
+    // sched_yield hands the core to any other runnable thread, else returns at once
+    if (yield_while_spinning_ && (i & 15) == 15) sched_yield();
     if ((i & 255) == 255 && steady_ns() - start > kSpinNs) {
       std::unique_lock<std::mutex> lock(mutex_);
       cv.wait(lock, done);
       return;
     }
+  }
+}
+
+namespace {
+constexpr uint64_t kChunkBits = 16, kChunkMask = (uint64_t(1) << kChunkBits) - 1;
+uint64_t claims_word(uint32_t generation, int64_t chunks, int64_t next) {
+  return (uint64_t(generation) << 32) | (uint64_t(chunks) << kChunkBits) | uint64_t(next);
+}
+}  // namespace
+
+bool ThreadPool::claim(uint32_t generation, int64_t* chunk) {
+  uint64_t word = claims_.load(std::memory_order_acquire);
+  for (;;) {
+    const uint64_t next = word & kChunkMask, chunks = (word >> kChunkBits) & kChunkMask;
+    if (uint32_t(word >> 32) != generation || next >= chunks) return false;
+    if (claims_.compare_exchange_weak(word, word + 1, std::memory_order_acq_rel, std::memory_order_acquire)) {
+      *chunk = int64_t(next);
+      return true;
+    }
+  }
+}
+
+void ThreadPool::run_chunk(int64_t c, int index) {
+  const int64_t begin = std::min(n_, c * chunk_), end = std::min(n_, begin + chunk_);
+  try {
+    if (begin < end) (*job_)(begin, end, index);
+  } catch (...) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (!error_) error_ = std::current_exception();
   }
 }
 
@@ -71,18 +107,13 @@ void ThreadPool::worker_loop(int index) {
     spin_then_wait(wake_, [&] { return stop_.load(std::memory_order_acquire) || generation_.load(std::memory_order_acquire) != seen; });
     if (stop_.load()) return;
     seen = generation_.load(std::memory_order_acquire);
-    const int64_t begin = std::min(n_, index * chunk_), end = std::min(n_, begin + chunk_);
-    if (begin < end) {
-      try {
-        (*job_)(begin, end, index);
-      } catch (...) {
-        std::lock_guard<std::mutex> lock(mutex_);
-        if (!error_) error_ = std::current_exception();
+    const int64_t chunks = int64_t((claims_.load(std::memory_order_acquire) >> kChunkBits) & kChunkMask);
+    for (int64_t c; claim(uint32_t(seen), &c);) {
+      run_chunk(c, index);
+      if (done_chunks_.fetch_add(1, std::memory_order_acq_rel) + 1 == chunks) {
+        std::lock_guard<std::mutex> lock(mutex_);  // pairs with a sleeping caller's wait
+        done_.notify_one();
       }
-    }
-    if (pending_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
-      std::lock_guard<std::mutex> lock(mutex_);  // pairs with a sleeping caller's wait
-      done_.notify_one();
     }
   }
 }
@@ -99,22 +130,25 @@ void ThreadPool::run(int64_t n, ChunkFn fn, int64_t grain) {
   job_ = &fn;
   n_ = n;
   chunk_ = chunk;
+  chunks_ = (n + chunk - 1) / chunk;  // <= threads <= kMaxThreads < 2^16
   error_ = nullptr;
-  pending_.store(int(workers_.size()), std::memory_order_relaxed);
+  done_chunks_.store(0, std::memory_order_relaxed);
+  uint32_t generation;
   {
     std::lock_guard<std::mutex> lock(mutex_);  // a worker about to sleep sees the new generation
+    generation = uint32_t(generation_.load(std::memory_order_relaxed) + 1);
+    claims_.store(claims_word(generation, chunks_, 0), std::memory_order_release);  // the job, claimable
     generation_.fetch_add(1, std::memory_order_acq_rel);
   }
   wake_.notify_all();
-  std::exception_ptr error;
-  try {
-    fn(0, std::min(n, chunk), 0);
-  } catch (...) {
-    error = std::current_exception();
+  int64_t mine = 0;
+  for (int64_t c; claim(generation, &c); ++mine) run_chunk(c, 0);
+  if (mine > 0 && done_chunks_.fetch_add(mine, std::memory_order_acq_rel) + mine == chunks_) {
+    // every chunk done (the workers' last completion found fewer): nothing to wait for
+  } else {
+    spin_then_wait(done_, [&] { return done_chunks_.load(std::memory_order_acquire) == chunks_; });
   }
-  spin_then_wait(done_, [&] { return pending_.load(std::memory_order_acquire) == 0; });
-  if (!error) error = error_;
-  if (error) std::rethrow_exception(error);
+  if (error_) std::rethrow_exception(error_);
 }
 
 namespace {

@@ -1,9 +1,17 @@
 // A persistent pool of worker threads: no thread start-up per operation. parallel_for splits
-// [0, n) into one contiguous chunk per thread; the calling thread runs the first chunk.
+// [0, n) into one contiguous chunk per thread; each thread, the calling one included, claims
+// the next unclaimed chunk until none is left, so a worker the OS has descheduled (another
+// process holds its core) leaves its chunk to a thread that runs: the call then takes longer,
+// not a whole scheduler time slice longer per parallel section (a decode step runs dozens).
+// Chunk boundaries do not depend on who runs a chunk, so results do not either.
 // Workers spin for a short while after each job before sleeping, because waking a sleeping
-// thread costs tens of microseconds on virtual machines and a decode step runs dozens of
-// parallel sections. Calls from several threads at once, or nested calls, run inline
-// (serially) instead of waiting, so the pool can never deadlock.
+// thread costs tens of microseconds on virtual machines; while spinning they yield the core
+// now and then (sched_yield returns at once when nothing else wants it), so a descheduled
+// worker or another process runs instead of the spin: beside busy processes it kept 0.56-0.58
+// of the quiet decode speed against 0.44-0.46 for a pause-only spin and 0.14-0.21 for the
+// static split before (benchmarks/pool_under_load.py, docs/design.md). CELER_POOL_WAIT=spin
+// (pause only) is for measurements. Calls from several threads at once, or nested calls, run
+// inline (serially) instead of waiting, so the pool can never deadlock.
 #pragma once
 #include <atomic>
 #include <condition_variable>
@@ -49,7 +57,8 @@ class ThreadPool {
     run(n, ChunkFn(with_thread), grain);
   }
   // The same, also telling each chunk which thread runs it (0 <= thread < num_threads()), so
-  // callers can give each thread its own preallocated scratch.
+  // callers can give each thread its own preallocated scratch. A thread may run several
+  // chunks (one after the other); which thread runs which chunk varies from call to call.
   template <class F>
   void parallel_for_threads(int64_t n, F&& fn, int64_t grain = 1) {
     run(n, ChunkFn(fn), grain);
@@ -58,6 +67,11 @@ class ThreadPool {
  private:
   void run(int64_t n, ChunkFn fn, int64_t grain);
   void worker_loop(int index);
+  // Claims the next chunk of the job of generation `generation`; false when that job has no
+  // chunk left (or is over).
+  bool claim(uint32_t generation, int64_t* chunk);
+  // Runs chunk `c` of the current job on thread `index`, then counts it done.
+  void run_chunk(int64_t c, int index);
   void stop_workers();  // wakes, ends and joins every worker
   // Waits until `done()` holds: spins for kSpinNs, then sleeps on `cv`.
   template <class Pred>
@@ -70,7 +84,13 @@ class ThreadPool {
   const ChunkFn* job_ = nullptr;
   int64_t n_ = 0, chunk_ = 0;
   std::atomic<uint64_t> generation_{0};  // bumped (release) once job_, n_, chunk_ are set
-  std::atomic<int> pending_{0};          // workers still running the current job
+  // The claims of the current job in one word: generation (32 bits) | chunks (16) | next
+  // chunk (16). One compare-and-swap claims a chunk and checks that the job is still the
+  // one the claimer read, so a late worker never runs a chunk of a job it did not see.
+  std::atomic<uint64_t> claims_{0};
+  std::atomic<int64_t> done_chunks_{0};  // chunks of the current job finished
+  int64_t chunks_ = 0;                   // chunks of the current job (the caller's copy)
+  bool yield_while_spinning_ = true;     // CELER_POOL_WAIT=spin: false
   std::atomic<bool> stop_{false};
   std::exception_ptr error_;  // first exception thrown by a worker's chunk (under mutex_)
 };
