@@ -180,6 +180,8 @@ def test_tiny_run_records_every_setup(tmp_path):
     stored = _check_records(run, log)
     backends_run = {r["params"]["backend"] for r in stored[1:]}
     assert backends_run == set(names)
+    for r in stored[1:]:  # the noise guard judged every setup over all its rounds
+        assert r["noise"]["verdict"] in ("ok", "untrustworthy") and r["noise"]["seconds"] > 0, r["noise"]
     celer = [r for r in stored[1:] if r["params"]["backend"] == "celerinfer"]
     assert [r["version"] for r in celer][-2:] == ["v5", "v6"]
     high = [r["params"]["weight_dtype"] for r in celer if r["params"]["matmul_precision"] == "high"]

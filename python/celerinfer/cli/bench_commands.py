@@ -93,6 +93,9 @@ def _run_backend_comparison(args, log_file) -> int:
     for name, reason in run.skipped.items():
         print(f"skipped {name}: {reason}", file=sys.stderr)
     print(format_table(run.records))
+    from ..results.noise import noise_warnings
+    for warning in noise_warnings(run.records):  # "(noisy)" in the table: why
+        print(f"noise guard: {warning}", file=sys.stderr)
     print(f"\n{len(run.records)} records appended to {run.log_file} (run {run.run_id})")
     if run.interrupted:
         print("interrupted: the setups measured before Ctrl-C are kept", file=sys.stderr)

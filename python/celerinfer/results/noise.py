@@ -125,6 +125,24 @@ class LoadWatch:
                 "runnable_threads": max(a.running, b.running), "usable_cpus": usable_cpus()}
 
 
+def combine_loads(loads) -> dict | None:
+    """One load over several spans (a setup measured once per round): the waiting, the other
+    processes' CPUs and the steal averaged by span length, the counts' maxima."""
+    loads = [x for x in loads if x is not None]
+    if not loads:
+        return None
+    seconds = sum(x["seconds"] for x in loads)
+    if seconds <= 0:
+        return None
+
+    def mean(key):
+        known = [x for x in loads if x[key] is not None]
+        return sum(x[key] * x["seconds"] for x in known) / sum(x["seconds"] for x in known) if known else None
+    return {"seconds": seconds, "threads_waiting": mean("threads_waiting"), "other_cpus_busy": mean("other_cpus_busy"),
+            "steal_fraction": mean("steal_fraction"), "runnable_threads": max(x["runnable_threads"] for x in loads),
+            "usable_cpus": loads[0]["usable_cpus"]}
+
+
 def coefficient_of_variation(samples) -> float | None:
     values = np.asarray([v for v in samples if v is not None], dtype=np.float64)
     if values.size < 2 or not np.isfinite(values).all() or values.mean() <= 0:
