@@ -85,7 +85,7 @@ def new_pair_id() -> str:
     return f"run_{int(time.time())}_{uuid.uuid4().hex[:8]}"
 
 
-def step_rows(gen: Generation, wall_ns: list[int], engine: Engine, prompt_length: int, pieces: list[str] | None) -> list[dict]:
+def step_table_rows(gen: Generation, wall_ns: list[int], engine: Engine, prompt_length: int, pieces: list[str] | None) -> list[dict]:
     """The run's step table, one row per generated token (seed 004's per-step CSV is a view of
     it, results/step_csv.py): step (0: the prefill and the first token), engine_ms (the
     engine's own time for the step, from its step table), wall_ms (between consecutive tokens
@@ -159,7 +159,7 @@ def measure(ctx: RunContext, engine: Engine, prompt: Prompt, max_new_tokens: int
         "platform": platform.system(),
         "release": platform.release(),
         "username": _username(),
-        "steps": step_rows(gen, [b - a for a, b in zip(stamps, stamps[1:])], engine, len(prompt.ids), pieces),
+        "steps": step_table_rows(gen, [b - a for a, b in zip(stamps, stamps[1:])], engine, len(prompt.ids), pieces),
     }
     return run, gen
 

@@ -11,16 +11,9 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
 
 from ..results.fields import finite_number, get, median_of
 from .figure import finish, new_figure
-from .selection import T_of, by_version_and_T, decode_tokens_per_s, select_records, tokens_per_s
+from ..results.noise import coefficient_of_variation
+from .selection import by_version_and_T, decode_tokens_per_s, samples_of, select_records, tokens_per_s
 from .style import version_color, version_label
-
-
-def _cv(stat) -> float | None:
-    """Coefficient of variation (std / mean) of a statistics object."""
-    if not isinstance(stat, dict):
-        return None
-    std, mean = finite_number(stat.get("std")), finite_number(stat.get("mean"))
-    return std / mean if std is not None and mean else None
 
 
 def _cell(x, spec: str) -> str:
@@ -39,7 +32,7 @@ def summary_rows(records: list[dict]) -> list[dict]:
                      "tokens_per_s": tokens_per_s(r), "ttft_ms": median_of(m.get("ttft_ms")),
                      "per_token_ms": median_of(per), "per_token_p90_ms": finite_number(get(per, "p90")),
                      "per_token_ci": (finite_number(get(per, "ci95_low")), finite_number(get(per, "ci95_high"))),
-                     "cv": _cv(m.get("total_ms")), "n": get(m, "total_ms", "n"),
+                     "cv": coefficient_of_variation(samples_of(m.get("total_ms"))), "n": get(m, "total_ms", "n"),
                      "noise": get(r, "noise", "verdict")})
     return rows
 

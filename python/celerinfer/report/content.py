@@ -127,10 +127,8 @@ def _speedup_table(records: list[dict], baseline: str = "v0") -> Table | None:
             if not a or not b:
                 continue
             s = speedup(a, b, higher_is_better=False)
-            verdict = ("beyond noise" if (s.ci95[0] > 1 or s.ci95[1] < 1) and s.enough_samples
-                       else "within noise" if s.enough_samples else "too few samples")
             rows.append([version, str(T), f"{s.ratio:.2f}x", f"{s.ci95[0]:.2f}-{s.ci95[1]:.2f}",
-                         f"{s.n_baseline}/{s.n_candidate}", verdict])
+                         f"{s.n_baseline}/{s.n_candidate}", s.outcome])
     if not rows:
         return None
     return Table(f"Speedup over {baseline} (total time, ratio of medians)",

@@ -178,8 +178,7 @@ def format_comparison_report(report: RunComparison) -> str:
               f"median a{unit}", f"median b{unit}", "ratio", "95% CI", "p", "n a/b", "verdict"]
     table = [header]
     for key, c in report.rows:
-        verdict = (_direction(c.ratio, report.lower_is_better) + ", beyond noise" if c.significant
-                   else "within noise" if c.enough_samples else "too few samples")
+        verdict = (_direction(c.ratio, report.lower_is_better) + ", " if c.significant else "") + c.outcome
         table.append([key.benchmark, str(key.version), *([str(key.host)] if hosts else []),
                       *([key.setting_text()] if settings else []), key.params_text() or "-",
                       f"{c.median_a:.4g}",

@@ -22,6 +22,7 @@ class Speedup:
     n_baseline: int
     n_candidate: int
     enough_samples: bool       # the rank test can call a difference at these sizes
+    outcome: str               # 'beyond noise', 'within noise' or 'too few samples' (SampleComparison's)
 
     def text(self, digits: int = 2) -> str:
         """'1.85x (95% CI 1.70-2.01)'; a single pair of samples has no interval."""
@@ -46,4 +47,5 @@ def speedup(baseline, candidate, *, higher_is_better: bool = True) -> Speedup:
         c = compare_samples(candidate, baseline)
         ratio, ci = c.ratio, c.ratio_ci95
     return Speedup(ratio=ratio, ci95=(float(ci[0]), float(ci[1])), n_baseline=c.n_a if higher_is_better else c.n_b,
-                   n_candidate=c.n_b if higher_is_better else c.n_a, enough_samples=c.enough_samples)
+                   n_candidate=c.n_b if higher_is_better else c.n_a, enough_samples=c.enough_samples,
+                   outcome=c.outcome)

@@ -8,6 +8,7 @@ give the same confidence intervals.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from dataclasses import dataclass
@@ -185,6 +186,11 @@ class SampleComparison:
     n_b: int
     enough_samples: bool = True
 
+    @property
+    def outcome(self) -> str:
+        """'beyond noise', 'within noise' or 'too few samples' (the sizes cannot reach p < 0.05)."""
+        return "beyond noise" if self.significant else "within noise" if self.enough_samples else "too few samples"
+
     def to_dict(self) -> dict:
         return {"median_a": self.median_a, "median_b": self.median_b, "ratio": self.ratio,
                 "ratio_ci95": list(self.ratio_ci95), "p_value": self.p_value,
@@ -237,9 +243,9 @@ def compare_samples(a_samples, b_samples, *, label_a: str = "a", label_b: str = 
             head = f"{label_b} is {1.0 / ratio:.2f}x {down} than {label_a}"
             ci = f"95% CI {1.0 / high:.2f}-{1.0 / low:.2f}" if low > 0 else f"95% CI {1.0 / high:.2f}-inf"
     enough = smallest_p_value(int(a.size), int(b.size)) < 0.05
-    outcome = "beyond noise" if significant else "within noise" if enough else (
+    comparison = SampleComparison(median_a=med_a, median_b=med_b, ratio=ratio, ratio_ci95=(low, high), p_value=p,
+                                  significant=significant, verdict="", n_a=int(a.size), n_b=int(b.size),
+                                  enough_samples=enough)
+    outcome = comparison.outcome if enough else (
         f"too few samples to tell ({a.size} and {b.size}: the test cannot reach p < 0.05; measure at least 4 a side)")
-    verdict = f"{head} ({ci}, {format_p(p)}): {outcome}"
-    return SampleComparison(median_a=med_a, median_b=med_b, ratio=ratio, ratio_ci95=(low, high), p_value=p,
-                            significant=significant, verdict=verdict, n_a=int(a.size), n_b=int(b.size),
-                            enough_samples=enough)
+    return dataclasses.replace(comparison, verdict=f"{head} ({ci}, {format_p(p)}): {outcome}")

@@ -130,24 +130,23 @@ void ThreadPool::run(int64_t n, ChunkFn fn, int64_t grain) {
   job_ = &fn;
   n_ = n;
   chunk_ = chunk;
-  chunks_ = (n + chunk - 1) / chunk;  // <= threads <= kMaxThreads < 2^16
+  const int64_t chunks = (n + chunk - 1) / chunk;  // <= threads <= kMaxThreads < 2^16
   error_ = nullptr;
   done_chunks_.store(0, std::memory_order_relaxed);
   uint32_t generation;
   {
     std::lock_guard<std::mutex> lock(mutex_);  // a worker about to sleep sees the new generation
     generation = uint32_t(generation_.load(std::memory_order_relaxed) + 1);
-    claims_.store(claims_word(generation, chunks_, 0), std::memory_order_release);  // the job, claimable
+    claims_.store(claims_word(generation, chunks, 0), std::memory_order_release);  // the job, claimable
     generation_.fetch_add(1, std::memory_order_acq_rel);
   }
   wake_.notify_all();
   int64_t mine = 0;
   for (int64_t c; claim(generation, &c); ++mine) run_chunk(c, 0);
-  if (mine > 0 && done_chunks_.fetch_add(mine, std::memory_order_acq_rel) + mine == chunks_) {
-    // every chunk done (the workers' last completion found fewer): nothing to wait for
-  } else {
-    spin_then_wait(done_, [&] { return done_chunks_.load(std::memory_order_acquire) == chunks_; });
-  }
+  // whoever completes the last chunk knows the job is done; when that is a worker, wait for it
+  const bool finished_here = mine > 0 && done_chunks_.fetch_add(mine, std::memory_order_acq_rel) + mine == chunks;
+  if (!finished_here)
+    spin_then_wait(done_, [&] { return done_chunks_.load(std::memory_order_acquire) == chunks; });
   if (error_) std::rethrow_exception(error_);
 }
 

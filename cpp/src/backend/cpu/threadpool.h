@@ -89,7 +89,6 @@ class ThreadPool {
   // one the claimer read, so a late worker never runs a chunk of a job it did not see.
   std::atomic<uint64_t> claims_{0};
   std::atomic<int64_t> done_chunks_{0};  // chunks of the current job finished
-  int64_t chunks_ = 0;                   // chunks of the current job (the caller's copy)
   bool yield_while_spinning_ = true;     // CELER_POOL_WAIT=spin: false
   std::atomic<bool> stop_{false};
   std::exception_ptr error_;  // first exception thrown by a worker's chunk (under mutex_)
