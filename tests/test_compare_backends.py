@@ -268,7 +268,8 @@ def test_cli_prints_the_table_and_checks_its_input(tmp_path, capsys):
             "--backends", "celerinfer", "--version", "v1", "--log-file", str(log), "--no-progress"]
     assert main(args) == 0
     out = capsys.readouterr().out
-    assert "| celerinfer f32 / v1 (fp32 KV) |" in out and "pp12 tok/s" in out and "tg3 tok/s" in out
+    # (a row may carry " (noisy)" when other processes load the machine: the noise guard says so)
+    assert "| celerinfer f32 / v1 (fp32 KV)" in out and "pp12 tok/s" in out and "tg3 tok/s" in out
     assert main(["bench", "compare", "latency", "--preset", "tiny"]) == 2
     assert "compare runs alone" in capsys.readouterr().err
     assert main([*args, "--version", "v0"]) == 2

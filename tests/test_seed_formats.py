@@ -9,6 +9,7 @@ import textwrap
 
 import pytest
 
+from celerinfer import _core
 from celerinfer.bench.config import load_config
 
 # Seed 002's "Loading Results for Analysis", verbatim: it must run unchanged on our log.
@@ -145,3 +146,6 @@ def test_seed_config_runs_from_the_cli_with_dtype_flag(tmp_path):
     assert proc.returncode == 0, proc.stderr
     record = json.loads(log.read_text().splitlines()[0])
     assert record["model"]["weight_dtype"] == "bf16" and record["model"]["matrix_formats"] == {"bf16": 15}
+    # which kernels ran, in the subprocess's words (the same CPU: the same choice here)
+    kernels = record["model"]["kernels"]
+    assert kernels["simd_level"] == _core.simd_level() and kernels["prefill_gemm"] == _core.prefill_gemm("bf16")

@@ -113,14 +113,70 @@ def test_every_bf16_gemm_path_gives_the_same_logits(request, rng):
             results[path] = celerinfer.Engine(model, weight_dtype="bf16").forward(ids)
     finally:
         _core.set_bf16_gemm_path(None)
-    assert _core.prefill_gemm("f32") == "avx512-fma"
+    assert _core.prefill_gemm("f32") == f"{_core.f32_gemm_tile()}-fma"
     for path, logits in results.items():
         assert max_rel_err(logits, results["widened"]) <= 1e-5, path
+
+
+# The avx512 level's kernels chosen by measured speed: (what is chosen, its setter, the Engine
+# property naming what ran, weight format, positions). The f32 GEMM tile at 29 positions: past
+# the GEMV limit, four 6-row panels and a partial one, two 12-row panels and a partial one; the
+# 4-bit decode GEMV at 5 (at most 8 rows run the GEMV).
+MEASURED_CHOICES = [("f32 GEMM tile", "set_f32_gemm_tile", "prefill_gemm", "f32", 29),
+                    ("f32 GEMM tile", "set_f32_gemm_tile", "prefill_gemm", "q4_1", 29),
+                    ("4-bit GEMV", "set_q4_gemv_kernel", "decode_gemv", "q4_0", 5)]
+
+
+@pytest.mark.parametrize("what, setter, named_by, weight_dtype, positions", MEASURED_CHOICES)
+def test_both_kernels_of_a_measured_choice_give_the_same_logits(request, rng, what, setter, named_by, weight_dtype,
+                                                                 positions):
+    """At avx512 these run the AVX-512 or the AVX2 kernel, whichever this CPU runs faster (timed
+    once); forced, each must give the other's logits (the same products, summed in another
+    order), and the engine must name the one that ran."""
+    if celerinfer.simd_level() != "avx512":
+        pytest.skip(f"the {what} is chosen at the avx512 level; this run is at {celerinfer.simd_level()}")
+    model = small_model("gqa_untied", request)
+    ids, _ = make_inputs(rng, 1, positions, model.config.vocab_size)
+    results = {}
+    try:
+        for kernel in ("avx512", "avx2"):
+            getattr(_core, setter)(kernel)
+            engine = celerinfer.Engine(model, weight_dtype=weight_dtype)
+            assert getattr(engine, named_by).removesuffix("-fma") == kernel
+            results[kernel] = engine.forward(ids)
+    finally:
+        getattr(_core, setter)(None)
+    assert max_rel_err(results["avx2"], results["avx512"]) <= 1e-5
+
+
+def test_the_measured_choices_are_named_and_checked():
+    if celerinfer.simd_level() != "avx512":
+        pytest.skip(f"the kernels are chosen at the avx512 level; this run is at {celerinfer.simd_level()}")
+    assert _core.prefill_gemm("f32") == f"{_core.f32_gemm_tile()}-fma"
+    assert _core.decode_gemv("q4_1") in ("avx512", "avx2") and _core.decode_gemv("int8") == "avx512"
+    with pytest.raises(ValueError, match="avx2 or the avx512"):
+        _core.set_q4_gemv_kernel("scalar")
+
+
+def test_the_avx2_level_runs_its_own_gemm():
+    saved = celerinfer.simd_level()
+    if "avx2" not in celerinfer.simd_levels():
+        pytest.skip("this CPU has no AVX2")
+    try:
+        celerinfer.set_simd_level("avx2")
+        assert {_core.prefill_gemm(w) for w in celerinfer.WEIGHT_DTYPES} == {"avx2-fma"}
+        assert {_core.decode_gemv(w) for w in celerinfer.WEIGHT_DTYPES} == {"avx2"}
+        celerinfer.set_simd_level("scalar")
+        assert _core.prefill_gemm("f32") == "eigen"
+    finally:
+        celerinfer.set_simd_level(saved)
 
 
 def test_unknown_bf16_gemm_path_is_refused():
     with pytest.raises(ValueError, match="bf16 GEMM path"):
         _core.set_bf16_gemm_path("tiles")
+    with pytest.raises(ValueError, match="f32 GEMM tile"):
+        _core.set_f32_gemm_tile("avx1024")
     with pytest.raises(ValueError, match="unknown weight dtype"):
         _core.prefill_gemm("q5_0")
 

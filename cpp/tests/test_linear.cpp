@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "backend/cpu/gemm.h"
+#include "backend/cpu/gemv.h"
 #include "backend/cpu/linear.h"
 #include "backend/cpu/ops.h"
 #include "backend/cpu/quant.h"
@@ -52,6 +53,8 @@ struct SimdGuard {
   ~SimdGuard() {
     cpu::set_simd_level(saved);
     cpu::set_gemm_bf16_path(nullptr);
+    cpu::set_gemm_f32_tile(nullptr);
+    cpu::set_q4_gemv_level(nullptr);
   }
 };
 }  // namespace
@@ -59,15 +62,31 @@ struct SimdGuard {
 TEST(linear_every_level_and_format_matches_naive) {
   SimdGuard guard;
   const int threads = thread_pool()->num_threads();
-  // Each level, and at avx512 every bf16 GEMM path this CPU can run: weights widened to f32,
-  // vdpbf16ps on pairs, AMX tiles.
-  std::vector<std::pair<cpu::SimdLevel, cpu::Bf16Gemm>> paths;
-  for (cpu::SimdLevel level : cpu::supported_simd_levels())
-    for (cpu::Bf16Gemm path : level == cpu::SimdLevel::Avx512 ? cpu::bf16_gemm_paths() : std::vector{cpu::Bf16Gemm::Widened})
-      paths.push_back({level, path});
-  for (auto [level, path] : paths) {
+  // Each level, and at avx512 every bf16 GEMM path this CPU can run (weights widened to f32,
+  // vdpbf16ps on pairs, AMX tiles), both f32 tiles and both 4-bit GEMV kernels (the avx2 one
+  // with the avx2 tile).
+  struct Path {
+    cpu::SimdLevel level;
+    cpu::Bf16Gemm bf16;
+    cpu::F32Tile f32;
+  };
+  std::vector<Path> paths;
+  for (cpu::SimdLevel level : cpu::supported_simd_levels()) {
+    if (level != cpu::SimdLevel::Avx512) {
+      paths.push_back({level, cpu::Bf16Gemm::Widened, cpu::F32Tile::Avx512});
+      continue;
+    }
+    for (cpu::Bf16Gemm path : cpu::bf16_gemm_paths()) paths.push_back({level, path, cpu::F32Tile::Avx512});
+    paths.push_back({level, cpu::Bf16Gemm::Widened, cpu::F32Tile::Avx2});
+  }
+  for (auto [level, path, tile] : paths) {
     cpu::set_simd_level(level);
-    cpu::set_gemm_bf16_path(&path);
+    cpu::set_gemm_bf16_path(level == cpu::SimdLevel::Avx512 ? &path : nullptr);
+    if (level == cpu::SimdLevel::Avx512) {
+      cpu::set_gemm_f32_tile(&tile);
+      const cpu::SimdLevel q4 = tile == cpu::F32Tile::Avx2 ? cpu::SimdLevel::Avx2 : cpu::SimdLevel::Avx512;
+      cpu::set_q4_gemv_level(&q4);
+    }
     for (WeightFormat format : weight_formats()) {
       for (auto [M, K, N] : {std::tuple{1, 1, 3}, {1, 31, 5}, {2, 33, 17}, {3, 64, 40}, {4, 100, 9}, {5, 47, 21},
                              {9, 65, 70}, {17, 96, 130}, {1, 300, 67}, {25, 513, 97}, {40, 257, 33},

@@ -164,6 +164,11 @@ class Engine:
         return _core.prefill_gemm(self.weight_dtype, self.matmul_precision)
 
     @property
+    def decode_gemv(self) -> str:
+        """The kernel decoding's matrix-vector products run on now (e.g. avx2, avx512, avx512-vdpbf16ps)."""
+        return _core.decode_gemv(self.weight_dtype)
+
+    @property
     def packed_weight_bytes(self) -> int:
         """Bytes of the packed weights one decode step reads: every linear layer and the output
         head in the engine's weight format, scales included."""

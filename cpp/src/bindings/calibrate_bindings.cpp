@@ -5,6 +5,7 @@
 #include <optional>
 
 #include "backend/cpu/gemm.h"
+#include "backend/cpu/gemv.h"
 #include "backend/cpu/simd.h"
 #include "core/error.h"
 #include "backend/cpu/calibrate.h"
@@ -61,9 +62,9 @@ of a decode step's weights, which the triad (two reads and a write) can understa
         return multiply_add_peak_gflops(weight_dtype, reps);
       },
       py::arg("weight_dtype") = "f32", py::arg("reps") = 5,
-      "Per-repetition GFLOP/s of the multiply-add instruction the AVX-512 prefill GEMM uses for weight_dtype "
-      "(f32 FMA; for bf16 AMX tile products or vdpbf16ps where the CPU has them: prefill_gemm()) on every "
-      "engine thread, nothing loaded: the GEMM's compute ceiling. ValueError below the avx512 SIMD level.");
+      "Per-repetition GFLOP/s of the multiply-add instruction the prefill GEMM uses for weight_dtype "
+      "(f32 FMA; at avx512 for bf16 AMX tile products or vdpbf16ps where the CPU has them: prefill_gemm()) on "
+      "every engine thread, nothing loaded: the GEMM's compute ceiling. ValueError at the scalar SIMD level.");
   m.def("bf16_gemm_paths", [] {
     std::vector<std::string> out;
     for (cpu::Bf16Gemm p : cpu::bf16_gemm_paths()) out.push_back(cpu::bf16_gemm_name(p));
@@ -79,19 +80,46 @@ of a decode step's weights, which the triad (two reads and a write) can understa
     throw ValueError("unknown bf16 GEMM path '" + *name + "' (expected widened, pairs or amx)");
   }, py::arg("path"), "Force the bf16 prefill GEMM's path (None: the default choice); ValueError when this CPU "
      "cannot run it. For tests and measurements.");
+  m.def("f32_gemm_tile", [] { return cpu::f32_tile_name(cpu::gemm_f32_tile()); },
+        "The register tile the avx512 level's f32 prefill GEMM runs: avx512, or avx2 where that one was "
+        "measured faster on this CPU (or forced).");
+  m.def("set_f32_gemm_tile", [](const std::optional<std::string>& name) {
+    if (!name) return cpu::set_gemm_f32_tile(nullptr);
+    for (cpu::F32Tile t : {cpu::F32Tile::Avx512, cpu::F32Tile::Avx2})
+      if (cpu::f32_tile_name(t) == *name) return cpu::set_gemm_f32_tile(&t);
+    throw ValueError("unknown f32 GEMM tile '" + *name + "' (expected avx512 or avx2)");
+  }, py::arg("tile"), "Force the avx512 level's f32 GEMM tile (None: the measured choice); ValueError on a CPU "
+     "without AVX-512. For tests and measurements.");
+  m.def("decode_gemv", [](const std::string& weight_dtype) -> std::string {
+    const WeightFormat format = parse_weight_format(weight_dtype);
+    const cpu::SimdLevel level = cpu::simd_level();
+    if (level == cpu::SimdLevel::Avx512 && format == WeightFormat::BF16 && cpu::cpu_has_avx512_bf16())
+      return "avx512-vdpbf16ps";
+    return cpu::simd_name(cpu::gemv_kernel_level(format, level));
+  }, py::arg("weight_dtype"),
+     "The kernel the decode GEMV runs for weight_dtype now: avx512-vdpbf16ps (bf16 where the CPU has it), or the "
+     "SIMD level of its kernel (scalar, avx2, avx512; at avx512 the 4-bit formats run the avx2 kernel where that "
+     "was measured faster on this CPU).");
+  m.def("set_q4_gemv_kernel", [](const std::optional<std::string>& name) {
+    if (!name) return cpu::set_q4_gemv_level(nullptr);
+    const cpu::SimdLevel level = cpu::parse_simd_level(*name);
+    cpu::set_q4_gemv_level(&level);
+  }, py::arg("kernel"), "Force the avx512 level's 4-bit GEMV kernel (avx2 or avx512; None: the measured choice); "
+     "ValueError on a CPU without AVX-512. For tests and measurements.");
   m.def("prefill_gemm", [](const std::string& weight_dtype, const std::string& matmul_precision) -> std::string {
     const WeightFormat format = parse_weight_format(weight_dtype);
     const MatmulPrecision precision = parse_matmul_precision(matmul_precision);
+    if (cpu::gemm_avx2_active()) return "avx2-fma";
     if (!cpu::gemm_avx512_active()) return "eigen";
     if (cpu::gemm_splits(format, precision)) return "amx-bf16x3";
     switch (cpu::gemm_instruction(format)) {
       case cpu::Bf16Gemm::Amx: return "amx-bf16";
       case cpu::Bf16Gemm::Pairs: return "avx512-vdpbf16ps";
-      default: return "avx512-fma";
+      default: return cpu::gemm_f32_tile() == cpu::F32Tile::Avx2 ? "avx2-fma" : "avx512-fma";
     }
   }, py::arg("weight_dtype"), py::arg("matmul_precision") = "highest",
      "The kernel the prefill GEMM runs for weight_dtype at matmul_precision now: amx-bf16, amx-bf16x3 "
-     "(f32 and int8 at high, on AMX), avx512-vdpbf16ps, avx512-fma, or eigen (below the avx512 SIMD level).");
+     "(f32 and int8 at high, on AMX), avx512-vdpbf16ps, avx512-fma, avx2-fma (the avx2 SIMD level) or eigen (the scalar level).");
   m.def("simd_level", [] { return cpu::simd_name(cpu::simd_level()); },
         "The SIMD level the CPU kernels use now: scalar, avx2 or avx512.");
   m.def("set_simd_level", [](const std::string& name) { cpu::set_simd_level(cpu::parse_simd_level(name)); },

@@ -46,6 +46,7 @@ from ..results import stats
 from ..results.noise import LoadWatch, combine_loads, noise_verdict
 from ..results.speedup import Speedup, speedup
 from . import backends, roofline
+from .blas_threads import one_blas_thread
 from .config import load_config
 from .presets import PRESETS
 from .runner import BenchRun
@@ -300,6 +301,7 @@ class BackendComparison(BenchRun):
         self.interrupted = False
         #: label -> the engine's packed weight bytes, for the celerinfer setups that ran
         self.packed_weight_bytes: dict[str, int] = {}
+        self.kernels: dict[str, dict] = {}  # celerinfer setups' kernels, by label
 
     def _load_model(self):
         """The configured model; a preset's max_position_embeddings grows to fit a long run."""
@@ -342,6 +344,9 @@ class BackendComparison(BenchRun):
         runner = self._runner(setup, gguf_files)
         if isinstance(runner, backends.CelerinferRunner):
             self.packed_weight_bytes[setup.label] = runner.engine.packed_weight_bytes
+            # which kernels ran: the SIMD level, and the prefill GEMM and decode GEMV chosen for it (by measured speed)
+            self.kernels[setup.label] = {"simd_level": _core.simd_level(), "prefill_gemm": runner.engine.prefill_gemm,
+                                        "decode_gemv": runner.engine.decode_gemv}
         try:
             with self._interruptible():
                 runner.run(ids, min(WARMUP_DECODE_TOKENS, self.gen_length))
@@ -392,6 +397,10 @@ class BackendComparison(BenchRun):
         instead of every run of one setup (the ratios stay fair). The triad is re-measured
         between rounds and its median over the run is the bandwidth. Appends one record per
         setup; returns the records."""
+        with one_blas_thread():  # (blas_threads.py says why)
+            return self._run()
+
+    def _run(self) -> list[dict]:
         ids = random_tokens(1, self.prompt_length, self.model.config.vocab_size, seed=self.config["seed"])
         cal = self.measure_ceilings()
         bandwidths = [cal["bandwidth_gbps"]["median"]]
@@ -442,7 +451,8 @@ class BackendComparison(BenchRun):
                     metrics["logits_vs_celerinfer"] = agreement.get(setup.weight_dtype)
                 noise = noise_verdict([sum(d) for _, d in runs[setup.label]], combine_loads(loads[setup.label]),
                                       self.threads)
-                measured.append(self._record(BENCHMARK, setup.version, self._params(**setup.params()),
+                params = self._params(**setup.params(), **self.kernels.get(setup.label, {}))
+                measured.append(self._record(BENCHMARK, setup.version, params,
                                              metrics, self._status(), noise))
         return measured
 
@@ -511,11 +521,19 @@ def format_table(records: list[dict]) -> str:
                      + " | ".join(_ratio_cell(v, k) for v in vs for k in ("pp", "tg"))
                      + f" | {_agreement_cell(m.get('logits_vs_celerinfer'))} |")
     first = rows[0]
+    simd = next((r["params"]["simd_level"] for r in rows if r["params"].get("simd_level")), None)
+    kernels = {r["params"]["label"].split(" / ")[0].removeprefix("celerinfer "):
+               f"{r['params']['prefill_gemm']} / {r['params'].get('decode_gemv', '?')}"
+               for r in rows if r["params"].get("prefill_gemm")}
+    if kernels:
+        lines.append("")
+        lines.append("celerinfer's kernels (prefill GEMM / decode GEMV): "
+                     + ", ".join(f"{k} {v}" for k, v in kernels.items()))
     bw, ceiling = first["metrics"].get("bandwidth_gbps"), first["metrics"].get("bandwidth_ceiling_gbps")
     n = first["model"]["num_parameters"]
     size = f"{n / 1e9:.2f}B" if n >= 1e9 else f"{n / 1e6:.3g}M"
     head = (f"model {first['model']['name']} ({size} parameters), CPU {first.get('cpu_model') or 'unknown'} "
-            f"(SIMD level {first.get('simd_level') or _core.simd_level()}), {first['threads']} threads, prompt {p['prompt_length']}, {p['gen_length']} decode tokens, "
+            f"(SIMD level {simd or _core.simd_level()}), {first['threads']} threads, prompt {p['prompt_length']}, {p['gen_length']} decode tokens, "
             f"median of {p['num_measure_runs']} runs (ratios: of medians, [bootstrap 95% CI]); memory bandwidth (triad, this run) {_fmt(bw, '.2f')} GB/s"
             + (f", ceiling (best triad or read-only stream) {_fmt(ceiling, '.2f')} GB/s" if ceiling else ""))
     return head + "\n\n" + "\n".join(lines)

@@ -12,6 +12,8 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from .. import _core
+from .blas_threads import one_blas_thread
 from ..engine import PHASES, Engine
 from ..io.model_files import load
 from ..model import ModelConfig, config_to_dict, random_model, random_tokens
@@ -82,6 +84,9 @@ class BenchRun:
                         matmul_precision=self.config["matmul_precision"])
         self.packed_weight_bytes = engine.packed_weight_bytes
         self.model_info["matrix_formats"] = engine.matrix_formats
+        # which kernels ran: the SIMD level, and the prefill GEMM and decode GEMV chosen for it (by measured speed)
+        self.model_info["kernels"] = {"simd_level": _core.simd_level(), "prefill_gemm": engine.prefill_gemm,
+                                     "decode_gemv": engine.decode_gemv}
         return engine
 
     @property
@@ -156,12 +161,13 @@ class BenchRun:
     def run(self, benchmarks) -> list[dict]:
         """Runs the named benchmarks ('all' = every one) and returns the records written."""
         names = benchmark_names(benchmarks)
-        if {"latency", "memory", "phase"} & set(names):
-            self.generation_benchmarks(names)
-        if "perplexity" in names:
-            self.perplexity()
-        if "roofline" in names:
-            self.roofline()
+        with one_blas_thread():  # (blas_threads.py says why)
+            if {"latency", "memory", "phase"} & set(names):
+                self.generation_benchmarks(names)
+            if "perplexity" in names:
+                self.perplexity()
+            if "roofline" in names:
+                self.roofline()
         return self.records
 
     def generation_benchmarks(self, names) -> None:

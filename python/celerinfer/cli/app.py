@@ -7,6 +7,7 @@ import argparse
 import os
 import sys
 
+from ..bench.blas_threads import one_blas_thread
 from ..package_info import package_version
 from . import bench_commands, model_commands, report_commands, run_command, sweep_command
 
@@ -30,7 +31,10 @@ def main(argv: list[str] | None = None) -> int:
         print("celerinfer: error: --warmup must be >= 0 and --iters >= 1", file=sys.stderr)
         return 2
     try:
-        return args.func(args)
+        # numpy's BLAS on one thread from the start (bench/blas_threads.py says why): its spinning
+        # threads would take the cores the engine measures on
+        with one_blas_thread():
+            return args.func(args)
     except BrokenPipeError:  # `celerinfer ... | head` closed the pipe: stop quietly, as Unix tools do
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())  # so that the interpreter's final flush fails silently too

@@ -4,14 +4,12 @@
 #if defined(__x86_64__)
 #include "backend/cpu/quiet_intrinsics.h"
 #include "backend/cpu/attention_kernels.h"
-#include <immintrin.h>
+#include "backend/cpu/avx2.h"
 
 #include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <type_traits>
-
-#define CELER_AVX2 __attribute__((target("avx2,fma,f16c")))
 
 namespace celer::cpu {
 namespace {
@@ -28,11 +26,6 @@ CELER_AVX2 inline void with_count(int64_t n, F&& f) {  // f(integral_constant<n>
   f(std::integral_constant<int, N>{});
 }
 
-// Lanes [0, n) set (n clipped to [0, 8]): the mask of maskstore / blendv.
-CELER_AVX2 inline __m256i first_lanes8(int64_t n) {
-  const __m256i iota = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-  return _mm256_cmpgt_epi32(_mm256_set1_epi32(int(std::clamp<int64_t>(n, 0, 8))), iota);
-}
 
 CELER_AVX2 inline float hmax(__m256 v) {
   __m128 m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
@@ -46,25 +39,6 @@ CELER_AVX2 inline float hsum(__m256 v) {
   s = _mm_add_ps(s, _mm_movehl_ps(s, s));
   s = _mm_add_ss(s, _mm_movehdup_ps(s));
   return _mm_cvtss_f32(s);
-}
-
-// Transposes 8 rows of 8 floats in place.
-CELER_AVX2 inline void transpose8(__m256 r[8]) {
-  __m256 t[8], u[8];
-  for (int i = 0; i < 8; i += 2) {
-    t[i] = _mm256_unpacklo_ps(r[i], r[i + 1]);
-    t[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]);
-  }
-  for (int g = 0; g < 8; g += 4) {
-    u[g] = _mm256_shuffle_ps(t[g], t[g + 2], 0x44);
-    u[g + 1] = _mm256_shuffle_ps(t[g], t[g + 2], 0xEE);
-    u[g + 2] = _mm256_shuffle_ps(t[g + 1], t[g + 3], 0x44);
-    u[g + 3] = _mm256_shuffle_ps(t[g + 1], t[g + 3], 0xEE);
-  }
-  for (int c = 0; c < 4; ++c) {
-    r[c] = _mm256_permute2f128_ps(u[c], u[4 + c], 0x20);
-    r[4 + c] = _mm256_permute2f128_ps(u[c], u[4 + c], 0x31);
-  }
 }
 
 // e^x for x <= 0 within ~1 ulp, as the AVX-512 kernel computes it; the power of two is applied

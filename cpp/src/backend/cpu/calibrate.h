@@ -56,10 +56,10 @@ std::vector<double> matmul_gflops(int64_t M, int64_t N, int64_t K, int reps = 10
 std::vector<double> linear_seconds(int64_t M, int64_t N, int64_t K, int reps, const std::string& weight_dtype,
                                    const std::string& matmul_precision = "highest");
 
-// Per-repetition GFLOP/s of the multiply-add instruction the AVX-512 prefill GEMM uses for
-// weight_dtype (f32 FMA; vdpbf16ps for bf16 on a CPU with AVX512_BF16), every thread running
-// independent chains with nothing loaded: the compute ceiling GEMM throughput is judged
-// against. ValueError below the avx512 level.
+// Per-repetition GFLOP/s of the multiply-add instruction the prefill GEMM uses for
+// weight_dtype (f32 FMA; at avx512 vdpbf16ps or AMX for bf16 where the CPU has them), every
+// thread running independent chains with nothing loaded: the compute ceiling GEMM throughput
+// is judged against. ValueError at the scalar level.
 std::vector<double> multiply_add_peak_gflops(const std::string& weight_dtype, int reps = 5);
 
 }  // namespace celer

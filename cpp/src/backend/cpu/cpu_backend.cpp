@@ -4,6 +4,7 @@
 #include <cstring>
 #include <optional>
 
+#include "backend/cpu/gemm.h"
 #include "backend/cpu/kv_cache.h"
 #include "backend/cpu/ops.h"
 #include "backend/cpu/packed_weight.h"
@@ -48,6 +49,7 @@ std::vector<std::unique_ptr<Weight>> CpuBackend::pack_weights(const std::vector<
 }
 
 void CpuBackend::prepare(const ScratchSizes& sizes) {
+  make_kernel_choices();  // (timed once per process: not inside a timed step or the pool)
   pool_ = thread_pool();
   const int threads = pool_->num_threads();
   linear_scratch_.reserve(threads, sizes.max_width, sizes.max_rows);  // keeps what is large enough

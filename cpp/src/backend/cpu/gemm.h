@@ -1,10 +1,13 @@
-// The prefill GEMM at the avx512 level: y (M, N) = x (M, K) @ W^T, our own kernels.
+// The prefill GEMMs at the avx512 and avx2 levels: y (M, N) = x (M, K) @ W^T, our own kernels.
 //  - x is packed once per call into panels of kGemmMr rows, K-block by K-block;
 //  - each thread packs kGemmPanelRows weight rows x kGemmKc units at a time (transposed, widened
 //    from bf16/int8 as needed) into its own scratch, where they stay in L1/L2 while every
 //    activation panel streams past;
 //  - a register tile of kGemmMr x kGemmNr outputs (24 of the 32 zmm registers) accumulates
 //    with one FMA per loaded value.
+// The avx2 level (gemm_avx2.cpp) runs the same scheme in 16 ymm registers: a kAvx2Mr x kAvx2Nr
+// tile, every format's weights widened to f32 by the pack (its cost is shared by every
+// activation panel: ~1% of the multiply-adds at 512 rows), f32 FMAs.
 // The bf16 format multiplies bf16 activations by bf16 weights, as llama.cpp's BF16 type
 // does, on one of three paths (Bf16Gemm): AMX tiles (tdpbf16ps, 16x16 outputs x 32 inputs per
 // instruction) where the CPU and the OS allow them; else vdpbf16ps on pairs of inputs where
@@ -95,6 +98,37 @@ Bf16Gemm gemm_instruction(WeightFormat format);
 // in registers, nothing loaded. Returns the flops done; writes a sum to *sink so nothing is
 // optimized away. Only at the avx512 level.
 double multiply_add_peak_loop(Bf16Gemm instruction, int64_t iterations, float* sink);
+
+// --- AVX2 (gemm_avx2.cpp): activations in panels of kAvx2Mr rows, K block by K block (of
+// kGemmKc inputs); weights packed per thread kGemmPanelRows rows at a time, in panels of
+// kAvx2Nr rows (all of it within the sizes of the AVX-512 layout: the same scratch serves).
+constexpr int64_t kAvx2Mr = 6;   // activation rows per register tile
+constexpr int64_t kAvx2Nr = 16;  // weight rows per register tile (two ymm of outputs)
+bool gemm_avx2_active();         // the SIMD level is avx2
+int64_t avx2_panels(int64_t M);  // number of kAvx2Mr-row panels
+// Packs the row panels [p0, p1) of x (M, K), row stride xs, into `out` (sized by
+// packed_activation_floats); `round_bf16`: round the values to bf16 (ties to even) first.
+void pack_activations_avx2(const float* x, int64_t xs, int64_t M, int64_t K, bool round_bf16, int64_t p0, int64_t p1,
+                           float* out);
+// As gemm_rows_avx512, on x packed by pack_activations_avx2 (x.pairs false).
+void gemm_rows_avx2(const PackedWeight& w, int64_t r0, int64_t r1, const PackedActivations& x, float* y,
+                    int64_t y_stride, bool accumulate, float* scratch);
+// The ymm FMA ceiling on one thread (multiply_add_peak_loop's at the avx2 level).
+double fma_peak_loop_avx2(int64_t iterations, float* sink);
+
+// Which tile the avx512 level runs where it multiplies f32 values (every format but bf16 on
+// the pairs or AMX paths): the AVX-512 one, unless the AVX2 one is measured faster on this CPU
+// (gemm_choice.cpp, timed once per process: CPUs that split 512-bit FMAs, AMD Zen 4, run both at
+// about one rate).
+enum class F32Tile { Avx512, Avx2 };
+F32Tile gemm_f32_tile();
+std::string f32_tile_name(F32Tile tile);  // "avx512", "avx2"
+// For tests and measurements: forces `tile` (ValueError on a CPU without AVX-512); null (the
+// default) leaves the choice to gemm_f32_tile().
+void set_gemm_f32_tile(const F32Tile* tile);
+// Makes every measured kernel choice of the current SIMD level now (this one and the 4-bit
+// GEMV's in gemv.h; a few ms, once per process), so that none is timed inside a timed step.
+void make_kernel_choices();
 
 // --- AMX (gemm_amx.cpp): activations in rows of 16 x 32 bf16 tiles, weights as for pairs.
 constexpr int64_t kAmxRows = 16;        // activation rows per tile

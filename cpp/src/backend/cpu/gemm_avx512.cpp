@@ -158,21 +158,6 @@ CELER_AVX512 __m512 load_units(const PackedWeight& w, int64_t r, int64_t k0, int
   return _mm512_castsi512_ps(rounded);
 }
 
-// Asks for row r's inputs [k, k + n) in L2 (pack_weight_block says why).
-CELER_AVX512 inline void prefetch_row_inputs(const PackedWeight& w, int64_t r, int64_t k, int64_t n) {
-  const char* p = nullptr;
-  int64_t bytes = 0;
-  switch (w.format) {
-    case WeightFormat::F32: p = reinterpret_cast<const char*>(w.f32 + r * w.cols + k), bytes = n * 4; break;
-    case WeightFormat::BF16: p = reinterpret_cast<const char*>(w.bf16_row(r) + k), bytes = n * 2; break;
-    case WeightFormat::Int8: p = reinterpret_cast<const char*>(w.int8_row(r) + k), bytes = n; break;
-    case WeightFormat::Q4_0: case WeightFormat::Q4_1:
-      p = reinterpret_cast<const char*>(w.q4_row(r) + k / 2), bytes = n / 2;
-      break;
-  }
-  for (int64_t b = 0; b < bytes; b += 64) _mm_prefetch(p + b, _MM_HINT_T1);
-}
-
 }  // namespace
 
 // Panel q holds, unit by unit, rows r0 + 32q .. r0 + 32q + 31 side by side.

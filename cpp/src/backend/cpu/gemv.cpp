@@ -32,6 +32,11 @@ void gemv_loop(const PackedWeight& w, int64_t r0, int64_t r1, int64_t M, float* 
 
 void gemv_rows(const PackedWeight& w, int64_t r0, int64_t r1, const float* x, int64_t x_stride, int64_t M,
                float* y, int64_t y_stride, bool accumulate, SimdLevel level) {
+  gemv_rows_with(w, r0, r1, x, x_stride, M, y, y_stride, accumulate, gemv_kernel_level(w.format, level));
+}
+
+void gemv_rows_with(const PackedWeight& w, int64_t r0, int64_t r1, const float* x, int64_t x_stride, int64_t M,
+                    float* y, int64_t y_stride, bool accumulate, SimdLevel level) {
   if (level == SimdLevel::Avx512)
     return gemv_loop(w, r0, r1, M, y, y_stride, accumulate, [&](int64_t r, int64_t nr, int64_t m0, int64_t mm, float* dots) {
       kernels::dot_rows_avx512(w, r, nr, x + m0 * x_stride, x_stride, mm, dots);

@@ -23,6 +23,18 @@ constexpr int64_t kGemvRowBlock = 8;
 void gemv_rows(const PackedWeight& w, int64_t r0, int64_t r1, const float* x, int64_t x_stride, int64_t M,
                float* y, int64_t y_stride, bool accumulate, SimdLevel level);
 
+// gemv_rows on the kernels of `level` itself, whatever gemv_kernel_level would choose.
+void gemv_rows_with(const PackedWeight& w, int64_t r0, int64_t r1, const float* x, int64_t x_stride, int64_t M,
+                    float* y, int64_t y_stride, bool accumulate, SimdLevel level);
+// The level whose kernel gemv_rows runs for `format` at `level`: `level`, except that at avx512
+// the 4-bit formats run the avx2 kernel where that one was measured faster on this CPU
+// (kernel_choice.cpp: each 4-bit value costs a few vector instructions whatever their width,
+// and 512-bit ones issue on fewer ports on some cores), or where set_q4_gemv_level forced it.
+SimdLevel gemv_kernel_level(WeightFormat format, SimdLevel level);
+// For tests and measurements: the level of the avx512 level's 4-bit GEMV (avx2 or avx512;
+// ValueError otherwise, or on a CPU without AVX-512); null: the measured choice.
+void set_q4_gemv_level(const SimdLevel* level);
+
 // The same for bf16 weights on inputs already rounded to bf16 pairs (bf16_pair in tensor.h):
 // x_pairs holds M rows of (K + 1) / 2 pairs, row stride pairs_stride. vdpbf16ps: only for a
 // CPU with AVX512_BF16 at the avx512 level (cpu_has_avx512_bf16).

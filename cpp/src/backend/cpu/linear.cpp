@@ -44,7 +44,7 @@ bool LinearScratch::fits(int threads, int64_t max_cols, int64_t max_rows) const 
 
 namespace {
 
-// Rows [r0, r1) of one output by an Eigen GEMM (the levels below avx512).
+// Rows [r0, r1) of one output by an Eigen GEMM (the scalar level).
 void eigen_block(const LinearOut& o, int64_t r0, int64_t r1, const float* x, int64_t x_stride, int64_t M,
                  float* scratch) {
   const PackedWeight& w = as_packed(*o.w);
@@ -83,6 +83,28 @@ void for_each_unit(ThreadPool& pool, LinearOuts outs, int64_t unit, int64_t M, F
   }, grain);
 }
 
+// Each thread's share of the group's weight rows through `rows` (gemm_rows_avx512 or _avx2),
+// kGemmPanelRows at a time, on activations packed for it.
+template <class RowsKernel>
+void gemm_packed_rows(ThreadPool& pool, LinearOuts outs, const PackedActivations& xa, LinearScratch& scratch,
+                      RowsKernel rows) {
+  for_each_unit(pool, outs, kGemmPanelRows, xa.M, [&](const LinearOut& o, int64_t r0, int64_t r1, int thread) {
+    for (int64_t r = r0; r < r1; r += kGemmPanelRows)
+      rows(as_packed(*o.w), r, std::min(r1, r + kGemmPanelRows), xa, o.y, o.y_stride, o.accumulate,
+           scratch.block(thread));
+  });
+}
+
+void gemm_avx2_group(ThreadPool& pool, LinearOuts outs, const float* x, int64_t x_stride, int64_t M,
+                     LinearScratch& scratch) {
+  const PackedWeight& w0 = as_packed(*outs.begin()->w);
+  float* packed = scratch.activations();
+  pool.parallel_for(avx2_panels(M), [&](int64_t p0, int64_t p1) {
+    pack_activations_avx2(x, x_stride, M, w0.cols, /*round_bf16=*/w0.format == WeightFormat::BF16, p0, p1, packed);
+  });
+  gemm_packed_rows(pool, outs, {packed, M, w0.cols, false}, scratch, gemm_rows_avx2);
+}
+
 void gemm_avx512_group(ThreadPool& pool, LinearOuts outs, const float* x, int64_t x_stride,
                        int64_t M, LinearScratch& scratch, MatmulPrecision precision) {
   const PackedWeight& w0 = as_packed(*outs.begin()->w);
@@ -103,16 +125,12 @@ void gemm_avx512_group(ThreadPool& pool, LinearOuts outs, const float* x, int64_
     return;
   }
   const bool pairs = gemm_uses_bf16_pairs(w0.format), round = w0.format == WeightFormat::BF16 && !pairs;
+  if (!pairs && gemm_f32_tile() == F32Tile::Avx2) return gemm_avx2_group(pool, outs, x, x_stride, M, scratch);
   float* packed = scratch.activations();
   pool.parallel_for(gemm_panels(M), [&](int64_t p0, int64_t p1) {
     pack_activations(x, x_stride, M, w0.cols, pairs, round, p0, p1, packed);
   });
-  const PackedActivations xa{packed, M, w0.cols, pairs};
-  for_each_unit(pool, outs, kGemmPanelRows, M, [&](const LinearOut& o, int64_t r0, int64_t r1, int thread) {
-    for (int64_t r = r0; r < r1; r += kGemmPanelRows)
-      gemm_rows_avx512(as_packed(*o.w), r, std::min(r1, r + kGemmPanelRows), xa, o.y, o.y_stride, o.accumulate,
-                       scratch.block(thread));
-  });
+  gemm_packed_rows(pool, outs, {packed, M, w0.cols, pairs}, scratch, gemm_rows_avx512);
 }
 
 }  // namespace
@@ -130,6 +148,7 @@ void linear_group(LinearOuts outs, const float* x, int64_t x_stride, int64_t M,
   scratch->reserve(pool.num_threads(), w0.cols, M);  // nothing to do once sized
   const bool gemv = M <= kGemvMaxRows;
   if (!gemv && gemm_avx512_active()) return gemm_avx512_group(pool, outs, x, x_stride, M, *scratch, precision);
+  if (!gemv && gemm_avx2_active()) return gemm_avx2_group(pool, outs, x, x_stride, M, *scratch);
   // Decoding streams bf16 weights with vdpbf16ps on input pairs wherever the CPU has it: it
   // saves widening every weight, and memory, not the multiply-adds, sets the pace.
   if (gemv && gemm_avx512_active() && w0.format == WeightFormat::BF16 && cpu_has_avx512_bf16()) {

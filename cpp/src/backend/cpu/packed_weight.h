@@ -62,6 +62,22 @@ class WeightArena {
 PackedWeight pack_weight(const Tensor& w, WeightFormat format, const Tensor* bias = nullptr,
                          WeightArena* arena = nullptr);
 
+// Asks for weight row r's inputs [k, k + n) in L2 (the GEMMs' weight packs read each row in a
+// short run, rows far apart, and the hardware prefetcher does not see those runs coming).
+inline void prefetch_row_inputs(const PackedWeight& w, int64_t r, int64_t k, int64_t n) {
+  const char* p = nullptr;
+  int64_t bytes = 0;
+  switch (w.format) {
+    case WeightFormat::F32: p = reinterpret_cast<const char*>(w.f32 + r * w.cols + k), bytes = n * 4; break;
+    case WeightFormat::BF16: p = reinterpret_cast<const char*>(w.bf16_row(r) + k), bytes = n * 2; break;
+    case WeightFormat::Int8: p = reinterpret_cast<const char*>(w.int8_row(r) + k), bytes = n; break;
+    case WeightFormat::Q4_0: case WeightFormat::Q4_1:
+      p = reinterpret_cast<const char*>(w.q4_row(r) + k / 2), bytes = n / 2;
+      break;
+  }
+  for (int64_t b = 0; b < bytes; b += 64) __builtin_prefetch(p + b, /*rw=*/0, /*locality=*/2);
+}
+
 // Rows [r0, r1) as float32 into out ((r1 - r0), cols): the exact values the kernels use.
 // Q4 values are exact in float32 (a 4-bit q times an fp16 d, plus an fp16 m).
 void unpack_rows(const PackedWeight& w, int64_t r0, int64_t r1, float* out);
