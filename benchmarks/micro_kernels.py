@@ -3,8 +3,8 @@
 level, on TinyLlama-1.1B-shaped matrices, beside a STREAM triad measured in the same run.
 
   decode rows (M <= 8): the GEMV kernels; reported as GB/s of weights streamed (and % of triad)
-  prefill rows (M > 8): the blocked GEMM; reported as GFLOP/s, at the avx512 level as % of
-      the multiply-add peak measured in the same run (the instruction the GEMM uses for that
+  prefill rows (M > 8): the blocked GEMM; reported as GFLOP/s, at the avx2 and avx512 levels
+      as % of the multiply-add peak measured in the same run (the instruction the GEMM uses for that
       format: f32 FMA, AMX tile products or vdpbf16ps for bf16 where the CPU has them; every
       thread, nothing loaded), and as % of a tuned BLAS on the same shape and threads, the
       practical matmul peak: PyTorch's F.linear (MKL/oneDNN) in the arithmetic of the format
@@ -41,21 +41,21 @@ SHAPES = [("q_proj/o_proj", 2048, 2048), ("gate/up_proj", 5632, 2048), ("down_pr
 
 def multiply_add_peaks(formats, levels, reps) -> dict:
     """(level, format, precision) -> the GEMM's multiply-add peak in GFLOP/s of the products it
-    computes (only at the avx512 level; at "high", on AMX, a third of the bf16 tiles' peak)."""
-    if "avx512" not in levels:
-        return {}
+    computes (at the avx2 and avx512 levels; at "high", on AMX, a third of the bf16 tiles' peak)."""
     saved = celerinfer.simd_level()
+    out = {}
     try:
-        celerinfer.set_simd_level("avx512")
+        for level in [lv for lv in levels if lv in ("avx2", "avx512")]:
+            celerinfer.set_simd_level(level)
 
-        def peak(fmt):
-            return summarize(_core.multiply_add_peak_gflops(fmt, reps), unit="GFLOP/s", raw_unit=None)["median"]
+            def peak(fmt):
+                return summarize(_core.multiply_add_peak_gflops(fmt, reps), unit="GFLOP/s", raw_unit=None)["median"]
 
-        out = {("avx512", fmt, "highest"): peak(fmt) for fmt in formats}
-        split = [fmt for fmt in formats if precision_changes_prefill(fmt)]  # bf16x3: three tile products
-        if split:
-            tiles = peak("bf16")
-            out.update({("avx512", fmt, "high"): tiles / 3 for fmt in split})
+            out.update({(level, fmt, "highest"): peak(fmt) for fmt in formats})
+            split = [fmt for fmt in formats if precision_changes_prefill(fmt)]  # bf16x3: three tile products
+            if split:
+                tiles = peak("bf16")
+                out.update({(level, fmt, "high"): tiles / 3 for fmt in split})
         return out
     finally:
         celerinfer.set_simd_level(saved)
