@@ -169,6 +169,11 @@ class Engine:
         return _core.decode_gemv(self.weight_dtype)
 
     @property
+    def kernels(self) -> dict:
+        """Which kernels run now: {simd_level, prefill_gemm, decode_gemv} (benchmark records keep it)."""
+        return {"simd_level": _core.simd_level(), "prefill_gemm": self.prefill_gemm, "decode_gemv": self.decode_gemv}
+
+    @property
     def packed_weight_bytes(self) -> int:
         """Bytes of the packed weights one decode step reads: every linear layer and the output
         head in the engine's weight format, scales included."""

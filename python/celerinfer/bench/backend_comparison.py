@@ -344,9 +344,7 @@ class BackendComparison(BenchRun):
         runner = self._runner(setup, gguf_files)
         if isinstance(runner, backends.CelerinferRunner):
             self.packed_weight_bytes[setup.label] = runner.engine.packed_weight_bytes
-            # which kernels ran: the SIMD level, and the prefill GEMM and decode GEMV chosen for it (by measured speed)
-            self.kernels[setup.label] = {"simd_level": _core.simd_level(), "prefill_gemm": runner.engine.prefill_gemm,
-                                        "decode_gemv": runner.engine.decode_gemv}
+            self.kernels[setup.label] = runner.engine.kernels
         try:
             with self._interruptible():
                 runner.run(ids, min(WARMUP_DECODE_TOKENS, self.gen_length))

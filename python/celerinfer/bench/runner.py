@@ -12,7 +12,6 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from .. import _core
 from .blas_threads import one_blas_thread
 from ..engine import PHASES, Engine
 from ..io.model_files import load
@@ -84,9 +83,7 @@ class BenchRun:
                         matmul_precision=self.config["matmul_precision"])
         self.packed_weight_bytes = engine.packed_weight_bytes
         self.model_info["matrix_formats"] = engine.matrix_formats
-        # which kernels ran: the SIMD level, and the prefill GEMM and decode GEMV chosen for it (by measured speed)
-        self.model_info["kernels"] = {"simd_level": _core.simd_level(), "prefill_gemm": engine.prefill_gemm,
-                                     "decode_gemv": engine.decode_gemv}
+        self.model_info["kernels"] = engine.kernels  # (chosen by measured speed: the record says which ran)
         return engine
 
     @property

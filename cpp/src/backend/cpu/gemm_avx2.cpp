@@ -27,30 +27,13 @@ constexpr int kNrVecs = int(kAvx2Nr / 8);  // ymm vectors across a tile
 // The AVX-512 layout's sizes bound this one's: packed_activation_floats and kGemmWeightScratch serve both.
 static_assert(kGemmMr % kAvx2Mr == 0 && kGemmPanelRows % kAvx2Nr == 0);
 
-// Input e of weight row r as the f32 value the kernels use (the tails of load8).
-float value_at(const PackedWeight& w, int64_t r, int64_t e) {
-  switch (w.format) {
-    case WeightFormat::F32: return w.f32[r * w.cols + e];
-    case WeightFormat::BF16: return bf16_to_f32(w.bf16_row(r)[e]);
-    case WeightFormat::Int8: return float(w.int8_row(r)[e]) * f16_to_f32(w.int8_scales(r)[e / kInt8Block]);
-    case WeightFormat::Q4_0:
-    case WeightFormat::Q4_1: {
-      const int64_t b = e / 32, j = e % 32;
-      const uint8_t byte = w.q4_row(r)[16 * b + j % 16];
-      const float q = float(j < 16 ? byte & 0xF : byte >> 4), d = f16_to_f32(w.q4_scales(r)[b]);
-      return w.format == WeightFormat::Q4_1 ? q * d + f16_to_f32(w.q4_mins(r)[b]) : (q - 8.0f) * d;
-    }
-  }
-  return 0.0f;
-}
-
 // Inputs [e, e + 8) of weight row r (e a multiple of 8) as f32 values; zeros past the first
 // n (n < 8 near the end of a K block: scalar, so that nothing past the row is read).
 CELER_AVX2 __m256 load8(const PackedWeight& w, int64_t r, int64_t e, int64_t n) {
   if (n <= 0) return _mm256_setzero_ps();
   if (n < 8) {
     alignas(32) float tail[8] = {};
-    for (int64_t j = 0; j < n; ++j) tail[j] = value_at(w, r, e + j);
+    unpack_inputs(w, r, e, n, tail);
     return _mm256_load_ps(tail);
   }
   switch (w.format) {

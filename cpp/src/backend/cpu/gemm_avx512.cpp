@@ -5,10 +5,10 @@
 
 #include <algorithm>
 #include <atomic>
-#include <chrono>
 
 #include "backend/cpu/lane_masks.h"
 #include "backend/cpu/simd.h"
+#include "backend/cpu/timed_choice.h"
 #include "core/error.h"
 
 namespace celer::cpu {
@@ -27,25 +27,14 @@ namespace {
 // Whether vdpbf16ps multiply-adds faster than f32 FMAs here: on AMD Zen 4 it does twice as many
 // per second (two products per lane, the FMAs' pipes); on Intel Sapphire Rapids half as many
 // (one port against the FMAs' two), and widening bf16 to f32 in the weight pack wins. Timed
-// once, on the calling thread, after a warm-up (Intel powers its upper AVX-512 units up on
-// demand), alternating the two loops and keeping each one's best of five ~0.3 ms runs: a
-// context switch cannot flip a factor of two.
+// once (~0.3 ms runs, timed_choice.h): a context switch cannot flip a factor of two.
 bool bf16_pairs_outrun_fmas() {
   static const bool faster = [] {
     constexpr int64_t kIterations = int64_t(1) << 15;
     float sink = 0.0f;
-    auto seconds = [&](bool pairs) {
-      const auto start = std::chrono::steady_clock::now();
-      multiply_add_peak_loop(pairs ? Bf16Gemm::Pairs : Bf16Gemm::Widened, kIterations, &sink);
-      return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    };
-    for (int r = 0; r < 4; ++r) seconds(false);  // warm-up
-    double best_pairs = 1e30, best_fmas = 1e30;
-    for (int r = 0; r < 5; ++r) {
-      best_pairs = std::min(best_pairs, seconds(true));
-      best_fmas = std::min(best_fmas, seconds(false));
-    }
-    return 64.0 / best_pairs > 32.0 / best_fmas;  // flops per instruction / time
+    const double ratio = best_time_ratio([&] { multiply_add_peak_loop(Bf16Gemm::Widened, kIterations, &sink); },
+                                         [&] { multiply_add_peak_loop(Bf16Gemm::Pairs, kIterations, &sink); });
+    return ratio < 2.0;  // the pairs loop does twice the flops per instruction
   }();
   return faster;
 }

@@ -3,13 +3,12 @@
 // GEMV). Cores with two 512-bit FMA pipes run AVX-512 at twice AVX2's flops; cores that split
 // each 512-bit instruction in two halves (AMD Zen 4), or issue 512-bit instructions on fewer
 // ports than 256-bit ones, may run the AVX2 kernel as fast or faster.
-#include <algorithm>
 #include <atomic>
-#include <chrono>
 #include <vector>
 
 #include "backend/cpu/gemm.h"
 #include "backend/cpu/gemv.h"
+#include "backend/cpu/timed_choice.h"
 #include "core/error.h"
 #include "core/tensor.h"
 
@@ -17,25 +16,10 @@ namespace celer::cpu {
 
 namespace {
 
-template <class F>
-double seconds_of(F&& f) {
-  const auto start = std::chrono::steady_clock::now();
-  f();
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-}
-
-// Whether `avx2` runs faster than `avx512`, timed on the calling thread after a warm-up (Intel
-// powers its upper AVX-512 units up on demand), alternating the two and keeping each one's
-// best of five: the AVX2 kernel wins only by more than 5%, so that noise does not flip a tie.
+// Whether the AVX2 kernel runs faster: by more than 5%, so that noise does not flip a tie.
 template <class A, class B>
 bool avx2_outruns_avx512(A&& avx512, B&& avx2) {
-  for (int r = 0; r < 3; ++r) avx512();  // warm-up
-  double best512 = 1e30, best2 = 1e30;
-  for (int r = 0; r < 5; ++r) {
-    best512 = std::min(best512, seconds_of(avx512));
-    best2 = std::min(best2, seconds_of(avx2));
-  }
-  return best2 * 1.05 < best512;
+  return best_time_ratio(avx512, avx2) * 1.05 < 1.0;
 }
 
 // Deterministic test values in [-0.75, 0.75].

@@ -185,47 +185,45 @@ PackedWeight pack_weight(const Tensor& w, WeightFormat format, const Tensor* bia
   return p;
 }
 
-void unpack_rows(const PackedWeight& w, int64_t r0, int64_t r1, float* out) {
-  // Plain loops the compiler vectorizes: this runs once per weight tile in a prefill.
-  const int64_t K = w.cols;
-  for (int64_t r = r0; r < r1; ++r, out += K) {
-    switch (w.format) {
-      case WeightFormat::F32:
-        std::memcpy(out, w.f32 + r * K, size_t(K) * 4);
-        break;
-      case WeightFormat::BF16: {
-        const uint16_t* src = w.bf16_row(r);
-        for (int64_t i = 0; i < K; ++i) out[i] = bf16_to_f32(src[i]);
-        break;
-      }
-      case WeightFormat::Int8: {
-        const int8_t* q = w.int8_row(r);
-        const uint16_t* s = w.int8_scales(r);
-        for (int64_t b0 = 0; b0 < K; b0 += kInt8Block) {
-          const float scale = f16_to_f32(s[b0 / kInt8Block]);
-          const int64_t n = std::min(kInt8Block, K - b0);
-          for (int64_t i = 0; i < n; ++i) out[b0 + i] = float(q[b0 + i]) * scale;
-        }
-        break;
-      }
-      case WeightFormat::Q4_0:
-      case WeightFormat::Q4_1: {
-        const bool q4_1 = w.format == WeightFormat::Q4_1;
-        const uint8_t* q = w.q4_row(r);
-        for (int64_t b = 0, b0 = 0; b0 < K; ++b, b0 += 32) {
-          const float d = f16_to_f32(w.q4_scales(r)[b]);
-          const float m = q4_1 ? f16_to_f32(w.q4_mins(r)[b]) : -8.0f * d;  // q4_0: (q - 8) d = q d - 8 d
-          float v[32];
-          for (int j = 0; j < 16; ++j) {
-            v[j] = float(q[b * 16 + j] & 0xF) * d + m;
-            v[j + 16] = float(q[b * 16 + j] >> 4) * d + m;
-          }
-          std::memcpy(out + b0, v, size_t(std::min<int64_t>(32, K - b0)) * 4);
-        }
-        break;
-      }
+void unpack_inputs(const PackedWeight& w, int64_t r, int64_t k0, int64_t n, float* out) {
+  // Plain loops the compiler vectorizes, a block of 32 at a time where the format has blocks.
+  const int64_t k1 = k0 + n;
+  switch (w.format) {
+    case WeightFormat::F32:
+      std::memcpy(out, w.f32 + r * w.cols + k0, size_t(n) * 4);
+      return;
+    case WeightFormat::BF16: {
+      const uint16_t* src = w.bf16_row(r);
+      for (int64_t k = k0; k < k1; ++k) out[k - k0] = bf16_to_f32(src[k]);
+      return;
+    }
+    case WeightFormat::Int8:
+    case WeightFormat::Q4_0:
+    case WeightFormat::Q4_1:
+      break;
+  }
+  static_assert(kInt8Block == 32, "int8 and Q4 blocks share the loop below");
+  for (int64_t b = k0 / 32; b * 32 < k1; ++b) {
+    const int64_t a = std::max(k0, b * 32), e = std::min(k1, b * 32 + 32);
+    float* o = out + (a - k0);
+    if (w.format == WeightFormat::Int8) {
+      const int8_t* q = w.int8_row(r);
+      const float scale = f16_to_f32(w.int8_scales(r)[b]);
+      for (int64_t k = a; k < e; ++k) o[k - a] = float(q[k]) * scale;
+      continue;
+    }
+    const uint8_t* q = w.q4_row(r) + 16 * b;  // byte j: value j low, value j + 16 high
+    const float d = f16_to_f32(w.q4_scales(r)[b]);
+    const float m = w.format == WeightFormat::Q4_1 ? f16_to_f32(w.q4_mins(r)[b]) : -8.0f * d;  // q4_0: (q - 8) d
+    for (int64_t k = a; k < e; ++k) {
+      const int64_t j = k - b * 32;
+      o[k - a] = float(j < 16 ? q[j] & 0xF : q[j - 16] >> 4) * d + m;
     }
   }
+}
+
+void unpack_rows(const PackedWeight& w, int64_t r0, int64_t r1, float* out) {
+  for (int64_t r = r0; r < r1; ++r, out += w.cols) unpack_inputs(w, r, 0, w.cols, out);
 }
 
 }  // namespace celer::cpu

@@ -81,5 +81,7 @@ inline void prefetch_row_inputs(const PackedWeight& w, int64_t r, int64_t k, int
 // Rows [r0, r1) as float32 into out ((r1 - r0), cols): the exact values the kernels use.
 // Q4 values are exact in float32 (a 4-bit q times an fp16 d, plus an fp16 m).
 void unpack_rows(const PackedWeight& w, int64_t r0, int64_t r1, float* out);
+// Inputs [k0, k0 + n) of row r the same way, into out (n).
+void unpack_inputs(const PackedWeight& w, int64_t r, int64_t k0, int64_t n, float* out);
 
 }  // namespace celer::cpu
