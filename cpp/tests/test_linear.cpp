@@ -1,7 +1,8 @@
 // The linear layers over packed weights: every SIMD level and weight format against a plain
 // double-precision loop over the unpacked weights (and, for bf16, the inputs rounded to bf16),
 // on sizes that are not multiples of the vector width, the Q8 block, the GEMM tile, the
-// weight block or the K block (odd K included: bf16 pairs); and the packing itself.
+// weight block, the K block or a GEMV's chunk of scales (odd K included: bf16 pairs); and the
+// packing itself.
 #include <cmath>
 #include <tuple>
 #include <vector>
@@ -90,7 +91,9 @@ TEST(linear_every_level_and_format_matches_naive) {
     for (WeightFormat format : weight_formats()) {
       for (auto [M, K, N] : {std::tuple{1, 1, 3}, {1, 31, 5}, {2, 33, 17}, {3, 64, 40}, {4, 100, 9}, {5, 47, 21},
                              {9, 65, 70}, {17, 96, 130}, {1, 300, 67}, {25, 513, 97}, {40, 257, 33},
-                             {12, 256, 64}, {70, 1100, 130}}) {
+                             {12, 256, 64}, {70, 1100, 130},
+                             // past the GEMVs' chunks of scales (128 blocks of 32 at avx512)
+                             {1, 4200, 11}, {2, 8230, 5}}) {
         const auto [bias, packed, plain, x] = linear_case(format, M, K, N, 7);
         cpu::LinearScratch scratch;
         scratch.reserve(threads, K, M);

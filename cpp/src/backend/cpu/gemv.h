@@ -29,7 +29,8 @@ void gemv_rows_with(const PackedWeight& w, int64_t r0, int64_t r1, const float* 
 // The level whose kernel gemv_rows runs for `format` at `level`: `level`, except that at avx512
 // the 4-bit formats run the avx2 kernel where that one was measured faster on this CPU
 // (kernel_choice.cpp: each 4-bit value costs a few vector instructions whatever their width,
-// and 512-bit ones issue on fewer ports on some cores), or where set_q4_gemv_level forced it.
+// and 512-bit ones issue on fewer ports on some cores, or split in two), or where
+// set_q4_gemv_level forced it.
 SimdLevel gemv_kernel_level(WeightFormat format, SimdLevel level);
 // For tests and measurements: the level of the avx512 level's 4-bit GEMV (avx2 or avx512;
 // ValueError otherwise, or on a CPU without AVX-512); null: the measured choice.

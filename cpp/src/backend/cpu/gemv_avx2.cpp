@@ -67,27 +67,45 @@ CELER_AVX2 void dot_dense(Row row, int64_t K, const float* x, int64_t xs, float*
   }
 }
 
+// Int8: per block of 32, the int8 dot in f32 (one chain of four multiply-adds: the blocks'
+// chains overlap), then scaled once by the block's fp16 scale. The scales of 8 blocks at a
+// time are widened in one instruction and broadcast from memory (a scalar conversion per
+// block cost ~20% of the kernel's rate).
 template <int M>
 CELER_AVX2 void dot_q8(const int8_t* q, const uint16_t* scales, int64_t K, const float* x, int64_t xs, float* dots) {
   __m256 acc[M];
   for (int m = 0; m < M; ++m) acc[m] = _mm256_setzero_ps();
-  int64_t k = 0, blk = 0;
-  for (; k + kInt8Block <= K; k += kInt8Block, ++blk) {
-    if ((blk & 1) == 0) prefetch(q + k);  // one 64-byte line per two blocks
+  auto block = [&](int64_t k, const float* s) CELER_AVX2 {
     const __m256 q0 = load_i8(q + k), q1 = load_i8(q + k + 8), q2 = load_i8(q + k + 16), q3 = load_i8(q + k + 24);
-    const __m256 s = _mm256_set1_ps(_cvtsh_ss(scales[blk]));
     for (int m = 0; m < M; ++m) {
       const float* xm = x + m * xs + k;
-      // two independent chains of two: the block's products do not wait on each other
-      const __m256 t0 = _mm256_fmadd_ps(q2, _mm256_loadu_ps(xm + 16), _mm256_mul_ps(q0, _mm256_loadu_ps(xm)));
-      const __m256 t1 = _mm256_fmadd_ps(q3, _mm256_loadu_ps(xm + 24), _mm256_mul_ps(q1, _mm256_loadu_ps(xm + 8)));
-      acc[m] = _mm256_fmadd_ps(_mm256_add_ps(t0, t1), s, acc[m]);
+      __m256 t = _mm256_mul_ps(q0, _mm256_loadu_ps(xm));
+      t = _mm256_fmadd_ps(q1, _mm256_loadu_ps(xm + 8), t);
+      t = _mm256_fmadd_ps(q2, _mm256_loadu_ps(xm + 16), t);
+      t = _mm256_fmadd_ps(q3, _mm256_loadu_ps(xm + 24), t);
+      acc[m] = _mm256_fmadd_ps(t, _mm256_broadcast_ss(s), acc[m]);
+    }
+  };
+  const int64_t full = K / kInt8Block;
+  int64_t blk = 0;
+  alignas(32) float s8[8];
+  for (; blk + 8 <= full; blk += 8) {
+    _mm256_store_ps(s8, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i*)(scales + blk))));
+    for (int j = 0; j < 8; ++j) {
+      const int64_t k = (blk + j) * kInt8Block;
+      if ((j & 1) == 0) prefetch(q + k);  // one 64-byte line per two blocks
+      block(k, s8 + j);
     }
   }
+  for (; blk < full; ++blk) {
+    const float s = _cvtsh_ss(scales[blk]);
+    block(blk * kInt8Block, &s);
+  }
+  const int64_t k = full * kInt8Block;
   for (int m = 0; m < M; ++m) {
     float tail = 0.0f;  // a short last block
     for (int64_t j = k; j < K; ++j) tail += float(q[j]) * x[m * xs + j];
-    dots[m] = hsum(acc[m]) + (k < K ? tail * _cvtsh_ss(scales[blk]) : 0.0f);
+    dots[m] = hsum(acc[m]) + (k < K ? tail * _cvtsh_ss(scales[full]) : 0.0f);
   }
 }
 

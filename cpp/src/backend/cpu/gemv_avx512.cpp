@@ -116,51 +116,77 @@ CELER_AVX512 void dot_q8(const int8_t* q, const uint16_t* scales, int64_t K, con
   for (int m = 0; m < M; ++m) dots[m] = _mm512_reduce_add_ps(_mm512_add_ps(acc[0][m], acc[1][m]));
 }
 
-// Q4_0 / Q4_1: per block of 32, the 4-bit values dequantized exactly in registers (q * d + m,
-// one FMA: q * d is exact, Q4_0's m is -8 d), then multiplied by x: float32 activations times
-// the exact weights. The split layout (packed_weight.h) gives 16 blocks' scales in one load.
-// Two accumulators per activation row, alternating between blocks (dot_q8 says why).
+// The scales (d) and minimums (m) of up to kQ4Chunk blocks of a 4-bit row, widened to f32
+// so that each block broadcasts its own from memory.
+constexpr int64_t kQ4Chunk = 128;
+struct Q4Scales {
+  alignas(64) float d[kQ4Chunk], mn[kQ4Chunk];
+  // Blocks [c0, c0 + n) of a row (n <= kQ4Chunk); Q4_0 (mins null): m = -8 d.
+  CELER_AVX512 void widen(const uint16_t* scales, const uint16_t* mins, int64_t c0, int64_t n) {
+    for (int64_t j = 0; j < n; j += 16) {
+      const __mmask16 live = first_lanes16(n - j);
+      const __m512 dv = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(live, scales + c0 + j));
+      _mm512_store_ps(d + j, dv);
+      _mm512_store_ps(mn + j, mins != nullptr ? _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(live, mins + c0 + j))
+                                              : _mm512_mul_ps(dv, _mm512_set1_ps(-8.0f)));
+    }
+  }
+};
+
+// Q4_0 / Q4_1: per block of 32, the block's 16 possible weights q * d + m (one FMA on the
+// codes 0..15; q * d is exact, Q4_0's m is -8 d) form a table, and each 4-bit code picks its
+// weight from it (vpermps reads an index's low 4 bits: the low nibble needs no mask), then
+// multiplied by x: float32 activations times the exact weights, the same values as
+// converting each code. Two lookups replace two conversions and two multiply-adds a block
+// (1.3x the rate); the scales of a chunk of blocks are widened first (the split layout,
+// packed_weight.h, gives 16 in one load) and the blocks run in one branch-free loop (a
+// per-block test of the row's end cost ~20%).
 template <int M, bool kMin>
 CELER_AVX512 void dot_q4(const uint8_t* q, const uint16_t* scales, const uint16_t* mins, int64_t K, const float* x,
                          int64_t xs, float* dots) {
-  __m512 acc[2][M];
-  for (int m = 0; m < M; ++m) acc[0][m] = acc[1][m] = _mm512_setzero_ps();
-  const __m512i low = _mm512_set1_epi32(0xF);
-  const int64_t blocks = (K + 31) / 32;
-  // Block b at inputs k = 32 b: 16 bytes, value j in the low nibble of byte j, j + 16 in the high.
-  auto block = [&](int64_t b, __m512 d, __m512 mn, int which) CELER_AVX512 {
+  // Four accumulators per activation row, named at compile time (an index known only at run
+  // time keeps them in memory): the low and high halves of even and odd blocks.
+  __m512 acc[4][M];
+  for (int i = 0; i < 4; ++i)
+    for (int m = 0; m < M; ++m) acc[i][m] = _mm512_setzero_ps();
+  const __m512 codes = _mm512_setr_ps(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+  // Block b at inputs k = 32 b: 16 bytes, value j in the low nibble of byte j, j + 16 in the
+  // high; x's 32 inputs read through masks m0, m1 (only a short last block has lanes off).
+  auto block = [&](int64_t b, float d, float mn, __m512* lo, __m512* hi, __mmask16 m0, __mmask16 m1) CELER_AVX512 {
     const int64_t k = 32 * b;
+    const __m512 table = _mm512_fmadd_ps(codes, _mm512_set1_ps(d), _mm512_set1_ps(mn));
     const __m512i v = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i*)(q + 16 * b)));
-    const __m512 w0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_and_si512(v, low)), d, mn);
-    const __m512 w1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_srli_epi32(v, 4)), d, mn);
-    if (k + 32 <= K) {
-      for (int m = 0; m < M; ++m) {
-        acc[which][m] = _mm512_fmadd_ps(w0, _mm512_loadu_ps(x + m * xs + k), acc[which][m]);
-        acc[which][m] = _mm512_fmadd_ps(w1, _mm512_loadu_ps(x + m * xs + k + 16), acc[which][m]);
-      }
-    } else {  // a short last block: x masked, never read past its row
-      const __mmask16 m0 = first_lanes16(K - k), m1 = first_lanes16(K - k - 16);
-      for (int m = 0; m < M; ++m) {
-        acc[which][m] = _mm512_fmadd_ps(w0, _mm512_maskz_loadu_ps(m0, x + m * xs + k), acc[which][m]);
-        acc[which][m] = _mm512_fmadd_ps(w1, _mm512_maskz_loadu_ps(m1, x + m * xs + k + 16), acc[which][m]);
-      }
+    const __m512 w0 = _mm512_permutexvar_ps(v, table);
+    const __m512 w1 = _mm512_permutexvar_ps(_mm512_srli_epi32(v, 4), table);
+    for (int m = 0; m < M; ++m) {
+      lo[m] = _mm512_fmadd_ps(w0, _mm512_maskz_loadu_ps(m0, x + m * xs + k), lo[m]);
+      hi[m] = _mm512_fmadd_ps(w1, _mm512_maskz_loadu_ps(m1, x + m * xs + k + 16), hi[m]);
     }
   };
-  for (int64_t b0 = 0; b0 < blocks; b0 += 16) {
-    const int64_t n = std::min<int64_t>(16, blocks - b0);
-    const __mmask16 live = first_lanes16(n);
-    alignas(64) float d[16], mn[16];
-    const __m512 dv = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(live, scales + b0));
-    _mm512_store_ps(d, dv);
-    _mm512_store_ps(mn, kMin ? _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(live, mins + b0))
-                             : _mm512_mul_ps(dv, _mm512_set1_ps(-8.0f)));
-    prefetch(q + 16 * b0);
-    prefetch(q + 16 * b0 + 64);
-    prefetch(q + 16 * b0 + 128);
-    prefetch(q + 16 * b0 + 192);
-    for (int64_t j = 0; j < n; ++j) block(b0 + j, _mm512_set1_ps(d[j]), _mm512_set1_ps(mn[j]), int(j & 1));
+  const int64_t full = K / 32;  // blocks of 32 inputs; a short last block after them
+  const __mmask16 all = 0xFFFF;
+  Q4Scales chunk;
+  for (int64_t c0 = 0; c0 < full; c0 += kQ4Chunk) {
+    const int64_t n = std::min<int64_t>(kQ4Chunk, full - c0);
+    chunk.widen(scales, kMin ? mins : nullptr, c0, n);
+    const float *d = chunk.d, *mn = chunk.mn;
+    int64_t j = 0;
+    for (; j + 4 <= n; j += 4) {  // 4 blocks: one 64-byte line of codes
+      prefetch(q + 16 * (c0 + j));
+      block(c0 + j, d[j], mn[j], acc[0], acc[1], all, all);
+      block(c0 + j + 1, d[j + 1], mn[j + 1], acc[2], acc[3], all, all);
+      block(c0 + j + 2, d[j + 2], mn[j + 2], acc[0], acc[1], all, all);
+      block(c0 + j + 3, d[j + 3], mn[j + 3], acc[2], acc[3], all, all);
+    }
+    for (; j < n; ++j) block(c0 + j, d[j], mn[j], acc[0], acc[1], all, all);
   }
-  for (int m = 0; m < M; ++m) dots[m] = _mm512_reduce_add_ps(_mm512_add_ps(acc[0][m], acc[1][m]));
+  if (full * 32 < K) {  // a short last block: x masked, never read past its row
+    const float d = _cvtsh_ss(scales[full]), mn = kMin ? _cvtsh_ss(mins[full]) : -8.0f * d;
+    const int64_t left = K - 32 * full;
+    block(full, d, mn, acc[2], acc[3], first_lanes16(left), first_lanes16(left - 16));
+  }
+  for (int m = 0; m < M; ++m)
+    dots[m] = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(acc[0][m], acc[1][m]), _mm512_add_ps(acc[2][m], acc[3][m])));
 }
 
 // bf16 weights on bf16 input pairs: one vdpbf16ps per 32 weights and activation row (two
